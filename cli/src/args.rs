@@ -1,0 +1,59 @@
+//! Command-line arguments (clap derive).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands::{
+    graph::GraphArgs, init::InitArgs, run::RunArgs, schema::SchemaArgs, validate::ValidateArgs,
+};
+
+/// Run AI coding agents as a DAG of gated steps, each in its own git worktree
+#[derive(Debug, Parser)]
+#[command(
+    name = "medley",
+    version,
+    about,
+    long_about = "Run AI coding agents as a DAG of gated steps, each in its own git worktree.\n\n\
+        A mission file (TOML, in missions/) names the steps, the agent or command each one runs, \
+        the test command that gates it, and what it needs from earlier steps.",
+    after_help = "Exit codes: 0 all passed, 1 a step, gate or budget failed, 2 invalid mission or usage, 130 interrupted.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// How progress is shown: a live view, one line per event, or NDJSON events on stdout
+    #[arg(long, global = true, value_enum, help_heading = "Output")]
+    pub output: Option<OutputFormat>,
+    /// When to use colour (NO_COLOR turns it off)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, help_heading = "Output")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Tty,
+    Plain,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Run(RunArgs),
+    Validate(ValidateArgs),
+    Graph(GraphArgs),
+    Init(InitArgs),
+    Schema(SchemaArgs),
+}

@@ -1,0 +1,37 @@
+use clap::{Args, ValueEnum};
+use medley_engine::plan::{CompileOptions, graph};
+
+use super::load_plan;
+use crate::{CliError, Context, exit, print_data};
+
+/// Print a mission's step graph as DOT or Mermaid
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Print a mission's step graph as Graphviz DOT or Mermaid, with matrix children \
+        grouped and each step's agent (or `command`).\n\n\
+        The Mermaid output is a fenced ```mermaid block: paste it into a GitHub comment and it renders.",
+    after_help = "Examples:\n  medley graph refactor | dot -Tsvg > refactor.svg\n  medley graph refactor --format mermaid"
+)]
+pub struct GraphArgs {
+    /// A mission file or name (`missions/<name>.toml`); default: the only one in missions/
+    pub mission: Option<String>,
+    /// The graph format
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+pub fn cmd_graph(ctx: &Context, args: GraphArgs) -> Result<u8, CliError> {
+    let plan = load_plan(ctx, args.mission.as_deref(), &CompileOptions::default())?;
+    let text = match args.format {
+        GraphFormat::Dot => graph::dot(&plan),
+        GraphFormat::Mermaid => graph::mermaid(&plan),
+    };
+    print_data(&text)?;
+    Ok(exit::SUCCESS)
+}

@@ -1,0 +1,41 @@
+//! One module per command: its clap args and its `cmd_*` function.
+
+pub mod graph;
+pub mod init;
+pub mod run;
+pub mod schema;
+pub mod validate;
+
+use std::path::Path;
+
+use medley_engine::mission::{LoadError, Mission};
+use medley_engine::plan::compile::CompileError;
+use medley_engine::plan::{self, CompileOptions, Plan};
+
+use crate::{CliError, Context, missions};
+
+/// Finds, loads and compiles the mission a command names.
+pub fn load_plan(
+    ctx: &Context,
+    arg: Option<&str>,
+    options: &CompileOptions,
+) -> Result<Plan, CliError> {
+    let path = missions::resolve(&ctx.cwd, arg).map_err(CliError::invalid)?;
+    compile_path(ctx, &path, options)
+}
+
+pub fn compile_path(
+    ctx: &Context,
+    path: &Path,
+    options: &CompileOptions,
+) -> Result<Plan, CliError> {
+    let source = match fs_err::read_to_string(ctx.cwd.join(path)) {
+        Ok(source) => source,
+        Err(e) => return Err(CliError::invalid(LoadError::Read(e))),
+    };
+    let mission = Mission::parse(path, source).map_err(CliError::invalid)?;
+    plan::compile(&mission, options).map_err(|e| match e {
+        CompileError::Mission(errors) => CliError::invalid(*errors),
+        CompileError::Set(error) => CliError::invalid(error),
+    })
+}

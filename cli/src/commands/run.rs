@@ -1,0 +1,185 @@
+use std::fmt::Write as _;
+
+use clap::Args;
+use medley_engine::plan::{
+    Action, CompileOptions, Flavor, Plan, TemplateRef, duration_text, graph,
+};
+
+use super::load_plan;
+use crate::args::OutputFormat;
+use crate::{CliError, Context, exit, print_data, style};
+
+/// Run a mission
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Run a mission: compile it into a DAG of steps, run each step in its own git \
+        worktree, gate it on its test command, and hand its committed result to the steps that \
+        need it.\n\n\
+        With --dry-run, print the plan (order, agents, rendered prompts and commands) and run nothing.",
+    after_help = "Examples:\n  medley run hello --dry-run\n  medley run refactor --set module=src/lexer.rs --dry-run"
+)]
+pub struct RunArgs {
+    /// A mission file or name (`missions/<name>.toml`); default: the only one in missions/
+    pub mission: Option<String>,
+    /// Override a mission var (repeatable)
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
+    /// Run only STEP and the steps it needs
+    #[arg(long, value_name = "STEP")]
+    pub only: Option<String>,
+    /// Steps running at once (default: the mission's `max_parallel`, else 4)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
+    /// Print the plan and run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_set(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!(
+            "expected NAME=VALUE, e.g. `--set module=src/lexer.rs`, got `{text}`"
+        )),
+    }
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("running steps is not built yet: only `medley run --dry-run` works in this version")]
+#[diagnostic(help("add `--dry-run` to see the plan"))]
+struct NotYet;
+
+pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
+    let options = CompileOptions {
+        sets: args.sets.clone(),
+    };
+    let mut plan = load_plan(ctx, args.mission.as_deref(), &options)?;
+    if let Some(only) = &args.only {
+        plan.only(only).map_err(CliError::invalid)?;
+    }
+    if let Some(n) = args.max_parallel {
+        plan.max_parallel = n as usize;
+    }
+    if !args.dry_run {
+        return Err(CliError::invalid(NotYet));
+    }
+    if ctx.output == OutputFormat::Json {
+        let json = serde_json::to_string_pretty(&plan).expect("a plan serialises to JSON");
+        print_data(&(json + "\n"))?;
+    } else {
+        print_data(&dry_run_text(&plan, ctx.color))?;
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// The plan as text: steps in order with their agents and rendered templates.
+fn dry_run_text(plan: &Plan, color: bool) -> String {
+    let mut out = String::new();
+    let steps = plan.steps.len();
+    let _ = writeln!(
+        out,
+        "{} ({}): {steps} step{}, at most {} at once",
+        style::bold(&format!("mission `{}`", plan.mission), color),
+        plan.path,
+        if steps == 1 { "" } else { "s" },
+        plan.max_parallel
+    );
+    if let Some(description) = &plan.description {
+        let _ = writeln!(out, "{description}");
+    }
+    if let Some(setup) = &plan.setup {
+        field(&mut out, "setup", plan, None, setup, Flavor::Shell, color);
+    }
+    let width = steps.to_string().len();
+    for (i, step) in plan.steps.iter().enumerate() {
+        out.push('\n');
+        let mut head = format!(
+            "{:>width$}. {}  [{}]",
+            i + 1,
+            style::bold(&step.id, color),
+            graph::runner(step)
+        );
+        if !step.needs.is_empty() {
+            let _ = write!(head, "  needs {}", step.needs.join(", "));
+        }
+        let _ = writeln!(out, "{head}");
+        if let Some(expr) = &step.if_ {
+            let _ = writeln!(out, "   if: {expr}");
+        }
+        match &step.action {
+            Action::Agent { prompt, .. } => field(
+                &mut out,
+                "prompt",
+                plan,
+                Some(step),
+                prompt,
+                Flavor::Text,
+                color,
+            ),
+            Action::Command { run } => {
+                field(&mut out, "run", plan, Some(step), run, Flavor::Shell, color)
+            }
+        }
+        if let Some(gate) = &step.gate {
+            field(
+                &mut out,
+                "gate",
+                plan,
+                Some(step),
+                gate,
+                Flavor::Shell,
+                color,
+            );
+        }
+        let _ = writeln!(
+            out,
+            "   {}",
+            style::dim(
+                &format!(
+                    "attempts {}, timeout {}{}",
+                    step.attempts,
+                    duration_text::format(step.timeout),
+                    if step.cache { "" } else { ", not cached" }
+                ),
+                color
+            )
+        );
+    }
+    if let Some(gate) = &plan.gate {
+        out.push('\n');
+        field(
+            &mut out,
+            "final gate",
+            plan,
+            None,
+            gate,
+            Flavor::Shell,
+            color,
+        );
+    }
+    let _ = writeln!(out, "\ndry run: nothing was run");
+    out
+}
+
+fn field(
+    out: &mut String,
+    name: &str,
+    plan: &Plan,
+    step: Option<&medley_engine::plan::PlanStep>,
+    template: &TemplateRef,
+    flavor: Flavor,
+    color: bool,
+) {
+    let (text, note) = match plan.preview(step, template, flavor) {
+        Some(text) => (text, ""),
+        None => (template.source.clone(), " (rendered at run time)"),
+    };
+    let text = text.trim_end();
+    let indent = " ".repeat(name.len() + 5);
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("");
+    let _ = writeln!(out, "   {name}: {first}{}", style::dim(note, color));
+    for line in lines {
+        let _ = writeln!(out, "{indent}{line}");
+    }
+}

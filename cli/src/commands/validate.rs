@@ -1,0 +1,55 @@
+use clap::Args;
+use medley_engine::plan::CompileOptions;
+
+use super::compile_path;
+use crate::{CliError, Context, exit, missions, style};
+
+/// Check mission files and report every problem
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Check mission files and report every problem, with the line and column of each.\n\n\
+        Checks the TOML, every key and value, step ids, needs and cycles, agent profiles, \
+        durations, matrices and templates. Never looks for agent binaries.",
+    after_help = "Example:\n  medley validate missions/refactor.toml missions/review.toml"
+)]
+pub struct ValidateArgs {
+    /// Mission files or names (`missions/<name>.toml`); default: the only one in missions/
+    #[arg(value_name = "MISSION")]
+    pub missions: Vec<String>,
+}
+
+pub fn cmd_validate(ctx: &Context, args: ValidateArgs) -> Result<u8, CliError> {
+    let targets: Vec<Option<&str>> = if args.missions.is_empty() {
+        vec![None]
+    } else {
+        args.missions.iter().map(|m| Some(m.as_str())).collect()
+    };
+    let mut code = exit::SUCCESS;
+    for target in targets {
+        let path = match missions::resolve(&ctx.cwd, target) {
+            Ok(path) => path,
+            Err(e) => {
+                ctx.eprint(&e);
+                code = exit::INVALID;
+                continue;
+            }
+        };
+        match compile_path(ctx, &path, &CompileOptions::default()) {
+            Ok(plan) => {
+                let steps = plan.steps.len();
+                ctx.status(&format!(
+                    "{} `{}`: mission `{}`, {steps} step{}",
+                    style::green("valid", ctx.color),
+                    path.display(),
+                    plan.mission,
+                    if steps == 1 { "" } else { "s" }
+                ));
+            }
+            Err(e) => {
+                ctx.status(ctx.render_report(&e.report).trim_end());
+                code = code.max(e.code);
+            }
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,8 @@
+//! medley's engine: load a mission file, compile it into a plan, run it.
+//!
+//! The engine never prints, colours or exits: it returns typed errors (miette diagnostics for
+//! anything the user wrote) and plain data the CLI renders.
+
+pub mod mission;
+pub mod plan;
+pub mod schema;

@@ -1,0 +1,10 @@
+//! Mission files: the format's types, loading with spans, and diagnostics.
+
+pub mod diagnostics;
+pub mod load;
+pub mod model;
+pub mod suggest;
+
+pub use diagnostics::{ErrorKind, MissionError, MissionErrors};
+pub use load::{LoadError, Mission};
+pub use model::{MissionFile, Runtime, Strategy};

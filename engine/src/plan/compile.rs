@@ -1,0 +1,1565 @@
+//! Compile: a loaded [`Mission`] -> a [`Plan`].
+//!
+//! Defaults and `--set` are applied, matrices expanded, `needs` resolved, the DAG built and
+//! ordered (ties broken by the order steps are written), and every template parsed and tried
+//! against the context it will have at run time. Every problem is collected, then reported at
+//! once as one [`MissionErrors`].
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use minijinja::value::Value;
+use petgraph::graph::{DiGraph, NodeIndex};
+use toml::Spanned;
+
+use super::template::{
+    self, CONTEXT_NAMES, FAILURE_FIELDS, Flavor, STEP_FIELDS, StepsContext, Templates,
+};
+use super::{Action, AgentSpec, Plan, PlanStep, TemplateRef, duration_text};
+use crate::mission::diagnostics::{ErrorKind, MissionError, MissionErrors, Problems};
+use crate::mission::model::{AgentChain, Runtime, Step, Strategy};
+use crate::mission::suggest::{closest, did_you_mean};
+use crate::mission::{Mission, MissionFile};
+
+/// Settings that come from the command line rather than the file.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// `--set name=value` overrides of `[vars]`, in order.
+    pub sets: Vec<(String, String)>,
+}
+
+/// A `--set` that does not fit the mission.
+#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
+pub enum SetError {
+    #[error("`--set {name}=...`: the mission declares no var `{name}`")]
+    #[diagnostic(help("{}", declared_help(.name, .declared)))]
+    Unknown { name: String, declared: Vec<String> },
+    #[error("`--set {name}={value}`: `{name}` is {expected} in the mission")]
+    #[diagnostic(help("give `{name}` {expected}, e.g. `--set {name}={example}`"))]
+    BadValue {
+        name: String,
+        value: String,
+        expected: &'static str,
+        example: String,
+    },
+}
+
+fn declared_help(name: &str, declared: &[String]) -> String {
+    if declared.is_empty() {
+        return "the mission has no `[vars]`: declare the var there to make it settable".to_owned();
+    }
+    let list = declared
+        .iter()
+        .map(|d| format!("`{d}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match closest(name, declared.iter().map(String::as_str)) {
+        Some(c) => format!("did you mean `{c}`? the declared vars are {list}"),
+        None => format!("the declared vars are {list}"),
+    }
+}
+
+/// Why a mission did not compile.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum CompileError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Mission(Box<MissionErrors>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Set(SetError),
+}
+
+const DEFAULT_ATTEMPTS: u32 = 2;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_MAX_PARALLEL: usize = 4;
+
+/// Whether `id` is a valid step, mission or profile id: `[a-z0-9][a-z0-9_-]*`.
+pub fn is_valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// `My Step!` -> `my-step-`: an id suggestion for an invalid one.
+fn to_id(text: &str) -> String {
+    let mut id: String = text
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '-') => c,
+            _ => '-',
+        })
+        .collect();
+    if id.is_empty() || id.starts_with(['-', '_']) {
+        id.insert(0, 'x');
+    }
+    id
+}
+
+/// A matrix value as id characters: lower-cased, anything else becomes `-`.
+fn value_id(value: &serde_json::Value) -> String {
+    let text = match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.is_empty() {
+        return "-".to_owned();
+    }
+    text.chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '-') => c,
+            _ => '-',
+        })
+        .collect()
+}
+
+/// A declared step with its matrix children (one child, itself, when it has no matrix).
+struct Decl<'m> {
+    id: &'m str,
+    key: Range<usize>,
+    step: &'m Spanned<Step>,
+    children: Vec<Child>,
+    is_matrix: bool,
+}
+
+/// One resolved `needs` entry: the declared step it names, the concrete ids, and its span.
+type Need = (usize, Vec<String>, Range<usize>);
+
+struct Child {
+    id: String,
+    matrix: IndexMap<String, serde_json::Value>,
+}
+
+/// Compiles a loaded mission into a plan, or reports every problem it has.
+pub fn compile(mission: &Mission, options: &CompileOptions) -> Result<Plan, CompileError> {
+    let mut c = Compiler {
+        mission,
+        file: &mission.file,
+        problems: Problems(mission.key_errors.clone()),
+    };
+    let plan = c.run(options);
+    if !c.problems.is_empty() {
+        return Err(CompileError::Mission(Box::new(MissionErrors::new(
+            &mission.display_path(),
+            &mission.source,
+            c.problems.0,
+        ))));
+    }
+    plan
+}
+
+struct Compiler<'m> {
+    mission: &'m Mission,
+    file: &'m MissionFile,
+    problems: Problems,
+}
+
+impl<'m> Compiler<'m> {
+    fn push(&mut self, error: MissionError) {
+        self.problems.push(error);
+    }
+
+    fn run(&mut self, options: &CompileOptions) -> Result<Plan, CompileError> {
+        let name = self.mission_name();
+        let vars = self.vars();
+        let agents = self.agents();
+        let max_parallel = self.positive(self.file.max_parallel.as_ref(), "max_parallel");
+        if let Some(budget) = &self.file.budget_usd
+            && !(budget.get_ref().is_finite() && *budget.get_ref() > 0.0)
+        {
+            self.push(
+                MissionError::new(ErrorKind::Value, "`budget_usd` must be more than 0")
+                    .label(budget.span(), "not a positive amount")
+                    .help("write the most the run may spend, in US dollars, e.g. `5.0`"),
+            );
+        }
+        let decls = self.declare_steps();
+        let needs = self.resolve_needs(&decls);
+        let acyclic = self.check_cycles(&decls, &needs);
+        let mut steps = self.concrete_steps(&decls, &needs, &agents);
+
+        let mut vars = vars;
+        let sets = apply_sets(&mut vars, &options.sets);
+
+        let order = if acyclic {
+            topological_order(&steps)
+        } else {
+            (0..steps.len()).collect()
+        };
+        let mut templates = Templates::new();
+        let gate = self.template(&mut templates, self.file.gate.as_ref(), Flavor::Shell);
+        let setup = self.template(&mut templates, self.file.setup.as_ref(), Flavor::Shell);
+        self.check_step_templates(&mut templates, &decls, &steps, &vars, &name);
+        self.check_mission_templates(&templates, &gate, &setup, &steps, &vars, &name);
+
+        if !self.problems.is_empty() {
+            return Err(CompileError::Mission(Box::new(MissionErrors::new(
+                &self.mission.display_path(),
+                &self.mission.source,
+                std::mem::take(&mut self.problems.0),
+            ))));
+        }
+        sets.map_err(CompileError::Set)?;
+
+        let mut ordered = Vec::with_capacity(steps.len());
+        let mut slots: Vec<Option<PlanStep>> = steps.drain(..).map(Some).collect();
+        for i in order {
+            if let Some(step) = slots[i].take() {
+                ordered.push(step);
+            }
+        }
+        let used: HashSet<&str> = ordered
+            .iter()
+            .flat_map(|s| s.agents().iter().map(String::as_str))
+            .collect();
+        let agents = agents
+            .into_iter()
+            .filter(|(n, _)| used.contains(n.as_str()) || self.file.agents.contains_key(n))
+            .collect();
+        Ok(Plan {
+            mission: name,
+            path: self.mission.display_path(),
+            description: self.file.description.clone(),
+            max_parallel: max_parallel.map_or(DEFAULT_MAX_PARALLEL, |n| n as usize),
+            budget_usd: self.file.budget_usd.as_ref().map(|b| *b.get_ref()),
+            gate,
+            setup,
+            vars,
+            agents,
+            steps: ordered,
+            templates,
+        })
+    }
+
+    fn mission_name(&mut self) -> String {
+        let name = self.mission.name();
+        if !is_valid_id(&name) {
+            let error = MissionError::new(
+                ErrorKind::InvalidId,
+                format!("invalid mission name `{name}`"),
+            );
+            self.push(match &self.file.name {
+                Some(n) => error.label(n.span(), "not a valid id").help(id_help(&name)),
+                None => error
+                    .label(0..0, "the name comes from the file name")
+                    .help(format!(
+                        "add `name = \"{}\"` at the top of the file; {}",
+                        to_id(&name),
+                        ID_RULE
+                    )),
+            });
+        }
+        name
+    }
+
+    fn positive(&mut self, value: Option<&Spanned<i64>>, key: &str) -> Option<u32> {
+        let value = value?;
+        match u32::try_from(*value.get_ref()) {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                self.push(
+                    MissionError::new(ErrorKind::Value, format!("`{key}` must be at least 1"))
+                        .label(value.span(), "not a positive whole number")
+                        .help(format!("write a whole number from 1 up, e.g. `{key} = 2`")),
+                );
+                None
+            }
+        }
+    }
+
+    fn vars(&mut self) -> IndexMap<String, serde_json::Value> {
+        let mut vars = IndexMap::new();
+        for (name, value) in &self.file.vars {
+            let ok = match value.get_ref() {
+                serde_json::Value::Array(items) => items.iter().all(is_scalar),
+                v => is_scalar(v),
+            };
+            if !ok {
+                self.push(
+                    MissionError::new(
+                        ErrorKind::Value,
+                        format!("var `{name}` must be a string, number, boolean or list of them"),
+                    )
+                    .label(value.span(), "not a plain value")
+                    .help(
+                        "write the var as a string, a number, `true`/`false`, or a list of those",
+                    ),
+                );
+            }
+            vars.insert(name.clone(), value.get_ref().clone());
+        }
+        vars
+    }
+
+    fn agents(&mut self) -> IndexMap<String, AgentSpec> {
+        let mut agents: IndexMap<String, AgentSpec> = Runtime::ALL
+            .into_iter()
+            .filter(|r| *r != Runtime::Command)
+            .map(|r| {
+                let spec = AgentSpec {
+                    name: r.name().to_owned(),
+                    runtime: r,
+                    model: None,
+                    args: Vec::new(),
+                    env: IndexMap::new(),
+                    price: None,
+                    program: None,
+                };
+                (r.name().to_owned(), spec)
+            })
+            .collect();
+        for (name, profile) in &self.file.agents {
+            let key = self
+                .mission
+                .agent_keys
+                .get(name)
+                .cloned()
+                .unwrap_or(profile.span());
+            if !is_valid_id(name) {
+                self.push(
+                    MissionError::new(
+                        ErrorKind::InvalidId,
+                        format!("invalid agent profile name `{name}`"),
+                    )
+                    .label(key.clone(), "not a valid id")
+                    .help(id_help(name)),
+                );
+            }
+            let p = profile.get_ref();
+            let runtime = match &p.runtime {
+                Some(r) => match Runtime::from_name(r.get_ref()) {
+                    Some(runtime) => Some(runtime),
+                    None => {
+                        let names = Runtime::ALL.map(Runtime::name);
+                        self.push(
+                            MissionError::new(
+                                ErrorKind::UnknownRuntime,
+                                format!("unknown runtime `{}`", r.get_ref()),
+                            )
+                            .label(r.span(), "not a runtime medley knows")
+                            .help(did_you_mean(
+                                r.get_ref(),
+                                names,
+                                "the runtimes are",
+                            )),
+                        );
+                        None
+                    }
+                },
+                None => match Runtime::from_name(name) {
+                    Some(runtime) => Some(runtime),
+                    None => {
+                        self.push(
+                            MissionError::new(
+                                ErrorKind::UnknownRuntime,
+                                format!("agent profile `{name}` has no `runtime`"),
+                            )
+                            .label(key.clone(), "which CLI does this profile run?")
+                            .help(format!(
+                                "add `runtime = \"...\"` with one of: {}",
+                                Runtime::ALL.map(|r| format!("`{}`", r.name())).join(", ")
+                            )),
+                        );
+                        None
+                    }
+                },
+            };
+            match (&p.program, runtime) {
+                (None, Some(Runtime::Command)) => self.push(
+                    MissionError::new(
+                        ErrorKind::Agent,
+                        format!("agent profile `{name}` runs a command but names no `program`"),
+                    )
+                    .label(key.clone(), "this profile has `runtime = \"command\"`")
+                    .help(
+                        "add `program = [\"my-agent\", \"--flag\"]`: the prompt goes to its stdin",
+                    ),
+                ),
+                (Some(program), Some(Runtime::Command)) if program.get_ref().is_empty() => self
+                    .push(
+                    MissionError::new(ErrorKind::Agent, "`program` is empty")
+                        .label(program.span(), "no program to run")
+                        .help(
+                            "name the program and its arguments, e.g. `[\"my-agent\", \"--json\"]`",
+                        ),
+                ),
+                (Some(program), Some(r)) if r != Runtime::Command => self.push(
+                    MissionError::new(
+                        ErrorKind::Agent,
+                        format!(
+                            "`program` is only for `runtime = \"command\"`, not `{}`",
+                            r.name()
+                        ),
+                    )
+                    .label(program.span(), "not used by this runtime")
+                    .help(format!(
+                        "remove `program`; to pass flags to {}, use `args`",
+                        r.name()
+                    )),
+                ),
+                _ => {}
+            }
+            if let Some(price) = &p.price {
+                for (key_name, v) in [
+                    ("input_per_mtok", price.input_per_mtok),
+                    ("output_per_mtok", price.output_per_mtok),
+                ] {
+                    if !(v.is_finite() && v >= 0.0) {
+                        self.push(
+                            MissionError::new(
+                                ErrorKind::Value,
+                                format!("`{key_name}` must not be negative"),
+                            )
+                            .label(profile.span(), "in this profile's `price`")
+                            .help("write US dollars per million tokens, e.g. `1.25`"),
+                        );
+                    }
+                }
+            }
+            if let Some(runtime) = runtime {
+                agents.insert(
+                    name.clone(),
+                    AgentSpec {
+                        name: name.clone(),
+                        runtime,
+                        model: p.model.clone(),
+                        args: p.args.clone(),
+                        env: p.env.clone(),
+                        price: p.price,
+                        program: p.program.as_ref().map(|p| p.get_ref().clone()),
+                    },
+                );
+            }
+        }
+        agents
+    }
+
+    fn declare_steps(&mut self) -> Vec<Decl<'m>> {
+        let mut decls = Vec::new();
+        let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+        for (id, step) in &self.file.steps {
+            let key = self
+                .mission
+                .step_keys
+                .get(id)
+                .cloned()
+                .unwrap_or(step.span());
+            if !is_valid_id(id) {
+                self.push(
+                    MissionError::new(ErrorKind::InvalidId, format!("invalid step id `{id}`"))
+                        .label(key.clone(), "not a valid id")
+                        .help(id_help(id)),
+                );
+            }
+            let (children, is_matrix) = match &step.get_ref().matrix {
+                None => (
+                    vec![Child {
+                        id: id.clone(),
+                        matrix: IndexMap::new(),
+                    }],
+                    false,
+                ),
+                Some(matrix) => (self.expand_matrix(id, matrix), true),
+            };
+            for child in &children {
+                if child.id != *id {
+                    if let Some(first) = seen.get(&child.id) {
+                        let first = first.clone();
+                        self.push(
+                            MissionError::new(
+                                ErrorKind::Matrix,
+                                format!("two matrix children have the same id `{}`", child.id),
+                            )
+                            .label(child_span(step, &child.matrix), "this child's id")
+                            .label(first, "is also this one's")
+                            .help("matrix values become id characters (others turn into `-`): make the values differ in letters or digits"),
+                        );
+                        continue;
+                    }
+                    seen.insert(child.id.clone(), child_span(step, &child.matrix));
+                }
+            }
+            decls.push(Decl {
+                id,
+                key,
+                step,
+                children,
+                is_matrix,
+            });
+        }
+        decls
+    }
+
+    fn expand_matrix(
+        &mut self,
+        id: &str,
+        matrix: &Spanned<IndexMap<String, Spanned<serde_json::Value>>>,
+    ) -> Vec<Child> {
+        if matrix.get_ref().is_empty() {
+            self.push(
+                MissionError::new(ErrorKind::Matrix, format!("the matrix of step `{id}` has no axes"))
+                    .label(matrix.span(), "empty matrix")
+                    .help("add an axis, e.g. `matrix = { part = [\"lexer\", \"ast\"] }`, or remove `matrix`"),
+            );
+            return Vec::new();
+        }
+        let mut combos: Vec<(String, IndexMap<String, serde_json::Value>)> =
+            vec![(id.to_owned(), IndexMap::new())];
+        for (axis, values) in matrix.get_ref() {
+            let items = match values.get_ref() {
+                serde_json::Value::Array(items) if items.is_empty() => {
+                    self.push(
+                        MissionError::new(
+                            ErrorKind::Matrix,
+                            format!("matrix axis `{axis}` of step `{id}` is empty"),
+                        )
+                        .label(values.span(), "no values")
+                        .help(format!(
+                            "list at least one value, e.g. `{axis} = [\"a\", \"b\"]`"
+                        )),
+                    );
+                    return Vec::new();
+                }
+                serde_json::Value::Array(items) if items.iter().all(is_scalar) => items,
+                serde_json::Value::Array(_) => {
+                    self.push(
+                        MissionError::new(
+                            ErrorKind::Matrix,
+                            format!("matrix axis `{axis}` of step `{id}` holds a list or table"),
+                        )
+                        .label(values.span(), "values must be strings, numbers or booleans")
+                        .help("list plain values, e.g. `[\"lexer\", \"ast\"]`"),
+                    );
+                    return Vec::new();
+                }
+                _ => {
+                    self.push(
+                        MissionError::new(
+                            ErrorKind::Matrix,
+                            format!("matrix axis `{axis}` of step `{id}` is not a list"),
+                        )
+                        .label(values.span(), "expected a list of values")
+                        .help(format!(
+                            "write the axis as a list, e.g. `{axis} = [{}]`",
+                            values.get_ref()
+                        )),
+                    );
+                    return Vec::new();
+                }
+            };
+            combos = combos
+                .into_iter()
+                .flat_map(|(cid, m)| {
+                    items.iter().map(move |v| {
+                        let mut m = m.clone();
+                        m.insert(axis.clone(), v.clone());
+                        (format!("{cid}.{}", value_id(v)), m)
+                    })
+                })
+                .collect();
+        }
+        combos
+            .into_iter()
+            .map(|(id, matrix)| Child { id, matrix })
+            .collect()
+    }
+
+    /// Each declared step's needs as (declared index, concrete child ids, span) triples.
+    fn resolve_needs(&mut self, decls: &[Decl<'m>]) -> Vec<Vec<Need>> {
+        let by_id: HashMap<&str, usize> =
+            decls.iter().enumerate().map(|(i, d)| (d.id, i)).collect();
+        let mut child_of: HashMap<&str, usize> = HashMap::new();
+        for (i, d) in decls.iter().enumerate() {
+            if d.is_matrix {
+                for c in &d.children {
+                    child_of.insert(c.id.as_str(), i);
+                }
+            }
+        }
+        let mut all = Vec::new();
+        for d in decls {
+            let mut resolved = Vec::new();
+            for need in d.step.get_ref().needs.iter().flatten() {
+                let name = need.get_ref().as_str();
+                if let Some(&i) = by_id.get(name) {
+                    let ids = decls[i].children.iter().map(|c| c.id.clone()).collect();
+                    resolved.push((i, ids, need.span()));
+                } else if let Some(&i) = child_of.get(name) {
+                    resolved.push((i, vec![name.to_owned()], need.span()));
+                } else {
+                    let candidates = decls
+                        .iter()
+                        .map(|d| d.id)
+                        .chain(child_of.keys().copied())
+                        .filter(|c| *c != d.id);
+                    let help = match closest(name, candidates) {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => format!(
+                            "the steps are {}",
+                            decls
+                                .iter()
+                                .map(|d| format!("`{}`", d.id))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
+                    self.push(
+                        MissionError::new(
+                            ErrorKind::UnknownNeed,
+                            format!("unknown step `{name}` in `needs` of step `{}`", d.id),
+                        )
+                        .label(need.span(), "no step has this id")
+                        .help(help),
+                    );
+                }
+            }
+            all.push(resolved);
+        }
+        all
+    }
+
+    /// Reports every cycle among declared steps; true when there is none.
+    fn check_cycles(&mut self, decls: &[Decl<'m>], needs: &[Vec<Need>]) -> bool {
+        let edges: Vec<(usize, usize)> = needs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, ns)| ns.iter().map(move |(j, _, _)| (i, *j)))
+            .collect();
+        let cycles = find_cycles(decls.len(), &edges);
+        for cycle in &cycles {
+            let names: Vec<String> = cycle.iter().map(|&i| decls[i].id.to_owned()).collect();
+            let mut path: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            path.push(format!("`{}`", names[0]));
+            let mut error = MissionError::new(
+                ErrorKind::Cycle(names.clone()),
+                format!("steps form a cycle: {}", path.join(" needs ")),
+            );
+            for (k, &i) in cycle.iter().enumerate() {
+                let next = cycle[(k + 1) % cycle.len()];
+                let span = needs[i]
+                    .iter()
+                    .find(|(j, _, _)| *j == next)
+                    .map_or(decls[i].key.clone(), |(_, _, s)| s.clone());
+                let label = format!("{}. `{}` needs `{}`", k + 1, decls[i].id, decls[next].id);
+                error = error.label(span, label);
+            }
+            self.push(error.help(
+                "a step cannot need itself, directly or through others: remove one of these needs",
+            ));
+        }
+        cycles.is_empty()
+    }
+
+    fn concrete_steps(
+        &mut self,
+        decls: &[Decl<'m>],
+        needs: &[Vec<Need>],
+        agents: &IndexMap<String, AgentSpec>,
+    ) -> Vec<PlanStep> {
+        let defaults = self.file.defaults.clone().unwrap_or_default();
+        let default_attempts = self.positive(defaults.attempts.as_ref(), "attempts");
+        let default_timeout = self.duration(defaults.timeout.as_ref());
+        let default_chain = match &defaults.agent {
+            Some(chain) => self.chain(chain, agents),
+            None => None,
+        };
+        let mut steps = Vec::new();
+        for (d, resolved) in decls.iter().zip(needs) {
+            let step = d.step.get_ref();
+            let action = match (&step.prompt, &step.run) {
+                (Some(prompt), None) => {
+                    let chain = match &step.agent {
+                        Some(chain) => self.chain(chain, agents),
+                        None => match &default_chain {
+                            Some(chain) => Some(chain.clone()),
+                            None => {
+                                self.push(
+                                    MissionError::new(
+                                        ErrorKind::UnknownAgent,
+                                        format!("step `{}` has a prompt but no agent", d.id),
+                                    )
+                                    .label(d.key.clone(), "which agent runs this prompt?")
+                                    .help("add `agent = \"claude\"` (or another profile) to the step, or to `[defaults]`"),
+                                );
+                                None
+                            }
+                        },
+                    };
+                    chain.map(|agents| Action::Agent {
+                        prompt: template_ref("prompt", prompt),
+                        agents,
+                        strategy: step
+                            .strategy
+                            .or(defaults.strategy)
+                            .unwrap_or(Strategy::Fallback),
+                        retry_prompt: step
+                            .retry_prompt
+                            .as_ref()
+                            .or(defaults.retry_prompt.as_ref())
+                            .map(|t| template_ref("retry_prompt", t)),
+                    })
+                }
+                (None, Some(run)) => {
+                    if let Some(chain) = &step.agent {
+                        let span = chain.0.first().map_or(d.key.clone(), |s| s.span());
+                        self.push(
+                            MissionError::new(
+                                ErrorKind::StepBody,
+                                format!("step `{}` runs a command, so it has no agent", d.id),
+                            )
+                            .label(span, "not used by a `run` step")
+                            .help("remove `agent`, or replace `run` with a `prompt` for the agent"),
+                        );
+                    }
+                    Some(Action::Command {
+                        run: template_ref("run", run),
+                    })
+                }
+                (Some(prompt), Some(run)) => {
+                    self.push(
+                        MissionError::new(
+                            ErrorKind::StepBody,
+                            format!("step `{}` has both `prompt` and `run`", d.id),
+                        )
+                        .label(prompt.span(), "an agent step's prompt")
+                        .label(run.span(), "a command step's command")
+                        .help("keep one: `prompt` asks an agent, `run` runs a shell command; split the step in two to do both"),
+                    );
+                    None
+                }
+                (None, None) => {
+                    self.push(
+                        MissionError::new(
+                            ErrorKind::StepBody,
+                            format!("step `{}` has neither `prompt` nor `run`", d.id),
+                        )
+                        .label(d.key.clone(), "this step does nothing")
+                        .help("add `prompt = \"...\"` for an agent step, or `run = \"...\"` for a command step"),
+                    );
+                    None
+                }
+            };
+            let attempts = match &step.attempts {
+                Some(a) => self.positive(Some(a), "attempts"),
+                None => default_attempts,
+            }
+            .unwrap_or(DEFAULT_ATTEMPTS);
+            let timeout = match &step.timeout {
+                Some(t) => self.duration(Some(t)),
+                None => default_timeout,
+            }
+            .unwrap_or(DEFAULT_TIMEOUT);
+            let gate = step
+                .gate
+                .as_ref()
+                .or(defaults.gate.as_ref())
+                .filter(|g| !g.get_ref().trim().is_empty())
+                .map(|g| template_ref("gate", g));
+            let inputs = step
+                .inputs
+                .as_ref()
+                .or(defaults.inputs.as_ref())
+                .map(|i| i.iter().map(|s| s.get_ref().clone()).collect());
+            let Some(action) = action else { continue };
+            let need_ids: Vec<String> = resolved
+                .iter()
+                .flat_map(|(_, ids, _)| ids.clone())
+                .collect();
+            for child in &d.children {
+                steps.push(PlanStep {
+                    id: child.id.clone(),
+                    declared: d.id.to_owned(),
+                    matrix: child.matrix.clone(),
+                    action: action.clone(),
+                    needs: need_ids.clone(),
+                    if_: step.if_.as_ref().map(|e| e.get_ref().clone()),
+                    gate: gate.clone(),
+                    attempts,
+                    timeout,
+                    inputs: inputs.clone(),
+                    cache: step.cache.or(defaults.cache).unwrap_or(true),
+                });
+            }
+        }
+        steps
+    }
+
+    fn chain(
+        &mut self,
+        chain: &AgentChain,
+        agents: &IndexMap<String, AgentSpec>,
+    ) -> Option<Vec<String>> {
+        let mut names = Vec::new();
+        if chain.0.is_empty() {
+            self.push(
+                MissionError::new(ErrorKind::UnknownAgent, "`agent` lists no agent")
+                    .label(0..0, "empty agent list")
+                    .help(
+                        "name at least one agent profile, e.g. `agent = [\"claude\", \"codex\"]`",
+                    ),
+            );
+            return None;
+        }
+        for name in &chain.0 {
+            let n = name.get_ref();
+            if agents.contains_key(n) {
+                names.push(n.clone());
+            } else if self.file.agents.contains_key(n) {
+                // The profile itself is invalid; its own error says why.
+                names.push(n.clone());
+            } else {
+                let help = match closest(n, agents.keys().map(String::as_str)) {
+                    Some(c) => format!("did you mean `{c}`?"),
+                    None => format!(
+                        "define it as `[agents.{}]` with a `runtime`, or use one of: {}",
+                        to_id(n),
+                        agents
+                            .keys()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                self.push(
+                    MissionError::new(
+                        ErrorKind::UnknownAgent,
+                        format!("unknown agent profile `{n}`"),
+                    )
+                    .label(name.span(), "no profile or runtime has this name")
+                    .help(help),
+                );
+            }
+        }
+        (names.len() == chain.0.len()).then_some(names)
+    }
+
+    fn duration(&mut self, value: Option<&Spanned<String>>) -> Option<Duration> {
+        let value = value?;
+        match duration_text::parse(value.get_ref()) {
+            Some(d) if !d.is_zero() => Some(d),
+            _ => {
+                self.push(
+                    MissionError::new(
+                        ErrorKind::Duration,
+                        format!("invalid duration `{}`", value.get_ref()),
+                    )
+                    .label(value.span(), "not a duration")
+                    .help("write a whole number and a unit with no space, e.g. `90s`, `20m`, `1h` or `1h30m` (units: `ms`, `s`, `m`, `h`)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Parses a template into `templates`; reports syntax errors and refused constructs.
+    fn template(
+        &mut self,
+        templates: &mut Templates,
+        value: Option<&Spanned<String>>,
+        flavor: Flavor,
+    ) -> Option<TemplateRef> {
+        let value = value?;
+        let name = format!("t{}", value.span().start);
+        if templates.contains(&name, flavor) {
+            return Some(TemplateRef {
+                name,
+                source: value.get_ref().clone(),
+            });
+        }
+        let mut ok = true;
+        if flavor == Flavor::Shell {
+            for (range, word) in template::unsafe_constructs(value.get_ref()) {
+                ok = false;
+                let what = if word == "safe" {
+                    "`| safe`"
+                } else {
+                    "`{% autoescape %}`"
+                };
+                self.push(
+                    MissionError::new(
+                        ErrorKind::UnsafeShell,
+                        format!("{what} is not allowed in a shell command template"),
+                    )
+                    .label(self.span_in(value, Some(range)), "refused here")
+                    .help("values written into `run`, `gate` and `setup` are always shell-quoted, so step outputs and diffs cannot inject shell syntax; to pass a list as separate words, write `| shell_args`"),
+                );
+            }
+        }
+        if let Err(error) = templates.add(&name, flavor, value.get_ref()) {
+            ok = false;
+            let detail = error.detail().unwrap_or("invalid template").to_owned();
+            self.push(
+                MissionError::new(ErrorKind::Template, format!("template syntax error: {detail}"))
+                    .label(self.span_in(value, error.range()), detail)
+                    .help("fix the template: `{{ name }}` prints a value, `{% if ... %}...{% endif %}` is a block (minijinja syntax)"),
+            );
+        }
+        ok.then(|| TemplateRef {
+            name,
+            source: value.get_ref().clone(),
+        })
+    }
+
+    /// A span inside a TOML string value, or the whole value when escapes shift offsets.
+    fn span_in(&self, value: &Spanned<String>, range: Option<Range<usize>>) -> Range<usize> {
+        let span = value.span();
+        match (range, content_offset(&self.mission.source, value)) {
+            (Some(r), Some(offset)) if r.end <= value.get_ref().len() => {
+                span.start + offset + r.start..span.start + offset + r.end.max(r.start + 1)
+            }
+            _ => span,
+        }
+    }
+
+    fn check_step_templates(
+        &mut self,
+        templates: &mut Templates,
+        decls: &[Decl<'m>],
+        steps: &[PlanStep],
+        vars: &IndexMap<String, serde_json::Value>,
+        mission: &str,
+    ) {
+        let defaults = self.file.defaults.clone().unwrap_or_default();
+        let base = base_context(vars, mission);
+        let index: HashMap<&str, usize> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let all_ids: Vec<String> = decls
+            .iter()
+            .flat_map(|d| {
+                std::iter::once(d.id.to_owned()).chain(
+                    d.children
+                        .iter()
+                        .filter(|_| d.is_matrix)
+                        .map(|c| c.id.clone()),
+                )
+            })
+            .collect();
+        let children: HashMap<&str, Vec<&str>> = decls
+            .iter()
+            .filter(|d| d.is_matrix)
+            .map(|d| (d.id, d.children.iter().map(|c| c.id.as_str()).collect()))
+            .collect();
+        for d in decls {
+            let step = d.step.get_ref();
+            let mut fields: Vec<(&str, &Spanned<String>, Flavor)> = Vec::new();
+            if let Some(p) = &step.prompt {
+                fields.push(("prompt", p, Flavor::Text));
+            }
+            if let Some(r) = &step.run {
+                fields.push(("run", r, Flavor::Shell));
+            }
+            if let Some(g) = step.gate.as_ref().or(defaults.gate.as_ref()) {
+                fields.push(("gate", g, Flavor::Shell));
+            }
+            if step.prompt.is_some()
+                && let Some(r) = step
+                    .retry_prompt
+                    .as_ref()
+                    .or(defaults.retry_prompt.as_ref())
+            {
+                fields.push(("retry_prompt", r, Flavor::Text));
+            }
+            let parsed: Vec<_> = fields
+                .into_iter()
+                .filter_map(|(field, value, flavor)| {
+                    self.template(templates, Some(value), flavor)
+                        .map(|t| (field, value, flavor, t))
+                })
+                .collect();
+            let if_ok = match &step.if_ {
+                Some(expr) => match templates.eval(expr.get_ref(), &Value::from(())) {
+                    Err(e) if e.kind() == minijinja::ErrorKind::SyntaxError => {
+                        let detail = e.detail().unwrap_or("invalid expression").to_owned();
+                        self.push(
+                            MissionError::new(
+                                ErrorKind::Template,
+                                format!("`if` expression syntax error: {detail}"),
+                            )
+                            .label(self.span_in(expr, e.range()), detail)
+                            .help("write an expression such as `steps.build.outcome == 'passed'`"),
+                        );
+                        false
+                    }
+                    _ => true,
+                },
+                None => false,
+            };
+            let uses_steps = parsed
+                .iter()
+                .any(|(_, v, _, _)| v.get_ref().contains("steps"))
+                || (if_ok
+                    && step
+                        .if_
+                        .as_ref()
+                        .is_some_and(|e| e.get_ref().contains("steps")));
+            for child in &d.children {
+                let Some(&i) = index.get(child.id.as_str()) else {
+                    continue;
+                };
+                let steps_value = if uses_steps {
+                    let upstream = upstream(steps, &index, i);
+                    let mut visible: Vec<(String, Value)> = upstream
+                        .iter()
+                        .map(|&j| (steps[j].id.clone(), template::placeholder_step()))
+                        .collect();
+                    for (parent, kids) in &children {
+                        if !visible.iter().any(|(id, _)| id == parent)
+                            && kids
+                                .iter()
+                                .all(|k| upstream.iter().any(|&j| steps[j].id == *k))
+                        {
+                            visible.push(((*parent).to_owned(), template::placeholder_step()));
+                        }
+                    }
+                    Value::from_object(StepsContext { visible })
+                } else {
+                    Value::from_object(StepsContext {
+                        visible: Vec::new(),
+                    })
+                };
+                let matrix = Value::from(minijinja::value::Serde(&child.matrix));
+                for (field, value, flavor, t) in &parsed {
+                    let mut ctx = base.clone();
+                    ctx.push(("matrix", matrix.clone()));
+                    ctx.push(("steps", steps_value.clone()));
+                    if *field == "retry_prompt" {
+                        ctx.push(("failure", template::placeholder_failure()));
+                    }
+                    let ctx = template::context(ctx);
+                    if let Err(e) = templates.render(&t.name, *flavor, &ctx) {
+                        self.render_error(
+                            &e,
+                            value,
+                            field,
+                            d.id,
+                            &ctx,
+                            vars,
+                            &child.matrix,
+                            &all_ids,
+                        );
+                    }
+                }
+                if let (Some(expr), true) = (&step.if_, if_ok) {
+                    let mut ctx = base.clone();
+                    ctx.push(("matrix", matrix.clone()));
+                    ctx.push(("steps", steps_value.clone()));
+                    let ctx = template::context(ctx);
+                    if let Err(e) = templates.eval(expr.get_ref(), &ctx) {
+                        self.render_error(
+                            &e,
+                            expr,
+                            "if",
+                            d.id,
+                            &ctx,
+                            vars,
+                            &child.matrix,
+                            &all_ids,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_mission_templates(
+        &mut self,
+        templates: &Templates,
+        gate: &Option<TemplateRef>,
+        setup: &Option<TemplateRef>,
+        steps: &[PlanStep],
+        vars: &IndexMap<String, serde_json::Value>,
+        mission: &str,
+    ) {
+        let base = base_context(vars, mission);
+        let no_matrix = IndexMap::new();
+        let all: Vec<String> = steps.iter().map(|s| s.id.clone()).collect();
+        if let (Some(t), Some(value)) = (gate, &self.file.gate) {
+            let mut ctx = base.clone();
+            let mut visible: Vec<(String, Value)> = all
+                .iter()
+                .map(|id| (id.clone(), template::placeholder_step()))
+                .collect();
+            for s in steps {
+                if s.declared != s.id && !visible.iter().any(|(id, _)| *id == s.declared) {
+                    visible.push((s.declared.clone(), template::placeholder_step()));
+                }
+            }
+            ctx.push(("steps", Value::from_object(StepsContext { visible })));
+            let ctx = template::context(ctx);
+            if let Err(e) = templates.render(&t.name, Flavor::Shell, &ctx) {
+                self.render_error(&e, value, "gate", "", &ctx, vars, &no_matrix, &all);
+            }
+        }
+        if let (Some(t), Some(value)) = (setup, &self.file.setup) {
+            let ctx = template::context(base);
+            if let Err(e) = templates.render(&t.name, Flavor::Shell, &ctx) {
+                self.render_error(&e, value, "setup", "", &ctx, vars, &no_matrix, &all);
+            }
+        }
+    }
+
+    /// Explains a template that failed on the context it will have: which name is undefined,
+    /// what it probably meant, or that a step is not upstream.
+    #[allow(clippy::too_many_arguments)]
+    fn render_error(
+        &mut self,
+        error: &minijinja::Error,
+        value: &Spanned<String>,
+        field: &str,
+        step: &str,
+        ctx: &Value,
+        vars: &IndexMap<String, serde_json::Value>,
+        matrix: &IndexMap<String, serde_json::Value>,
+        all_ids: &[String],
+    ) {
+        let span = self.span_in(value, error.range());
+        let source = value.get_ref();
+        let text = error
+            .range()
+            .and_then(|r| source.get(r))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let place = if step.is_empty() {
+            format!("the mission's `{field}`")
+        } else {
+            format!("`{field}` of step `{step}`")
+        };
+        if error.kind() != minijinja::ErrorKind::UndefinedError {
+            let detail = error
+                .detail()
+                .map_or_else(|| error.to_string(), str::to_owned);
+            self.push(
+                MissionError::new(
+                    ErrorKind::Template,
+                    format!("template error in {place}: {detail}"),
+                )
+                .label(span, "fails here")
+                .help("fix the template so it renders with the values it will have"),
+            );
+            return;
+        }
+        let path = name_path(&text);
+        let after = error
+            .range()
+            .map_or("", |r| &source[r.end.min(source.len())..]);
+        let (message, label, help, kind) = match path.as_slice() {
+            [root, id, rest @ ..] if root == "steps" => {
+                let visible = ctx
+                    .get_attr("steps")
+                    .ok()
+                    .and_then(|s| s.get_attr(id).ok())
+                    .is_some_and(|v| !v.is_undefined());
+                let dashed = after.strip_prefix('-').map(|tail| {
+                    let tail: String = tail
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+                        .collect();
+                    format!("{id}-{tail}")
+                });
+                if let Some(full) = dashed.filter(|f| all_ids.iter().any(|i| i == f)) {
+                    (
+                        format!("`steps.{full}` reads as `steps.{id} - ...`"),
+                        "a step id with `-` needs brackets".to_owned(),
+                        format!("write `steps[\"{full}\"]`"),
+                        ErrorKind::UndefinedName,
+                    )
+                } else if visible {
+                    let field = rest.first().cloned().unwrap_or_default();
+                    (
+                        format!("`steps.{id}` has no field `{field}`"),
+                        "undefined".to_owned(),
+                        did_you_mean(&field, STEP_FIELDS.iter().copied(), "a step's fields are"),
+                        ErrorKind::UndefinedName,
+                    )
+                } else if all_ids.iter().any(|i| i == id) {
+                    let fix = if step.is_empty() {
+                        "the mission's templates see every step".to_owned()
+                    } else {
+                        format!(
+                            "add \"{id}\" to `needs` of step `{step}`, so its result is there when `{step}` runs"
+                        )
+                    };
+                    (
+                        format!(
+                            "step `{id}` is not upstream of {}",
+                            if step.is_empty() {
+                                "this template".to_owned()
+                            } else {
+                                format!("step `{step}`")
+                            }
+                        ),
+                        format!("`{step}` does not need `{id}`"),
+                        fix,
+                        ErrorKind::NotUpstream,
+                    )
+                } else {
+                    (
+                        format!("no step `{id}`"),
+                        "undefined".to_owned(),
+                        did_you_mean(id, all_ids.iter().map(String::as_str), "the steps are"),
+                        ErrorKind::UndefinedName,
+                    )
+                }
+            }
+            [root, name, ..] if root == "vars" => (
+                format!("undefined var `vars.{name}` in {place}"),
+                "undefined".to_owned(),
+                match closest(name, vars.keys().map(String::as_str)) {
+                    Some(c) => format!("did you mean `vars.{c}`?"),
+                    None => format!("declare it under `[vars]`, e.g. `{name} = \"...\"`"),
+                },
+                ErrorKind::UndefinedName,
+            ),
+            [root, name, ..] if root == "matrix" => (
+                format!("undefined matrix axis `matrix.{name}` in {place}"),
+                "undefined".to_owned(),
+                if matrix.is_empty() {
+                    "this step has no `matrix`: add one, or remove the reference".to_owned()
+                } else {
+                    did_you_mean(name, matrix.keys().map(String::as_str), "the axes are")
+                },
+                ErrorKind::UndefinedName,
+            ),
+            [root, name, ..] if root == "failure" => (
+                format!("`failure` has no field `{name}`"),
+                "undefined".to_owned(),
+                did_you_mean(name, FAILURE_FIELDS.iter().copied(), "its fields are"),
+                ErrorKind::UndefinedName,
+            ),
+            [root, ..] if root == "failure" => (
+                format!("`failure` is not defined in {place}"),
+                "undefined here".to_owned(),
+                "`failure` describes the last failed attempt: use it in `retry_prompt`".to_owned(),
+                ErrorKind::UndefinedName,
+            ),
+            [root, ..] => {
+                let mut names: Vec<&str> = CONTEXT_NAMES.to_vec();
+                if field == "retry_prompt" {
+                    names.push("failure");
+                }
+                (
+                    format!("undefined name `{text}` in {place}"),
+                    "undefined".to_owned(),
+                    did_you_mean(root, names.iter().copied(), "a template sees"),
+                    ErrorKind::UndefinedName,
+                )
+            }
+            [] => (
+                format!("undefined value in {place}"),
+                "undefined".to_owned(),
+                format!(
+                    "a template sees {}",
+                    CONTEXT_NAMES
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                ErrorKind::UndefinedName,
+            ),
+        };
+        self.push(
+            MissionError::new(kind, message)
+                .label(span, label)
+                .help(help),
+        );
+    }
+}
+
+fn base_context(
+    vars: &IndexMap<String, serde_json::Value>,
+    mission: &str,
+) -> Vec<(&'static str, Value)> {
+    vec![
+        ("vars", Value::from(minijinja::value::Serde(vars))),
+        ("mission", template::map([("name", Value::from(mission))])),
+        (
+            "run",
+            template::map([
+                ("id", Value::from("<run id>")),
+                ("base", Value::from("<base commit>")),
+            ]),
+        ),
+        ("attempt", Value::from(1)),
+        ("file", template::file_function(|_| Ok(String::new()))),
+    ]
+}
+
+/// `steps["a-b"].diff` -> [steps, a-b, diff]; `vars.x` -> [vars, x].
+fn name_path(text: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut rest = text.trim();
+    let ident = |s: &str| {
+        s.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(s.len())
+    };
+    let n = ident(rest);
+    if n == 0 {
+        return parts;
+    }
+    parts.push(rest[..n].to_owned());
+    rest = &rest[n..];
+    loop {
+        if let Some(r) = rest.strip_prefix('.') {
+            let n = ident(r);
+            if n == 0 {
+                break;
+            }
+            parts.push(r[..n].to_owned());
+            rest = &r[n..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let r = r.trim_start();
+            let Some(q) = r.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+                break;
+            };
+            let Some(end) = r[1..].find(q) else { break };
+            parts.push(r[1..1 + end].to_owned());
+            let Some(close) = r[1 + end..].find(']') else {
+                break;
+            };
+            rest = &r[1 + end + close + 1..];
+        } else {
+            break;
+        }
+    }
+    parts
+}
+
+fn is_scalar(v: &serde_json::Value) -> bool {
+    matches!(
+        v,
+        serde_json::Value::String(_) | serde_json::Value::Number(_) | serde_json::Value::Bool(_)
+    )
+}
+
+const ID_RULE: &str =
+    "ids use lower-case letters, digits, `_` and `-`, and start with a letter or digit";
+
+fn id_help(id: &str) -> String {
+    format!("{ID_RULE}: e.g. `{}`", to_id(id))
+}
+
+fn template_ref(field: &str, value: &Spanned<String>) -> TemplateRef {
+    let _ = field;
+    TemplateRef {
+        name: format!("t{}", value.span().start),
+        source: value.get_ref().clone(),
+    }
+}
+
+/// The span of the matrix values that make up a child (its first axis value), for labels.
+fn child_span(step: &Spanned<Step>, values: &IndexMap<String, serde_json::Value>) -> Range<usize> {
+    let Some(matrix) = &step.get_ref().matrix else {
+        return step.span();
+    };
+    for (axis, spanned) in matrix.get_ref() {
+        if values.contains_key(axis) {
+            return spanned.span();
+        }
+    }
+    matrix.span()
+}
+
+/// The byte offset of a TOML string's content from the start of its span, when the content is
+/// written exactly as it decodes (no escapes), so template offsets map onto the file.
+fn content_offset(source: &str, value: &Spanned<String>) -> Option<usize> {
+    let raw = source.get(value.span())?;
+    let decoded = value.get_ref();
+    for delim in ["\"\"\"", "'''", "\"", "'"] {
+        if raw.starts_with(delim) && raw.ends_with(delim) && raw.len() >= 2 * delim.len() {
+            let mut offset = delim.len();
+            let mut content = &raw[delim.len()..raw.len() - delim.len()];
+            if delim.len() == 3 {
+                if let Some(c) = content.strip_prefix("\r\n") {
+                    content = c;
+                    offset += 2;
+                } else if let Some(c) = content.strip_prefix('\n') {
+                    content = c;
+                    offset += 1;
+                }
+            }
+            return (content == decoded).then_some(offset);
+        }
+    }
+    None
+}
+
+/// Concrete steps upstream of step `i` (needs, transitively).
+fn upstream(steps: &[PlanStep], index: &HashMap<&str, usize>, i: usize) -> Vec<usize> {
+    let mut seen = vec![false; steps.len()];
+    let mut stack: Vec<usize> = steps[i]
+        .needs
+        .iter()
+        .filter_map(|n| index.get(n.as_str()).copied())
+        .collect();
+    let mut out = Vec::new();
+    while let Some(j) = stack.pop() {
+        if std::mem::replace(&mut seen[j], true) {
+            continue;
+        }
+        out.push(j);
+        stack.extend(
+            steps[j]
+                .needs
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied()),
+        );
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Applies `--set name=value`, converting to the declared var's type.
+fn apply_sets(
+    vars: &mut IndexMap<String, serde_json::Value>,
+    sets: &[(String, String)],
+) -> Result<(), SetError> {
+    for (name, text) in sets {
+        let Some(current) = vars.get(name) else {
+            return Err(SetError::Unknown {
+                name: name.clone(),
+                declared: vars.keys().cloned().collect(),
+            });
+        };
+        let bad = |expected: &'static str, example: &str| SetError::BadValue {
+            name: name.clone(),
+            value: text.clone(),
+            expected,
+            example: example.to_owned(),
+        };
+        let value = match current {
+            serde_json::Value::Bool(_) => match text.as_str() {
+                "true" => serde_json::Value::Bool(true),
+                "false" => serde_json::Value::Bool(false),
+                _ => return Err(bad("a boolean", "true")),
+            },
+            serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => text
+                .parse::<i64>()
+                .map(serde_json::Value::from)
+                .map_err(|_| bad("a whole number", "3"))?,
+            serde_json::Value::Number(_) => text
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(serde_json::Value::Number)
+                .ok_or_else(|| bad("a number", "1.5"))?,
+            serde_json::Value::Array(_) => serde_json::Value::Array(
+                text.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| serde_json::Value::String(s.trim().to_owned()))
+                    .collect(),
+            ),
+            _ => serde_json::Value::String(text.clone()),
+        };
+        vars.insert(name.clone(), value);
+    }
+    Ok(())
+}
+
+/// Kahn's algorithm over concrete steps, always taking the earliest-written ready step, so the
+/// order is deterministic and follows the file where it can. Assumes no cycle.
+pub fn topological_order(steps: &[PlanStep]) -> Vec<usize> {
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(steps.len(), steps.len());
+    for _ in steps {
+        graph.add_node(());
+    }
+    for (i, s) in steps.iter().enumerate() {
+        for n in &s.needs {
+            if let Some(&j) = index.get(n.as_str()) {
+                graph.update_edge(NodeIndex::new(j), NodeIndex::new(i), ());
+            }
+        }
+    }
+    let mut indegree: Vec<usize> = (0..steps.len())
+        .map(|i| {
+            graph
+                .neighbors_directed(NodeIndex::new(i), petgraph::Incoming)
+                .count()
+        })
+        .collect();
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = indegree
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| **d == 0)
+        .map(|(i, _)| std::cmp::Reverse(i))
+        .collect();
+    let mut order = Vec::with_capacity(steps.len());
+    while let Some(std::cmp::Reverse(i)) = ready.pop() {
+        order.push(i);
+        for next in graph.neighbors_directed(NodeIndex::new(i), petgraph::Outgoing) {
+            let d = &mut indegree[next.index()];
+            *d -= 1;
+            if *d == 0 {
+                ready.push(std::cmp::Reverse(next.index()));
+            }
+        }
+    }
+    order
+}
+
+/// Every elementary cycle's representative, one per strongly connected component: each node
+/// of a returned cycle needs the next, and the last needs the first.
+pub fn find_cycles(nodes: usize, needs: &[(usize, usize)]) -> Vec<Vec<usize>> {
+    let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(nodes, needs.len());
+    for _ in 0..nodes {
+        graph.add_node(());
+    }
+    for &(from, to) in needs {
+        graph.update_edge(NodeIndex::new(from), NodeIndex::new(to), ());
+    }
+    let mut cycles = Vec::new();
+    let mut sccs = petgraph::algo::tarjan_scc(&graph);
+    sccs.iter_mut().for_each(|c| c.sort());
+    sccs.sort_by_key(|c| c[0]);
+    for scc in sccs {
+        let start = scc[0];
+        if scc.len() == 1 {
+            if graph.contains_edge(start, start) {
+                cycles.push(vec![start.index()]);
+            }
+            continue;
+        }
+        // Shortest path from start back to start within the component (BFS, lowest ids first).
+        let members: HashSet<NodeIndex> = scc.iter().copied().collect();
+        let mut prev: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        let mut end = None;
+        'bfs: while let Some(n) = queue.pop_front() {
+            let mut next: Vec<NodeIndex> =
+                graph.neighbors(n).filter(|m| members.contains(m)).collect();
+            next.sort();
+            for m in next {
+                if m == start {
+                    end = Some(n);
+                    break 'bfs;
+                }
+                if let std::collections::hash_map::Entry::Vacant(e) = prev.entry(m) {
+                    e.insert(n);
+                    queue.push_back(m);
+                }
+            }
+        }
+        let Some(mut at) = end else { continue };
+        let mut path = vec![at.index()];
+        while at != start {
+            at = prev[&at];
+            path.push(at.index());
+        }
+        path.reverse();
+        cycles.push(path);
+    }
+    cycles
+}
