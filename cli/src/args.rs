@@ -10,6 +10,7 @@ use crate::commands::{
 #[derive(Debug, Parser)]
 #[command(
     name = "medley",
+    bin_name = "medley",
     version,
     about,
     long_about = "Run AI coding agents as a DAG of gated steps, each in its own git worktree.\n\n\

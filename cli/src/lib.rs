@@ -177,3 +177,8 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+/// The clap command, for tests (`debug_assert`) and help output.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

@@ -88,7 +88,16 @@ fn dry_run_text(plan: &Plan, color: bool) -> String {
         let _ = writeln!(out, "{description}");
     }
     if let Some(setup) = &plan.setup {
-        field(&mut out, "setup", plan, None, setup, Flavor::Shell, color);
+        field(
+            &mut out,
+            "",
+            "setup",
+            plan,
+            None,
+            setup,
+            Flavor::Shell,
+            color,
+        );
     }
     let width = steps.to_string().len();
     for (i, step) in plan.steps.iter().enumerate() {
@@ -109,6 +118,7 @@ fn dry_run_text(plan: &Plan, color: bool) -> String {
         match &step.action {
             Action::Agent { prompt, .. } => field(
                 &mut out,
+                "   ",
                 "prompt",
                 plan,
                 Some(step),
@@ -116,13 +126,21 @@ fn dry_run_text(plan: &Plan, color: bool) -> String {
                 Flavor::Text,
                 color,
             ),
-            Action::Command { run } => {
-                field(&mut out, "run", plan, Some(step), run, Flavor::Shell, color)
-            }
+            Action::Command { run } => field(
+                &mut out,
+                "   ",
+                "run",
+                plan,
+                Some(step),
+                run,
+                Flavor::Shell,
+                color,
+            ),
         }
         if let Some(gate) = &step.gate {
             field(
                 &mut out,
+                "   ",
                 "gate",
                 plan,
                 Some(step),
@@ -149,6 +167,7 @@ fn dry_run_text(plan: &Plan, color: bool) -> String {
         out.push('\n');
         field(
             &mut out,
+            "",
             "final gate",
             plan,
             None,
@@ -161,8 +180,10 @@ fn dry_run_text(plan: &Plan, color: bool) -> String {
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn field(
     out: &mut String,
+    indent: &str,
     name: &str,
     plan: &Plan,
     step: Option<&medley_engine::plan::PlanStep>,
@@ -175,11 +196,11 @@ fn field(
         None => (template.source.clone(), " (rendered at run time)"),
     };
     let text = text.trim_end();
-    let indent = " ".repeat(name.len() + 5);
+    let hang = " ".repeat(indent.len() + name.len() + 2);
     let mut lines = text.lines();
     let first = lines.next().unwrap_or("");
-    let _ = writeln!(out, "   {name}: {first}{}", style::dim(note, color));
+    let _ = writeln!(out, "{indent}{name}: {first}{}", style::dim(note, color));
     for line in lines {
-        let _ = writeln!(out, "{indent}{line}");
+        let _ = writeln!(out, "{hang}{line}");
     }
 }

@@ -156,11 +156,25 @@ fn syntax_help(message: &str) -> String {
     }
 }
 
+/// Serde's names for what a field takes, in the words of a TOML user.
+fn expected_words(expected: &str) -> String {
+    match expected {
+        "i64" | "u32" | "u64" | "i32" | "usize" => "a whole number".to_owned(),
+        "f64" | "f32" => "a number".to_owned(),
+        "a sequence" => "a list".to_owned(),
+        "a map" => "a table".to_owned(),
+        "struct Price" => "a table `{ input_per_mtok = ..., output_per_mtok = ... }`".to_owned(),
+        other if other.starts_with("struct ") => "a table".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
 /// Rewords serde's messages ("invalid type: integer `3`, expected a string") for users.
 fn type_message(first: &str) -> (String, String, String) {
     if let Some(rest) = first.strip_prefix("invalid type: ")
         && let Some((found, expected)) = rest.split_once(", expected ")
     {
+        let expected = expected_words(expected);
         return (
             format!("wrong type: expected {expected}, found {found}"),
             format!("this is {found}"),

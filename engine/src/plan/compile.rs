@@ -904,12 +904,43 @@ impl<'m> Compiler<'m> {
         })
     }
 
+    /// Reports `steps.my-step` (read by Jinja as `steps.my - step`); true when there is none.
+    fn dashed_refs(&mut self, value: &Spanned<String>, ids: &[String]) -> bool {
+        let found = template::dashed_step_refs(value.get_ref(), ids);
+        for (range, id) in &found {
+            self.push(
+                MissionError::new(
+                    ErrorKind::UndefinedName,
+                    format!(
+                        "`steps.{id}` reads as a subtraction, `steps.{}`",
+                        id.replace('-', " - ")
+                    ),
+                )
+                .label(
+                    self.span_in(value, Some(range.clone())),
+                    "an id with `-` needs brackets",
+                )
+                .help(format!("write `steps[\"{id}\"]`")),
+            );
+        }
+        found.is_empty()
+    }
+
     /// A span inside a TOML string value, or the whole value when escapes shift offsets.
     fn span_in(&self, value: &Spanned<String>, range: Option<Range<usize>>) -> Range<usize> {
         let span = value.span();
-        match (range, content_offset(&self.mission.source, value)) {
-            (Some(r), Some(offset)) if r.end <= value.get_ref().len() => {
-                span.start + offset + r.start..span.start + offset + r.end.max(r.start + 1)
+        let Some(r) = range.filter(|r| r.end <= value.get_ref().len()) else {
+            return span;
+        };
+        if let Some(offset) = content_offset(&self.mission.source, value) {
+            return span.start + offset + r.start..span.start + offset + r.end.max(r.start + 1);
+        }
+        // Escapes shift offsets: find the same text in the file, if it is there only once.
+        let text = value.get_ref().get(r).unwrap_or("");
+        let raw = self.mission.source.get(span.clone()).unwrap_or("");
+        match (raw.find(text), raw.rfind(text)) {
+            (Some(a), Some(b)) if a == b && !text.is_empty() => {
+                span.start + a..span.start + a + text.len()
             }
             _ => span,
         }
@@ -969,8 +1000,9 @@ impl<'m> Compiler<'m> {
             let parsed: Vec<_> = fields
                 .into_iter()
                 .filter_map(|(field, value, flavor)| {
-                    self.template(templates, Some(value), flavor)
-                        .map(|t| (field, value, flavor, t))
+                    let template = self.template(templates, Some(value), flavor)?;
+                    self.dashed_refs(value, &all_ids)
+                        .then_some((field, value, flavor, template))
                 })
                 .collect();
             let if_ok = match &step.if_ {
@@ -1119,14 +1151,33 @@ impl<'m> Compiler<'m> {
         matrix: &IndexMap<String, serde_json::Value>,
         all_ids: &[String],
     ) {
-        let span = self.span_in(value, error.range());
         let source = value.get_ref();
-        let text = error
-            .range()
-            .and_then(|r| source.get(r))
-            .unwrap_or("")
-            .trim()
-            .to_owned();
+        // minijinja's detail names the whole undefined path (`steps.plan`); its range may
+        // cover only the last part of it, so widen the range to the path where it is written.
+        let named = error
+            .detail()
+            .and_then(|d| d.strip_prefix('`'))
+            .and_then(|d| d.split_once('`'))
+            .map(|(name, _)| name.to_owned());
+        let range = match (error.range(), &named) {
+            (Some(r), Some(name)) => {
+                let window = r.start.saturating_sub(name.len() + 8)..r.end.min(source.len());
+                source
+                    .get(window.clone())
+                    .and_then(|w| w.find(name.as_str()))
+                    .map(|at| window.start + at..window.start + at + name.len())
+                    .or(Some(r))
+            }
+            (r, _) => r,
+        };
+        let span = self.span_in(value, range.clone());
+        let text = named.unwrap_or_else(|| {
+            range
+                .and_then(|r| source.get(r))
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        });
         let place = if step.is_empty() {
             format!("the mission's `{field}`")
         } else {
@@ -1136,13 +1187,20 @@ impl<'m> Compiler<'m> {
             let detail = error
                 .detail()
                 .map_or_else(|| error.to_string(), str::to_owned);
+            let (detail, help) = match detail.split_once(": use ") {
+                Some((what, fix)) => (what.to_owned(), format!("use {fix}")),
+                None => (
+                    detail,
+                    "fix the template so it renders with the values it will have".to_owned(),
+                ),
+            };
             self.push(
                 MissionError::new(
                     ErrorKind::Template,
                     format!("template error in {place}: {detail}"),
                 )
                 .label(span, "fails here")
-                .help("fix the template so it renders with the values it will have"),
+                .help(help),
             );
             return;
         }

@@ -107,8 +107,8 @@ fn shell_formatter(out: &mut Output, _state: &mut State, value: &Value) -> Resul
             ValueKind::Seq | ValueKind::Map | ValueKind::Iterable => {
                 return Err(Error::new(
                     ErrorKind::InvalidOperation,
-                    "a list or table cannot be written into a shell command as it is: \
-                     use `| shell_args` to pass a list's items as separate words",
+                    "a list or table cannot be written into a shell command as one value: \
+                     use `| shell_args` to pass a list's items as separate, quoted words",
                 ));
             }
             _ => quote(&value.to_string())?,
@@ -179,6 +179,41 @@ pub fn unsafe_constructs(source: &str) -> Vec<(Range<usize>, &'static str)> {
         if rest >= source.len() {
             break;
         }
+    }
+    found
+}
+
+/// `steps.my-step` written where `steps["my-step"]` was meant: spans and the ids meant.
+/// (Jinja reads `steps.my-step` as `steps.my - step`.)
+pub fn dashed_step_refs(source: &str, ids: &[String]) -> Vec<(Range<usize>, String)> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = source[from..].find("steps.") {
+        let start = from + at;
+        let name_start = start + "steps.".len();
+        let name_len = source[name_start..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(source.len() - name_start);
+        let name = &source[name_start..name_start + name_len];
+        let before_ok = !source[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if before_ok && name.contains('-') {
+            // The longest known id that the dashed name starts with.
+            let meant = ids
+                .iter()
+                .filter(|id| id.contains('-') && name.starts_with(id.as_str()))
+                .filter(|id| {
+                    let rest = &name[id.len()..];
+                    rest.is_empty() || rest.starts_with('-')
+                })
+                .max_by_key(|id| id.len());
+            if let Some(id) = meant {
+                found.push((start..name_start + id.len(), id.clone()));
+            }
+        }
+        from = name_start;
     }
     found
 }
@@ -285,24 +320,35 @@ mod tests {
         Templates::new()
     }
 
+    /// What `sh` sees: each rendered word printed on its own line.
+    fn sh_words(command: &str) -> Vec<String> {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "for w in {command}; do printf '%s\\n' \"$w\"; done"
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
-    fn shell_values_are_quoted() {
+    fn shell_values_reach_the_shell_as_single_words() {
         let mut t = templates();
-        t.add(
-            "a",
-            Flavor::Shell,
-            "echo {{ x }} {{ n }} {{ xs | shell_args }}",
-        )
-        .unwrap();
+        t.add("a", Flavor::Shell, "{{ x }} {{ n }} {{ xs | shell_args }}")
+            .unwrap();
+        let nasty = "$(touch pwned); echo 'hi' \"q\" `id` ; * && \\";
         let ctx = map([
-            ("x", Value::from("$(rm -rf ~); echo 'hi'")),
+            ("x", Value::from(nasty)),
             ("n", Value::from(3)),
-            ("xs", Value::from(vec!["a b", "c"])),
+            ("xs", Value::from(vec!["a b", "c;d", ""])),
         ]);
-        assert_eq!(
-            t.render("a", Flavor::Shell, &ctx).unwrap(),
-            r#"echo '$(rm -rf ~); echo '"'"'hi'"'"'' 3 'a b' c"#
-        );
+        let rendered = t.render("a", Flavor::Shell, &ctx).unwrap();
+        assert_eq!(sh_words(&rendered), vec![nasty, "3", "a b", "c;d", ""]);
     }
 
     #[test]
