@@ -7,6 +7,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
+use std::sync::Arc;
+
+use fixedbitset::FixedBitSet;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -15,7 +18,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use toml::Spanned;
 
 use super::template::{
-    self, CONTEXT_NAMES, FAILURE_FIELDS, Flavor, STEP_FIELDS, StepsContext, Templates,
+    self, CONTEXT_NAMES, FAILURE_FIELDS, Flavor, STEP_FIELDS, StepKeys, StepsContext, Templates,
 };
 use super::{Action, AgentSpec, Plan, PlanStep, TemplateRef, duration_text};
 use crate::mission::diagnostics::{ErrorKind, MissionError, MissionErrors, Problems};
@@ -193,7 +196,8 @@ impl<'m> Compiler<'m> {
         let mut templates = Templates::new();
         let gate = self.template(&mut templates, self.file.gate.as_ref(), Flavor::Shell);
         let setup = self.template(&mut templates, self.file.setup.as_ref(), Flavor::Shell);
-        self.check_step_templates(&mut templates, &decls, &steps, &vars, &name);
+        let upstream = Upstream::new(&steps, acyclic.then_some(order.as_slice()));
+        self.check_step_templates(&mut templates, &decls, &steps, &upstream, &vars, &name);
         self.check_mission_templates(&templates, &gate, &setup, &steps, &vars, &name);
 
         if !self.problems.is_empty() {
@@ -951,10 +955,14 @@ impl<'m> Compiler<'m> {
         templates: &mut Templates,
         decls: &[Decl<'m>],
         steps: &[PlanStep],
+        upstream: &Upstream,
         vars: &IndexMap<String, serde_json::Value>,
         mission: &str,
     ) {
         let defaults = self.file.defaults.clone().unwrap_or_default();
+        let placeholder = Some(template::placeholder_step());
+        let no_values = Arc::new(HashMap::new());
+        let nothing = Arc::new(FixedBitSet::with_capacity(steps.len()));
         let base = base_context(vars, mission);
         let index: HashMap<&str, usize> = steps
             .iter()
@@ -971,11 +979,6 @@ impl<'m> Compiler<'m> {
                         .map(|c| c.id.clone()),
                 )
             })
-            .collect();
-        let children: HashMap<&str, Vec<&str>> = decls
-            .iter()
-            .filter(|d| d.is_matrix)
-            .map(|d| (d.id, d.children.iter().map(|c| c.id.as_str()).collect()))
             .collect();
         for d in decls {
             let step = d.step.get_ref();
@@ -1035,27 +1038,16 @@ impl<'m> Compiler<'m> {
                 let Some(&i) = index.get(child.id.as_str()) else {
                     continue;
                 };
-                let steps_value = if uses_steps {
-                    let upstream = upstream(steps, &index, i);
-                    let mut visible: Vec<(String, Value)> = upstream
-                        .iter()
-                        .map(|&j| (steps[j].id.clone(), template::placeholder_step()))
-                        .collect();
-                    for (parent, kids) in &children {
-                        if !visible.iter().any(|(id, _)| id == parent)
-                            && kids
-                                .iter()
-                                .all(|k| upstream.iter().any(|&j| steps[j].id == *k))
-                        {
-                            visible.push(((*parent).to_owned(), template::placeholder_step()));
-                        }
-                    }
-                    Value::from_object(StepsContext { visible })
-                } else {
-                    Value::from_object(StepsContext {
-                        visible: Vec::new(),
-                    })
-                };
+                let steps_value = Value::from_object(StepsContext {
+                    keys: upstream.keys.clone(),
+                    visible: if uses_steps {
+                        upstream.of(i)
+                    } else {
+                        nothing.clone()
+                    },
+                    values: no_values.clone(),
+                    default: placeholder.clone(),
+                });
                 let matrix = Value::from(minijinja::value::Serde(&child.matrix));
                 for (field, value, flavor, t) in &parsed {
                     let mut ctx = base.clone();
@@ -1114,16 +1106,17 @@ impl<'m> Compiler<'m> {
         let all: Vec<String> = steps.iter().map(|s| s.id.clone()).collect();
         if let (Some(t), Some(value)) = (gate, &self.file.gate) {
             let mut ctx = base.clone();
-            let mut visible: Vec<(String, Value)> = all
-                .iter()
-                .map(|id| (id.clone(), template::placeholder_step()))
-                .collect();
-            for s in steps {
-                if s.declared != s.id && !visible.iter().any(|(id, _)| *id == s.declared) {
-                    visible.push((s.declared.clone(), template::placeholder_step()));
-                }
-            }
-            ctx.push(("steps", Value::from_object(StepsContext { visible })));
+            let mut everything = FixedBitSet::with_capacity(steps.len());
+            everything.insert_range(..);
+            ctx.push((
+                "steps",
+                Value::from_object(StepsContext {
+                    keys: Arc::new(step_keys(steps)),
+                    visible: Arc::new(everything),
+                    values: Arc::new(HashMap::new()),
+                    default: Some(template::placeholder_step()),
+                }),
+            ));
             let ctx = template::context(ctx);
             if let Err(e) = templates.render(&t.name, Flavor::Shell, &ctx) {
                 self.render_error(&e, value, "gate", "", &ctx, vars, &no_matrix, &all);
@@ -1450,29 +1443,74 @@ fn content_offset(source: &str, value: &Spanned<String>) -> Option<usize> {
     None
 }
 
-/// Concrete steps upstream of step `i` (needs, transitively).
-fn upstream(steps: &[PlanStep], index: &HashMap<&str, usize>, i: usize) -> Vec<usize> {
-    let mut seen = vec![false; steps.len()];
-    let mut stack: Vec<usize> = steps[i]
-        .needs
-        .iter()
-        .filter_map(|n| index.get(n.as_str()).copied())
-        .collect();
-    let mut out = Vec::new();
-    while let Some(j) = stack.pop() {
-        if std::mem::replace(&mut seen[j], true) {
-            continue;
+/// The ids a template may write after `steps.`: every concrete step, and every matrix step.
+pub fn step_keys(steps: &[PlanStep]) -> StepKeys {
+    let mut keys: IndexMap<String, Vec<usize>> = IndexMap::new();
+    for (i, step) in steps.iter().enumerate() {
+        keys.entry(step.id.clone()).or_default().push(i);
+        if step.declared != step.id {
+            keys.entry(step.declared.clone()).or_default().push(i);
         }
-        out.push(j);
-        stack.extend(
-            steps[j]
+    }
+    StepKeys { keys }
+}
+
+/// The steps upstream of each step (its needs, transitively), as bitsets over plan indices.
+pub struct Upstream {
+    pub keys: Arc<StepKeys>,
+    sets: Vec<Arc<FixedBitSet>>,
+}
+
+impl Upstream {
+    /// With a topological `order`, each set is the union of its needs' sets, in one pass;
+    /// without one (a cycle, already reported), a search from each step.
+    pub fn new(steps: &[PlanStep], order: Option<&[usize]>) -> Upstream {
+        let index: HashMap<&str, usize> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let needs = |i: usize| {
+            steps[i]
                 .needs
                 .iter()
-                .filter_map(|n| index.get(n.as_str()).copied()),
-        );
+                .filter_map(|n| index.get(n.as_str()).copied())
+                .collect::<Vec<_>>()
+        };
+        let n = steps.len();
+        let mut sets: Vec<FixedBitSet> = vec![FixedBitSet::with_capacity(n); n];
+        match order {
+            Some(order) => {
+                for &i in order {
+                    let mut set = FixedBitSet::with_capacity(n);
+                    for j in needs(i) {
+                        set.insert(j);
+                        set.union_with(&sets[j]);
+                    }
+                    sets[i] = set;
+                }
+            }
+            None => {
+                for (i, set) in sets.iter_mut().enumerate() {
+                    let mut stack = needs(i);
+                    while let Some(j) = stack.pop() {
+                        if !set.put(j) {
+                            stack.extend(needs(j));
+                        }
+                    }
+                }
+            }
+        }
+        Upstream {
+            keys: Arc::new(step_keys(steps)),
+            sets: sets.into_iter().map(Arc::new).collect(),
+        }
     }
-    out.sort_unstable();
-    out
+
+    /// The steps upstream of step `i`.
+    pub fn of(&self, i: usize) -> Arc<FixedBitSet> {
+        self.sets[i].clone()
+    }
 }
 
 /// Applies `--set name=value`, converting to the declared var's type.
@@ -1620,4 +1658,109 @@ pub fn find_cycles(nodes: usize, needs: &[(usize, usize)]) -> Vec<Vec<usize>> {
         cycles.push(path);
     }
     cycles
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::Path;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::mission::ErrorKind;
+
+    /// A mission whose step `s<i>` needs `s<j>` for each edge (i, j).
+    fn mission_text(nodes: usize, edges: &[(usize, usize)]) -> String {
+        let mut text = String::new();
+        for i in 0..nodes {
+            let needs: Vec<String> = edges
+                .iter()
+                .filter(|(from, _)| *from == i)
+                .map(|(_, to)| format!("\"s{to}\""))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            text.push_str(&format!(
+                "[steps.s{i}]\nrun = \"true\"\nneeds = [{}]\n\n",
+                needs.join(", ")
+            ));
+        }
+        text
+    }
+
+    /// An independent check: does the needs graph have a cycle? (DFS with colours.)
+    fn has_cycle(nodes: usize, edges: &[(usize, usize)]) -> bool {
+        fn visit(n: usize, edges: &[(usize, usize)], colour: &mut [u8]) -> bool {
+            colour[n] = 1;
+            for &(_, to) in edges.iter().filter(|(from, _)| *from == n) {
+                if colour[to] == 1 || (colour[to] == 0 && visit(to, edges, colour)) {
+                    return true;
+                }
+            }
+            colour[n] = 2;
+            false
+        }
+        let mut colour = vec![0u8; nodes];
+        (0..nodes).any(|n| colour[n] == 0 && visit(n, edges, &mut colour))
+    }
+
+    fn graphs() -> impl proptest::strategy::Strategy<Value = (usize, Vec<(usize, usize)>)> {
+        (1usize..14).prop_flat_map(|n| (Just(n), proptest::collection::vec((0..n, 0..n), 0..n * 2)))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn order_respects_needs_and_cycles_are_real((nodes, edges) in graphs()) {
+            let text = mission_text(nodes, &edges);
+            let mission = Mission::parse(Path::new("p.toml"), text).expect("a well-formed mission");
+            match compile(&mission, &CompileOptions::default()) {
+                Ok(plan) => {
+                    prop_assert!(!has_cycle(nodes, &edges));
+                    prop_assert_eq!(plan.steps.len(), nodes);
+                    let position: HashMap<&str, usize> =
+                        plan.steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+                    for (i, step) in plan.steps.iter().enumerate() {
+                        for need in &step.needs {
+                            prop_assert!(position[need.as_str()] < i, "{} before {}", need, step.id);
+                        }
+                    }
+                }
+                Err(CompileError::Mission(errors)) => {
+                    prop_assert!(has_cycle(nodes, &edges));
+                    let needs: HashSet<(String, String)> = edges
+                        .iter()
+                        .map(|(a, b)| (format!("s{a}"), format!("s{b}")))
+                        .collect();
+                    let mut cycles = 0;
+                    for kind in errors.kinds() {
+                        let ErrorKind::Cycle(cycle) = kind else {
+                            prop_assert!(false, "unexpected error {:?}", kind);
+                            continue;
+                        };
+                        cycles += 1;
+                        for (k, step) in cycle.iter().enumerate() {
+                            let next = &cycle[(k + 1) % cycle.len()];
+                            prop_assert!(needs.contains(&(step.clone(), next.clone())), "{step} does not need {next}");
+                        }
+                        let distinct: HashSet<&String> = cycle.iter().collect();
+                        prop_assert_eq!(distinct.len(), cycle.len(), "a cycle visits each step once");
+                    }
+                    prop_assert!(cycles > 0);
+                }
+                Err(other) => prop_assert!(false, "unexpected error {:?}", other),
+            }
+        }
+    }
+
+    #[test]
+    fn order_is_deterministic_and_follows_the_file() {
+        let text = "[steps.c]\nrun = \"true\"\nneeds = [\"a\"]\n[steps.b]\nrun = \"true\"\n[steps.a]\nrun = \"true\"\n";
+        let mission = Mission::parse(Path::new("o.toml"), text.to_owned()).unwrap();
+        let plan = compile(&mission, &CompileOptions::default()).unwrap();
+        let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["b", "a", "c"]);
+    }
 }

@@ -238,25 +238,57 @@ pub const STEP_FIELDS: &[&str] = &["outcome", "output", "diff", "files", "commit
 /// The fields of `failure` in a retry prompt.
 pub const FAILURE_FIELDS: &[&str] = &["kind", "command", "exit_code", "output"];
 
-/// The `steps` context of one step: the steps it needs, directly or transitively, and only those.
+/// The ids templates may write after `steps.`, and the concrete steps (plan indices) each
+/// stands for: a step or matrix child stands for itself, a matrix step for all its children.
+#[derive(Debug, Default)]
+pub struct StepKeys {
+    pub keys: indexmap::IndexMap<String, Vec<usize>>,
+}
+
+/// The `steps` context of one template: only the steps upstream of its step are there.
 #[derive(Debug)]
 pub struct StepsContext {
-    /// Ids (declared and matrix children) visible to this step, with their values.
-    pub visible: Vec<(String, Value)>,
+    pub keys: Arc<StepKeys>,
+    /// The concrete steps this template may see, by plan index.
+    pub visible: Arc<fixedbitset::FixedBitSet>,
+    /// Each key's value (a step's result, a matrix step's summary)...
+    pub values: Arc<std::collections::HashMap<String, Value>>,
+    /// ...or this one for keys not in `values` (placeholders before the run).
+    pub default: Option<Value>,
+}
+
+impl StepsContext {
+    fn sees(&self, key: &str) -> bool {
+        self.keys
+            .keys
+            .get(key)
+            .is_some_and(|steps| steps.iter().all(|&i| self.visible.contains(i)))
+    }
 }
 
 impl Object for StepsContext {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let key = key.as_str()?;
-        self.visible
-            .iter()
-            .find(|(id, _)| id == key)
-            .map(|(_, v)| v.clone())
+        if !self.sees(key) {
+            return None;
+        }
+        self.values
+            .get(key)
+            .cloned()
+            .or_else(|| self.default.clone())
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
         self.mapped_enumerator(|this| {
-            Box::new(this.visible.iter().map(|(id, _)| Value::from(id.as_str())))
+            Box::new(
+                this.keys
+                    .keys
+                    .keys()
+                    .filter(|k| this.sees(k))
+                    .map(|k| Value::from(k.as_str()))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            )
         })
     }
 }
