@@ -71,12 +71,15 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("load+compile 1000 steps", |b| {
         b.iter(|| {
-            let mission = Mission::parse(Path::new("big.toml"), black_box(text.clone())).unwrap();
-            black_box(compile(&mission, &CompileOptions::default()).unwrap())
+            let mission =
+                Mission::parse(Path::new("big.toml"), black_box(text.clone())).expect("loads");
+            black_box(compile(&mission, &CompileOptions::default()).expect("compiles"))
         })
     });
     group.bench_function("compile 1000 steps", |b| {
-        b.iter(|| black_box(compile(black_box(&mission), &CompileOptions::default()).unwrap()))
+        b.iter(|| {
+            black_box(compile(black_box(&mission), &CompileOptions::default()).expect("compiles"))
+        })
     });
     group.finish();
 }
