@@ -1665,9 +1665,11 @@ mod tests {
     use std::collections::HashSet;
     use std::path::Path;
 
-    use proptest::prelude::*;
+    use proptest::prelude::{
+        Just, ProptestConfig, Strategy as _, prop_assert, prop_assert_eq, proptest,
+    };
 
-    use super::*;
+    use super::{CompileError, CompileOptions, HashMap, Mission, compile};
     use crate::mission::ErrorKind;
 
     /// A mission whose step `s<i>` needs `s<j>` for each edge (i, j).
