@@ -76,11 +76,7 @@ pub fn mermaid(plan: &Plan) -> String {
     let label = |s: &str| s.replace('"', "#quot;");
     let mut out = String::from("```mermaid\nflowchart LR\n");
     let node = |i: usize, step: &PlanStep| {
-        format!(
-            "s{i}[\"{}<br/><small>{}</small>\"]",
-            label(&step.id),
-            label(&runner(step))
-        )
+        format!("s{i}[\"{}<br/>{}\"]", label(&step.id), label(&runner(step)))
     };
     for (g, (declared, members)) in groups(plan).iter().enumerate() {
         let _ = writeln!(out, "  subgraph m{g}[\"{} (matrix)\"]", label(declared));
