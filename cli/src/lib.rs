@@ -5,6 +5,8 @@ mod args;
 mod commands;
 pub mod exit;
 mod missions;
+mod report;
+
 mod style;
 
 use std::io::{IsTerminal, Write};

@@ -3,6 +3,11 @@
 //! The engine never prints, colours or exits: it returns typed errors (miette diagnostics for
 //! anything the user wrote) and plain data the CLI renders.
 
+pub mod event;
+pub mod git;
+pub mod history;
+pub mod journal;
 pub mod mission;
 pub mod plan;
+pub mod run;
 pub mod schema;

@@ -5,7 +5,12 @@ use medley_engine::plan::{
     Action, CompileOptions, Flavor, Plan, TemplateRef, duration_text, graph,
 };
 
+use medley_engine::event::RunOutcome;
+use medley_engine::run::{Grace, RunOptions};
+
 use super::load_plan;
+use crate::report::Reporter;
+
 use crate::args::OutputFormat;
 use crate::{CliError, Context, exit, print_data, style};
 
@@ -30,6 +35,9 @@ pub struct RunArgs {
     /// Steps running at once (default: the mission's `max_parallel`, else 4)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_parallel: Option<u32>,
+    /// Start from this commit (a branch, tag or id) instead of a snapshot of the working tree
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
     /// Print the plan and run nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -44,11 +52,6 @@ fn parse_set(text: &str) -> Result<(String, String), String> {
     }
 }
 
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("running steps is not built yet: only `medley run --dry-run` works in this version")]
-#[diagnostic(help("add `--dry-run` to see the plan"))]
-struct NotYet;
-
 pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
     let options = CompileOptions {
         sets: args.sets.clone(),
@@ -61,7 +64,7 @@ pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
         plan.max_parallel = n as usize;
     }
     if !args.dry_run {
-        return Err(CliError::invalid(NotYet));
+        return run_plan(ctx, plan, args.base);
     }
     if ctx.output == OutputFormat::Json {
         let json = serde_json::to_string_pretty(&plan).expect("a plan serialises to JSON");
@@ -71,6 +74,79 @@ pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
     }
     Ok(exit::SUCCESS)
 }
+
+/// The grace periods of a staged stop: `MEDLEY_STOP_GRACE` (e.g. `200ms`) sets both stages.
+pub fn grace() -> Grace {
+    std::env::var("MEDLEY_STOP_GRACE")
+        .ok()
+        .and_then(|g| duration_text::parse(&g))
+        .map_or_else(Grace::default, |d| Grace {
+            interrupt: d,
+            terminate: d,
+        })
+}
+
+/// Runs the plan for real, reporting its events, and maps its end to an exit code.
+fn run_plan(ctx: &Context, plan: Plan, base: Option<String>) -> Result<u8, CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(RuntimeError(e)))?;
+    let options = RunOptions {
+        cwd: ctx.cwd.clone(),
+        base,
+        grace: grace(),
+        worktrees: None,
+    };
+    let mut reporter = Reporter::new(ctx.output, ctx.color);
+    runtime.block_on(async move {
+        let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let (cancel, cancelled) = tokio::sync::watch::channel(false);
+        let report = tokio::spawn(async move {
+            while let Some(event) = received.recv().await {
+                reporter.event(&event);
+            }
+            reporter.finish();
+        });
+        let signals = tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            let _ = cancel.send(true);
+            // Keep the handlers installed so a second signal does not kill medley mid-stop.
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+        });
+        let result = medley_engine::run::run(plan, options, events, cancelled).await;
+        let _ = report.await;
+        signals.abort();
+        match result {
+            Ok(summary) => Ok(match summary.outcome {
+                RunOutcome::Passed => exit::SUCCESS,
+                RunOutcome::Failed => exit::FAILED,
+                RunOutcome::Cancelled => exit::INTERRUPTED,
+            }),
+            Err(e) if e.is_usage() => Err(CliError::invalid(e)),
+            Err(e) => Err(CliError::failed(e)),
+        }
+    })
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot start the async runtime")]
+struct RuntimeError(#[source] std::io::Error);
 
 /// The plan as text: steps in order with their agents and rendered templates.
 fn dry_run_text(plan: &Plan, color: bool) -> String {

@@ -1,0 +1,228 @@
+//! The engine's one output stream: typed events (format v1). The journal, `--output json` and
+//! every reporter read these same values. Fields are added, never renamed.
+
+use serde::{Deserialize, Serialize};
+
+/// One event: `v`, `ts`, `run`, then `type` and its fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub v: u32,
+    /// RFC 3339, UTC.
+    pub ts: String,
+    pub run: String,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+impl Event {
+    pub fn new(run: &str, body: Body) -> Event {
+        Event {
+            v: 1,
+            ts: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            run: run.to_owned(),
+            body,
+        }
+    }
+
+    /// The step this event is about, if any.
+    pub fn step(&self) -> Option<&str> {
+        match &self.body {
+            Body::StepReady { step, .. }
+            | Body::StepStarted { step, .. }
+            | Body::AgentOutput { step, .. }
+            | Body::StepCommitted { step, .. }
+            | Body::AttemptFailed { step, .. }
+            | Body::AgentSwitched { step, .. }
+            | Body::StepFinished { step, .. }
+            | Body::StepSkipped { step, .. } => Some(step),
+            Body::GateStarted { step, .. } | Body::GateFinished { step, .. } => step.as_deref(),
+            Body::RunStarted { .. } | Body::RunFinished { .. } => None,
+        }
+    }
+}
+
+/// Token counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Passed,
+    Cached,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Passed => "passed",
+            Outcome::Cached => "cached",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// Passed or reused: its result can be built on.
+    pub fn ok(self) -> bool {
+        matches!(self, Outcome::Passed | Outcome::Cached)
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Passed,
+    Failed,
+    Cancelled,
+}
+
+impl RunOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunOutcome::Passed => "passed",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailReason {
+    /// The gate exited non-zero.
+    Gate,
+    /// A command step's command exited non-zero.
+    Command,
+    AgentError,
+    Auth,
+    UsageLimit,
+    Unreachable,
+    Denied,
+    Timeout,
+}
+
+/// What went wrong with a failed step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepError {
+    /// `merge_conflict`, `setup`, `gate`, `command`, `timeout`, `worktree`, `template`, ...
+    pub kind: String,
+    pub message: String,
+    /// For a merge conflict: the files both sides changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<String>>,
+    /// For a merge conflict: the steps whose changes collide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<String>>,
+}
+
+/// Why a step was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SkipReason {
+    /// A need did not pass.
+    Need { need: String, need_outcome: Outcome },
+    /// Its `if` expression was false.
+    If {
+        #[serde(rename = "if")]
+        expression: String,
+    },
+}
+
+/// The event types and their fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Body {
+    RunStarted {
+        mission: String,
+        mission_path: String,
+        base: String,
+        steps: usize,
+    },
+    StepReady {
+        step: String,
+        base: String,
+    },
+    StepStarted {
+        step: String,
+        attempt: u32,
+        agent: Option<String>,
+        runtime: Option<String>,
+        worktree: String,
+    },
+    AgentOutput {
+        step: String,
+        attempt: u32,
+        agent: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
+        kind: String,
+        summary: String,
+        raw: serde_json::Value,
+    },
+    StepCommitted {
+        step: String,
+        attempt: u32,
+        commit: String,
+        files: usize,
+    },
+    GateStarted {
+        step: Option<String>,
+        attempt: u32,
+        command: String,
+    },
+    GateFinished {
+        step: Option<String>,
+        attempt: u32,
+        exit_code: Option<i32>,
+        passed: bool,
+        output_tail: String,
+    },
+    AttemptFailed {
+        step: String,
+        attempt: u32,
+        agent: Option<String>,
+        reason: FailReason,
+        message: String,
+    },
+    AgentSwitched {
+        step: String,
+        from: String,
+        to: String,
+        reason: FailReason,
+    },
+    StepFinished {
+        step: String,
+        outcome: Outcome,
+        commit: Option<String>,
+        agent: Option<String>,
+        attempts: u32,
+        tokens: Tokens,
+        cost_usd: Option<f64>,
+        duration_ms: u64,
+        cached_from: Option<String>,
+        error: Option<StepError>,
+    },
+    StepSkipped {
+        step: String,
+        reason: SkipReason,
+    },
+    RunFinished {
+        outcome: RunOutcome,
+        reason: Option<String>,
+        result_branch: Option<String>,
+        tokens: Tokens,
+        cost_usd: f64,
+        unpriced_steps: usize,
+        duration_ms: u64,
+    },
+}

@@ -1,0 +1,526 @@
+//! git: snapshots of a working tree, merges, commits, refs and worktrees.
+//!
+//! All object work goes through git2, in memory, never through the user's index: a snapshot
+//! reads a private copy of the index. Worktrees are made with the `git` CLI, so their files are
+//! exactly what `git checkout` writes (filters, attributes, LFS).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use git2::{
+    DiffFormat, DiffOptions, ErrorCode, Index, IndexEntry, IndexTime, ObjectType, Oid, Repository,
+    Signature, Status, StatusOptions,
+};
+
+/// Why a git operation failed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum GitError {
+    #[error("`{0}` is not inside a git repository")]
+    #[diagnostic(help("run medley inside a git repository (`git init` makes one)"))]
+    NotARepo(PathBuf),
+    #[error("`{0}` is a bare repository")]
+    #[diagnostic(help("run medley in a repository with a working tree"))]
+    Bare(PathBuf),
+    #[error("the repository has no commits yet")]
+    #[diagnostic(help("make a first commit (`git commit --allow-empty -m init`), then run again"))]
+    NoCommits,
+    #[error("`{0}` does not name a commit in this repository")]
+    #[diagnostic(help("give a branch, tag or commit id that `git rev-parse` knows"))]
+    BadRef(String),
+    #[error("a branch named `medley` blocks medley's result branches `medley/<mission>/<run>`")]
+    #[diagnostic(help("rename it, e.g. `git branch -m medley medley-old`, then run again"))]
+    BranchBlocked,
+    #[error("git failed: {context}")]
+    Git {
+        context: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("`git {args}` failed: {stderr}")]
+    Cli { args: String, stderr: String },
+    #[error("cannot read `{path}`")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, GitError>;
+
+/// Adds context to git2 errors.
+pub trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, git2::Error> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| GitError::Git {
+            context: what(),
+            source,
+        })
+    }
+}
+
+/// The user's repository: where its working tree and its (common) git dir are.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    /// The top of the working tree.
+    pub root: PathBuf,
+    /// The common git dir (`.git`), shared by every worktree.
+    pub git_dir: PathBuf,
+}
+
+impl Repo {
+    /// Finds the repository containing `cwd`.
+    pub fn discover(cwd: &Path) -> Result<Repo> {
+        let repo = Repository::discover(cwd).map_err(|_| GitError::NotARepo(cwd.to_owned()))?;
+        let root = repo
+            .workdir()
+            .ok_or_else(|| GitError::Bare(repo.path().to_owned()))?
+            .to_owned();
+        let git_dir = repo.commondir().to_owned();
+        Ok(Repo { root, git_dir })
+    }
+
+    pub fn open(&self) -> Result<Repository> {
+        Repository::open(&self.root).context(|| format!("open {}", self.root.display()))
+    }
+
+    /// A short stable id for this repository, for paths outside it: `<name>-<hash>`.
+    pub fn id(&self) -> String {
+        let canonical = self.git_dir.canonicalize().unwrap_or(self.git_dir.clone());
+        let hash = blake3::hash(canonical.as_os_str().as_encoded_bytes());
+        let name: String = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(40)
+            .collect();
+        format!("{name}-{}", &hash.to_hex()[..12])
+    }
+
+    /// The commit a ref names (`--base REF`).
+    pub fn resolve(&self, name: &str) -> Result<Oid> {
+        let repo = self.open()?;
+        let object = repo
+            .revparse_single(name)
+            .map_err(|_| GitError::BadRef(name.to_owned()))?;
+        let commit = object
+            .peel_to_commit()
+            .map_err(|_| GitError::BadRef(name.to_owned()))?;
+        Ok(commit.id())
+    }
+
+    /// The working tree as it is (committed, staged, unstaged and untracked-not-ignored files)
+    /// as a commit on top of HEAD. HEAD itself when nothing differs. Touches no file, ref or
+    /// index of the user's.
+    pub fn snapshot(&self) -> Result<Oid> {
+        let repo = self.open()?;
+        let head = match repo.head() {
+            Ok(head) => head.peel_to_commit().context(|| "read HEAD".to_owned())?,
+            Err(e) if matches!(e.code(), ErrorCode::UnbornBranch | ErrorCode::NotFound) => {
+                return Err(GitError::NoCommits);
+            }
+            Err(e) => return Err(e).context(|| "read HEAD".to_owned()),
+        };
+        let tree = snapshot_tree(&repo)?;
+        if tree == head.tree_id() {
+            return Ok(head.id());
+        }
+        commit_tree(
+            &repo,
+            tree,
+            &[head.id()],
+            "medley: snapshot of the working tree",
+        )
+    }
+
+    /// Points `name` at `oid` (creating or moving it).
+    pub fn set_ref(&self, name: &str, oid: Oid, log: &str) -> Result<()> {
+        let repo = self.open()?;
+        repo.reference(name, oid, true, log)
+            .context(|| format!("set {name}"))?;
+        Ok(())
+    }
+
+    pub fn find_ref(&self, name: &str) -> Result<Option<Oid>> {
+        let repo = self.open()?;
+        match repo.refname_to_id(name) {
+            Ok(oid) => Ok(Some(oid)),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(e).context(|| format!("read {name}")),
+        }
+    }
+
+    /// Deletes every ref under `prefix` (e.g. `refs/medley/<run>/`); returns how many.
+    pub fn delete_refs(&self, prefix: &str) -> Result<usize> {
+        let repo = self.open()?;
+        let mut count = 0;
+        let names: Vec<String> = repo
+            .references_glob(&format!("{prefix}*"))
+            .context(|| format!("list {prefix}"))?
+            .filter_map(|r| r.ok()?.name().ok().map(str::to_owned))
+            .collect();
+        for name in names {
+            if let Ok(mut r) = repo.find_reference(&name) {
+                r.delete().context(|| format!("delete {name}"))?;
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Fails when a branch named `medley` exists: it would block `medley/<mission>/<run>`.
+    pub fn check_branch_namespace(&self) -> Result<()> {
+        match self.find_ref("refs/heads/medley")? {
+            Some(_) => Err(GitError::BranchBlocked),
+            None => Ok(()),
+        }
+    }
+
+    /// Merges the result commits of several steps in memory. One commit is returned as is; a
+    /// commit another one already contains is skipped. A conflict names the files and the
+    /// steps whose changes collide.
+    pub fn merge(&self, base: Oid, results: &[(String, Oid)]) -> Result<MergeOutcome> {
+        let repo = self.open()?;
+        let Some(((_, first), rest)) = results.split_first() else {
+            return Ok(MergeOutcome::Merged(base));
+        };
+        let mut acc = *first;
+        let mut merged: Vec<&(String, Oid)> = vec![&results[0]];
+        for next in rest {
+            let (_, theirs) = next;
+            if acc == *theirs {
+                continue;
+            }
+            let ancestor = repo.merge_base(acc, *theirs).unwrap_or(base);
+            if ancestor == *theirs {
+                merged.push(next);
+                continue;
+            }
+            if ancestor == acc {
+                acc = *theirs;
+                merged.push(next);
+                continue;
+            }
+            let tree_of = |oid: Oid| -> Result<git2::Tree<'_>> {
+                repo.find_commit(oid)
+                    .and_then(|c| c.tree())
+                    .context(|| format!("read commit {oid}"))
+            };
+            let mut index = repo
+                .merge_trees(
+                    &tree_of(ancestor)?,
+                    &tree_of(acc)?,
+                    &tree_of(*theirs)?,
+                    None,
+                )
+                .context(|| "merge".to_owned())?;
+            if index.has_conflicts() {
+                let files: Vec<String> = index
+                    .conflicts()
+                    .context(|| "read conflicts".to_owned())?
+                    .filter_map(|c| {
+                        let c = c.ok()?;
+                        let entry = c.our.or(c.their).or(c.ancestor)?;
+                        Some(String::from_utf8_lossy(&entry.path).into_owned())
+                    })
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                // The steps merged so far that changed one of these files, and this one.
+                let mut steps = Vec::new();
+                for (step, oid) in merged.iter().map(|m| (&m.0, m.1)) {
+                    let changed = self.changed_files(base, oid)?;
+                    if changed.iter().any(|f| files.contains(f)) {
+                        steps.push(step.clone());
+                    }
+                }
+                steps.push(next.0.clone());
+                return Ok(MergeOutcome::Conflict { files, steps });
+            }
+            let tree = index
+                .write_tree_to(&repo)
+                .context(|| "write merged tree".to_owned())?;
+            acc = commit_tree(&repo, tree, &[acc, *theirs], "medley: merge of needs")?;
+            merged.push(next);
+        }
+        Ok(MergeOutcome::Merged(acc))
+    }
+
+    /// Paths that differ between two commits.
+    pub fn changed_files(&self, from: Oid, to: Oid) -> Result<Vec<String>> {
+        let repo = self.open()?;
+        let diff = tree_diff(&repo, from, to)?;
+        let mut files = BTreeSet::new();
+        for delta in diff.deltas() {
+            for file in [delta.old_file(), delta.new_file()] {
+                if let Some(path) = file.path()
+                    && !file.id().is_zero()
+                {
+                    files.insert(path.to_string_lossy().into_owned());
+                }
+            }
+        }
+        Ok(files.into_iter().collect())
+    }
+
+    /// The unified diff between two commits.
+    pub fn diff_text(&self, from: Oid, to: Oid) -> Result<String> {
+        let repo = self.open()?;
+        let diff = tree_diff(&repo, from, to)?;
+        let mut text = Vec::new();
+        diff.print(DiffFormat::Patch, |_, _, line| {
+            if matches!(line.origin(), '+' | '-' | ' ') {
+                text.push(line.origin() as u8);
+            }
+            text.extend_from_slice(line.content());
+            true
+        })
+        .context(|| "print diff".to_owned())?;
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
+    /// A file's text at a commit (for the `file(path)` template function).
+    pub fn read_file(&self, commit: Oid, path: &str) -> std::result::Result<String, String> {
+        let repo = self.open().map_err(|e| e.to_string())?;
+        let tree = repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(|e| e.to_string())?;
+        let entry = tree
+            .get_path(Path::new(path))
+            .map_err(|_| format!("no file `{path}` in the step's base"))?;
+        let blob = entry
+            .to_object(&repo)
+            .and_then(|o| o.peel_to_blob())
+            .map_err(|_| format!("`{path}` is not a file"))?;
+        Ok(String::from_utf8_lossy(blob.content()).into_owned())
+    }
+
+    /// Commits the whole state of a worktree (tracked and untracked-not-ignored files) on top
+    /// of `parent`, whatever the worktree's own HEAD and index say.
+    pub fn commit_worktree(&self, worktree: &Path, parent: Oid, message: &str) -> Result<Oid> {
+        let repo = Repository::open(worktree).context(|| format!("open {}", worktree.display()))?;
+        let tree = snapshot_tree(&repo)?;
+        commit_tree(&repo, tree, &[parent], message)
+    }
+
+    /// Adds a detached worktree at `path` checked out at `commit` (`git worktree add`).
+    pub fn add_worktree(&self, path: &Path, commit: Oid) -> Result<()> {
+        if let Some(parent) = path.parent() {
+            fs_err::create_dir_all(parent).map_err(|source| GitError::Io {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        self.git(&[
+            "worktree",
+            "add",
+            "--detach",
+            "--quiet",
+            &path.to_string_lossy(),
+            &commit.to_string(),
+        ])
+        .map(|_| ())
+    }
+
+    /// Removes a worktree's directory and git's record of it.
+    pub fn remove_worktree(&self, path: &Path) -> Result<()> {
+        if path.exists() {
+            let _ = self.git(&[
+                "worktree",
+                "remove",
+                "--force",
+                "--force",
+                &path.to_string_lossy(),
+            ]);
+            if path.exists() {
+                fs_err::remove_dir_all(path).map_err(|source| GitError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            }
+        }
+        self.prune_worktrees()
+    }
+
+    /// Forgets worktrees whose directories are gone (`git worktree prune`).
+    pub fn prune_worktrees(&self) -> Result<()> {
+        self.git(&["worktree", "prune"]).map(|_| ())
+    }
+
+    fn git(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(args)
+            .output()
+            .map_err(|source| GitError::Io {
+                path: PathBuf::from("git"),
+                source,
+            })?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(GitError::Cli {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
+        }
+    }
+}
+
+/// The result of merging needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    Merged(Oid),
+    Conflict {
+        files: Vec<String>,
+        steps: Vec<String>,
+    },
+}
+
+fn tree_diff<'r>(repo: &'r Repository, from: Oid, to: Oid) -> Result<git2::Diff<'r>> {
+    let tree = |oid: Oid| {
+        repo.find_commit(oid)
+            .and_then(|c| c.tree())
+            .context(|| format!("read commit {oid}"))
+    };
+    let mut options = DiffOptions::new();
+    options.context_lines(3);
+    repo.diff_tree_to_tree(Some(&tree(from)?), Some(&tree(to)?), Some(&mut options))
+        .context(|| "diff".to_owned())
+}
+
+/// medley commits as the repository's configured user, else `medley <medley@localhost>`.
+fn signature(repo: &Repository) -> Result<Signature<'static>> {
+    match repo.signature() {
+        Ok(sig) => Ok(sig.to_owned()),
+        Err(_) => Signature::now("medley", "medley@localhost").context(|| "signature".to_owned()),
+    }
+}
+
+fn commit_tree(repo: &Repository, tree: Oid, parents: &[Oid], message: &str) -> Result<Oid> {
+    let sig = signature(repo)?;
+    let tree = repo.find_tree(tree).context(|| "read tree".to_owned())?;
+    let parents: Vec<git2::Commit<'_>> = parents
+        .iter()
+        .map(|p| repo.find_commit(*p).context(|| format!("read commit {p}")))
+        .collect::<Result<_>>()?;
+    let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
+    repo.commit(None, &sig, &sig, message, &tree, &refs)
+        .context(|| "commit".to_owned())
+}
+
+/// The tree of a working directory as it is, built from a private copy of its index (so
+/// unchanged tracked files are skipped by stat) plus blobs for untracked files.
+fn snapshot_tree(repo: &Repository) -> Result<Oid> {
+    let workdir = repo
+        .workdir()
+        .ok_or_else(|| GitError::Bare(repo.path().to_owned()))?
+        .to_owned();
+    let private = tempfile::Builder::new()
+        .prefix("medley-index-")
+        .tempfile()
+        .map_err(|source| GitError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let user_index = repo.path().join("index");
+    if user_index.exists() {
+        fs_err::copy(&user_index, private.path()).map_err(|source| GitError::Io {
+            path: user_index.clone(),
+            source,
+        })?;
+    } else {
+        fs_err::remove_file(private.path()).map_err(|source| GitError::Io {
+            path: private.path().to_owned(),
+            source,
+        })?;
+    }
+    let mut index = Index::open(private.path()).context(|| "open index copy".to_owned())?;
+    // A separate handle owns the private index; the caller's handle and the user's index
+    // file are never changed.
+    let handle = Repository::open(repo.path()).context(|| "open repository".to_owned())?;
+    handle
+        .set_index(&mut index)
+        .context(|| "attach index copy".to_owned())?;
+    index
+        .update_all(["*"], None)
+        .context(|| "update index copy".to_owned())?;
+    let mut options = StatusOptions::new();
+    options
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .exclude_submodules(true);
+    let statuses = handle
+        .statuses(Some(&mut options))
+        .context(|| "list untracked files".to_owned())?;
+    let odb = handle.odb().context(|| "open object database".to_owned())?;
+    for status in statuses.iter() {
+        if !status.status().contains(Status::WT_NEW) {
+            continue;
+        }
+        let Ok(path) = status.path() else { continue };
+        let full = workdir.join(path);
+        let meta = match fs_err::symlink_metadata(&full) {
+            Ok(meta) => meta,
+            Err(_) => continue, // gone since the status was read
+        };
+        let (content, mode) = if meta.file_type().is_symlink() {
+            let target = fs_err::read_link(&full).map_err(|source| GitError::Io {
+                path: full.clone(),
+                source,
+            })?;
+            (target.as_os_str().as_encoded_bytes().to_vec(), 0o120000)
+        } else if meta.is_file() {
+            use std::os::unix::fs::PermissionsExt as _;
+            let content = fs_err::read(&full).map_err(|source| GitError::Io {
+                path: full.clone(),
+                source,
+            })?;
+            let mode = if meta.permissions().mode() & 0o111 != 0 {
+                0o100755
+            } else {
+                0o100644
+            };
+            (content, mode)
+        } else {
+            continue;
+        };
+        let id = odb
+            .write(ObjectType::Blob, &content)
+            .context(|| format!("store {path}"))?;
+        let entry = IndexEntry {
+            ctime: IndexTime::new(0, 0),
+            mtime: IndexTime::new(0, 0),
+            dev: 0,
+            ino: 0,
+            mode,
+            uid: 0,
+            gid: 0,
+            file_size: content.len() as u32,
+            id,
+            flags: (path.len().min(0xfff)) as u16,
+            flags_extended: 0,
+            path: path.as_bytes().to_vec(),
+        };
+        index.add(&entry).context(|| format!("add {path}"))?;
+    }
+    index
+        .write_tree_to(&handle)
+        .context(|| "write snapshot tree".to_owned())
+}

@@ -1,0 +1,177 @@
+//! Run state on disk, under the repository's git dir: `medley/runs/<run-id>/` holds
+//! `events.jsonl` (the journal, append-only), `logs/<step>/`, `prompts/` and `lock`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::event::{Body, Event};
+
+/// Where runs are kept: `<git dir>/medley/runs`.
+pub fn runs_dir(git_dir: &Path) -> PathBuf {
+    git_dir.join("medley").join("runs")
+}
+
+/// The journal being written by a live run.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    file: fs_err::File,
+}
+
+impl Journal {
+    pub fn create(path: &Path) -> std::io::Result<Journal> {
+        let file = fs_err::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Journal {
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    /// Appends one event as a line; step and run boundaries are flushed to disk.
+    pub fn append(&mut self, event: &Event) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        if matches!(
+            event.body,
+            Body::StepFinished { .. }
+                | Body::StepSkipped { .. }
+                | Body::RunStarted { .. }
+                | Body::RunFinished { .. }
+        ) {
+            self.file.file().sync_data()?;
+        }
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads a journal. A torn last line (a run killed mid-write) is ignored; so are lines a newer
+/// medley wrote that this one cannot read.
+pub fn read(path: &Path) -> std::io::Result<Vec<Event>> {
+    let text = fs_err::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect())
+}
+
+/// The run ids under `runs`, oldest first (UUIDv7 ids sort by time).
+pub fn run_ids(runs: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = fs_err::read_dir(runs)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().join("events.jsonl").exists())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// The `lock` of a run: held (an OS file lock) for as long as its process lives.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock, or `None` if a live process holds it.
+    pub fn try_take(path: &Path) -> std::io::Result<Option<RunLock>> {
+        let file = fs_err::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?
+            .into_parts()
+            .0;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(RunLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}
+
+/// Whether a live process holds the run's lock.
+pub fn is_live(run_dir: &Path) -> bool {
+    matches!(RunLock::try_take(&run_dir.join("lock")), Ok(None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::*;
+
+    #[test]
+    fn events_round_trip_and_a_torn_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut journal = Journal::create(&path).unwrap();
+        let events = vec![
+            Event::new(
+                "r1",
+                Body::StepSkipped {
+                    step: "b".into(),
+                    reason: SkipReason::Need {
+                        need: "a".into(),
+                        need_outcome: Outcome::Failed,
+                    },
+                },
+            ),
+            Event::new(
+                "r1",
+                Body::StepSkipped {
+                    step: "c".into(),
+                    reason: SkipReason::If {
+                        expression: "false".into(),
+                    },
+                },
+            ),
+            Event::new(
+                "r1",
+                Body::GateFinished {
+                    step: None,
+                    attempt: 1,
+                    exit_code: Some(1),
+                    passed: false,
+                    output_tail: "x".into(),
+                },
+            ),
+        ];
+        for e in &events {
+            journal.append(e).unwrap();
+        }
+        let mut raw = fs_err::OpenOptions::new().append(true).open(&path).unwrap();
+        raw.write_all(b"{\"v\":1,\"ts\":\"2026-").unwrap();
+        assert_eq!(read(&path).unwrap(), events);
+        let text = fs_err::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(r#""reason":{"need":"a","need_outcome":"failed"}"#),
+            "{text}"
+        );
+        assert!(text.contains(r#""reason":{"if":"false"}"#), "{text}");
+        assert!(
+            text.contains(r#""type":"gate_finished","step":null"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_lock_is_held_while_its_owner_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = RunLock::try_take(&dir.path().join("lock")).unwrap();
+        assert!(lock.is_some());
+        assert!(is_live(dir.path()));
+        drop(lock);
+        assert!(!is_live(dir.path()));
+    }
+}

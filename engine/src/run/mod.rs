@@ -1,0 +1,700 @@
+//! Running a plan: a base snapshot, a worktree per step, commands and gates in their own
+//! process groups, results merged from step to step, a journal of events, and a result branch.
+
+pub mod process;
+mod step;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use git2::Oid;
+use minijinja::value::Value;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::event::{Body, Event, Outcome, RunOutcome, SkipReason, Tokens};
+use crate::git::{GitError, MergeOutcome, Repo};
+use crate::journal::{self, Journal, RunLock};
+use crate::plan::compile::Upstream;
+use crate::plan::template::{self, StepsContext};
+use crate::plan::{Action, Flavor, Plan, TemplateRef};
+
+pub use process::Grace;
+
+/// How to run a plan.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where the user ran medley (inside their repository).
+    pub cwd: PathBuf,
+    /// `--base REF`: start from this commit instead of a snapshot of the working tree.
+    pub base: Option<String>,
+    /// The stages of stopping a process group.
+    pub grace: Grace,
+    /// Where worktrees go (default: the user's cache dir, `medley/worktrees`).
+    pub worktrees: Option<PathBuf>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run: String,
+    pub outcome: RunOutcome,
+    pub reason: Option<String>,
+    pub result_branch: Option<String>,
+}
+
+/// Why a run could not start, or could not go on.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum RunError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Git(#[from] GitError),
+    #[error("cannot write run state at `{path}`")]
+    #[diagnostic(help(
+        "check free space and permissions there; the journal written so far stays readable"
+    ))]
+    State {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("steps {} need an agent, and this version of medley runs command steps only", steps.join(", "))]
+    #[diagnostic(help(
+        "run the command steps alone with `--only STEP`, or make these steps `run` commands"
+    ))]
+    AgentSteps { steps: Vec<String> },
+    #[error("no cache directory for worktrees")]
+    #[diagnostic(help(
+        "set HOME (or XDG_CACHE_HOME) so medley can keep worktrees outside your repository"
+    ))]
+    NoCacheDir,
+}
+
+impl RunError {
+    /// Errors in what the user asked for (exit 2), rather than failures while running (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            RunError::AgentSteps { .. }
+                | RunError::NoCacheDir
+                | RunError::Git(
+                    GitError::NotARepo(_)
+                        | GitError::Bare(_)
+                        | GitError::NoCommits
+                        | GitError::BadRef(_)
+                        | GitError::BranchBlocked
+                )
+        )
+    }
+}
+
+/// Writes events to the journal and to the reporters. The first write error is kept; the run
+/// stops on it.
+pub(crate) struct Emitter {
+    run: String,
+    journal: Mutex<Journal>,
+    sender: mpsc::UnboundedSender<Event>,
+    error: Mutex<Option<std::io::Error>>,
+}
+
+impl Emitter {
+    pub(crate) fn emit(&self, body: Body) {
+        let event = Event::new(&self.run, body);
+        let written = match self.journal.lock() {
+            Ok(mut journal) => journal.append(&event),
+            Err(_) => Err(std::io::Error::other("the journal's lock is poisoned")),
+        };
+        if let (Err(e), Ok(mut slot)) = (written, self.error.lock()) {
+            slot.get_or_insert(e);
+        }
+        let _ = self.sender.send(event);
+    }
+
+    fn take_error(&self) -> Option<std::io::Error> {
+        self.error.lock().ok()?.take()
+    }
+}
+
+/// What a finished step leaves for the steps after it.
+#[derive(Debug, Clone)]
+pub(crate) struct StepRecord {
+    pub outcome: Outcome,
+    pub base: Oid,
+    pub commit: Option<Oid>,
+    pub output: String,
+}
+
+/// Everything the step tasks share.
+pub(crate) struct Shared {
+    pub repo: Repo,
+    pub plan: Arc<Plan>,
+    pub run: String,
+    pub run_dir: PathBuf,
+    pub worktrees: PathBuf,
+    pub base: Oid,
+    pub grace: Grace,
+    pub emitter: Emitter,
+    pub cancel: watch::Receiver<bool>,
+    pub records: Mutex<Vec<Option<StepRecord>>>,
+    pub upstream: Upstream,
+}
+
+impl Shared {
+    /// The template context of step `i` (or of the mission's gate, with `None`).
+    pub(crate) fn context(
+        &self,
+        i: Option<usize>,
+        attempt: u32,
+        base: Oid,
+        uses_steps: bool,
+    ) -> Value {
+        let plan = &self.plan;
+        let matrix = i.map(|i| plan.steps[i].matrix.clone()).unwrap_or_default();
+        let repo = self.repo.clone();
+        let steps = if uses_steps {
+            self.steps_value(i)
+        } else {
+            Value::from_object(StepsContext {
+                keys: self.upstream.keys.clone(),
+                visible: Arc::new(fixedbitset::FixedBitSet::with_capacity(plan.steps.len())),
+                values: Arc::new(HashMap::new()),
+                default: None,
+            })
+        };
+        template::context(vec![
+            ("vars", Value::from(minijinja::value::Serde(&plan.vars))),
+            (
+                "mission",
+                template::map([("name", Value::from(plan.mission.as_str()))]),
+            ),
+            (
+                "run",
+                template::map([
+                    ("id", Value::from(self.run.as_str())),
+                    ("base", Value::from(self.base.to_string())),
+                ]),
+            ),
+            ("matrix", Value::from(minijinja::value::Serde(&matrix))),
+            ("attempt", Value::from(attempt)),
+            ("steps", steps),
+            (
+                "file",
+                template::file_function(move |path| repo.read_file(base, path)),
+            ),
+        ])
+    }
+
+    /// `steps.<id>` for step `i`: the results of the steps upstream of it (every step for the
+    /// mission's gate), with matrix steps summed up over their children.
+    fn steps_value(&self, i: Option<usize>) -> Value {
+        let plan = &self.plan;
+        let visible = match i {
+            Some(i) => self.upstream.of(i),
+            None => {
+                let mut all = fixedbitset::FixedBitSet::with_capacity(plan.steps.len());
+                all.insert_range(..);
+                Arc::new(all)
+            }
+        };
+        let records = self.records.lock().map(|r| r.clone()).unwrap_or_default();
+        let mut values = HashMap::new();
+        for (key, members) in &self.upstream.keys.keys {
+            if !members.iter().all(|&m| visible.contains(m)) {
+                continue;
+            }
+            let mut outcome = Outcome::Passed;
+            let mut diff = String::new();
+            let mut files: Vec<String> = Vec::new();
+            let mut output = String::new();
+            let mut commit = None;
+            for &m in members {
+                let Some(record) = &records[m] else {
+                    outcome = Outcome::Skipped;
+                    continue;
+                };
+                if !record.outcome.ok() && outcome.ok() {
+                    outcome = record.outcome;
+                }
+                if record.outcome == Outcome::Cached
+                    && outcome == Outcome::Passed
+                    && members.len() == 1
+                {
+                    outcome = Outcome::Cached;
+                }
+                if let Some(c) = record.commit {
+                    diff.push_str(&self.repo.diff_text(record.base, c).unwrap_or_default());
+                    for f in self.repo.changed_files(record.base, c).unwrap_or_default() {
+                        if !files.contains(&f) {
+                            files.push(f);
+                        }
+                    }
+                    commit = Some(c.to_string());
+                }
+                if !output.is_empty() && !record.output.is_empty() {
+                    output.push('\n');
+                }
+                output.push_str(&record.output);
+            }
+            values.insert(
+                key.clone(),
+                template::map([
+                    ("outcome", Value::from(outcome.name())),
+                    ("output", Value::from(output)),
+                    ("diff", Value::from(diff)),
+                    ("files", Value::from(files)),
+                    ("commit", commit.map_or(Value::from(()), Value::from)),
+                    ("cost_usd", Value::from(())),
+                ]),
+            );
+        }
+        Value::from_object(StepsContext {
+            keys: self.upstream.keys.clone(),
+            visible,
+            values: Arc::new(values),
+            default: None,
+        })
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+}
+
+fn state_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::State {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The ref that keeps a step's result: `refs/medley/<run>/steps/<step>` (a matrix child's dots
+/// become `/`).
+pub fn step_ref(run: &str, step: &str) -> String {
+    format!("refs/medley/{run}/steps/{}", step.replace('.', "/"))
+}
+
+/// Where this repository's worktrees go.
+pub fn worktrees_root(custom: Option<&Path>, repo: &Repo) -> Result<PathBuf, RunError> {
+    let root = match custom {
+        Some(root) => root.to_owned(),
+        None => dirs::cache_dir()
+            .ok_or(RunError::NoCacheDir)?
+            .join("medley")
+            .join("worktrees"),
+    };
+    Ok(root.join(repo.id()))
+}
+
+/// Removes the worktrees of runs no live process holds (killed or ended runs), except `keep`.
+/// Returns the runs whose worktrees were removed.
+pub fn prune_dead_runs(repo: &Repo, worktrees: &Path, keep: Option<&str>) -> Vec<String> {
+    let runs = journal::runs_dir(&repo.git_dir);
+    let mut pruned = Vec::new();
+    let Ok(entries) = fs_err::read_dir(worktrees) else {
+        return pruned;
+    };
+    for entry in entries.flatten() {
+        let run = entry.file_name().to_string_lossy().into_owned();
+        if Some(run.as_str()) == keep || journal::is_live(&runs.join(&run)) {
+            continue;
+        }
+        if fs_err::remove_dir_all(entry.path()).is_ok() {
+            pruned.push(run);
+        }
+    }
+    if !pruned.is_empty() {
+        let _ = repo.prune_worktrees();
+    }
+    pruned
+}
+
+/// Runs a compiled plan to its end. Events go to `events` as they happen (and to the journal);
+/// turning `cancel` true stops every running step, in stages, and ends the run as cancelled.
+pub async fn run(
+    plan: Plan,
+    options: RunOptions,
+    events: mpsc::UnboundedSender<Event>,
+    cancel: watch::Receiver<bool>,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let agent_steps: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::Agent { .. }))
+        .map(|s| format!("`{}`", s.id))
+        .collect();
+    if !agent_steps.is_empty() {
+        return Err(RunError::AgentSteps { steps: agent_steps });
+    }
+    let repo = Repo::discover(&options.cwd)?;
+    repo.check_branch_namespace()?;
+    let base = match &options.base {
+        Some(name) => repo.resolve(name)?,
+        None => {
+            let repo = repo.clone();
+            tokio::task::spawn_blocking(move || repo.snapshot())
+                .await
+                .map_err(|e| RunError::State {
+                    path: PathBuf::from("snapshot"),
+                    source: std::io::Error::other(e),
+                })??
+        }
+    };
+    let run = uuid::Uuid::now_v7().to_string();
+    let run_dir = journal::runs_dir(&repo.git_dir).join(&run);
+    fs_err::create_dir_all(run_dir.join("logs")).map_err(state_error(&run_dir))?;
+    let lock_path = run_dir.join("lock");
+    let _lock = RunLock::try_take(&lock_path)
+        .map_err(state_error(&lock_path))?
+        .ok_or_else(|| RunError::State {
+            path: lock_path.clone(),
+            source: std::io::Error::other("the new run's lock is already held"),
+        })?;
+    let journal_path = run_dir.join("events.jsonl");
+    let journal = Journal::create(&journal_path).map_err(state_error(&journal_path))?;
+    let worktrees_base = worktrees_root(options.worktrees.as_deref(), &repo)?;
+
+    prune_dead_runs(&repo, &worktrees_base, Some(&run));
+    repo.set_ref(&format!("refs/medley/{run}/base"), base, "medley: run base")?;
+
+    let order_upstream = Upstream::new(
+        &plan.steps,
+        Some(&(0..plan.steps.len()).collect::<Vec<_>>()),
+    );
+    let shared = Arc::new(Shared {
+        repo: repo.clone(),
+        run: run.clone(),
+        run_dir: run_dir.clone(),
+        worktrees: worktrees_base.join(&run),
+        base,
+        grace: options.grace,
+        emitter: Emitter {
+            run: run.clone(),
+            journal: Mutex::new(journal),
+            sender: events,
+            error: Mutex::new(None),
+        },
+        cancel: cancel.clone(),
+        records: Mutex::new(vec![None; plan.steps.len()]),
+        upstream: order_upstream,
+        plan: Arc::new(plan),
+    });
+    shared.emitter.emit(Body::RunStarted {
+        mission: shared.plan.mission.clone(),
+        mission_path: shared.plan.path.clone(),
+        base: base.to_string(),
+        steps: shared.plan.steps.len(),
+    });
+
+    let (outcome, reason) = schedule(&shared, cancel).await;
+    let (outcome, reason, result_branch) = if outcome == RunOutcome::Passed {
+        finish(&shared).await
+    } else {
+        (outcome, reason, None)
+    };
+    shared.emitter.emit(Body::RunFinished {
+        outcome,
+        reason: reason.clone(),
+        result_branch: result_branch.clone(),
+        tokens: Tokens::default(),
+        cost_usd: 0.0,
+        unpriced_steps: 0,
+        duration_ms: started.elapsed().as_millis() as u64,
+    });
+    if let Some(error) = shared.emitter.take_error() {
+        return Err(RunError::State {
+            path: journal_path,
+            source: error,
+        });
+    }
+    Ok(RunSummary {
+        run,
+        outcome,
+        reason,
+        result_branch,
+    })
+}
+
+/// Starts steps as their needs end, at most `max_parallel` at once, until every step has ended
+/// or the run is cancelled.
+async fn schedule(
+    shared: &Arc<Shared>,
+    mut cancel: watch::Receiver<bool>,
+) -> (RunOutcome, Option<String>) {
+    let plan = shared.plan.clone();
+    let n = plan.steps.len();
+    let index: HashMap<&str, usize> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let needs: Vec<Vec<usize>> = plan
+        .steps
+        .iter()
+        .map(|s| {
+            s.needs
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let mut ended: Vec<Option<Outcome>> = vec![None; n];
+    let mut started: HashSet<usize> = HashSet::new();
+    let mut running = JoinSet::new();
+    let mut cancelled = false;
+    loop {
+        if shared
+            .emitter
+            .error
+            .lock()
+            .map(|e| e.is_some())
+            .unwrap_or(false)
+            && !cancelled
+        {
+            cancelled = true;
+        }
+        // Skip what can no longer run; collect what is ready.
+        let mut ready = Vec::new();
+        let mut changed = true;
+        while changed && !cancelled {
+            changed = false;
+            ready.clear();
+            for i in 0..n {
+                if ended[i].is_some() || started.contains(&i) {
+                    continue;
+                }
+                let step = &plan.steps[i];
+                let outcomes: Vec<Option<Outcome>> = needs[i].iter().map(|&j| ended[j]).collect();
+                if outcomes.iter().any(Option::is_none) {
+                    continue;
+                }
+                if step.if_.is_none() {
+                    if let Some((j, o)) = needs[i]
+                        .iter()
+                        .zip(&outcomes)
+                        .find(|(_, o)| !o.is_some_and(Outcome::ok))
+                    {
+                        let need_outcome = o.unwrap_or(Outcome::Skipped);
+                        skip(
+                            shared,
+                            i,
+                            SkipReason::Need {
+                                need: plan.steps[*j].id.clone(),
+                                need_outcome,
+                            },
+                        );
+                        ended[i] = Some(Outcome::Skipped);
+                        changed = true;
+                        continue;
+                    }
+                } else if let Some(expression) = &step.if_ {
+                    let context = shared.context(Some(i), 1, shared.base, true);
+                    match plan.templates.eval(expression, &context) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            skip(
+                                shared,
+                                i,
+                                SkipReason::If {
+                                    expression: expression.clone(),
+                                },
+                            );
+                            ended[i] = Some(Outcome::Skipped);
+                            changed = true;
+                            continue;
+                        }
+                        Err(e) => {
+                            step::fail_early(
+                                shared,
+                                i,
+                                "template",
+                                format!("cannot evaluate `if = \"{expression}\"`: {e}"),
+                            );
+                            ended[i] = Some(Outcome::Failed);
+                            changed = true;
+                            continue;
+                        }
+                    }
+                }
+                ready.push(i);
+            }
+        }
+        for i in ready {
+            if running.len() >= plan.max_parallel || cancelled {
+                break;
+            }
+            started.insert(i);
+            let passed: Vec<usize> = needs[i]
+                .iter()
+                .copied()
+                .filter(|&j| ended[j].is_some_and(Outcome::ok))
+                .collect();
+            let shared = shared.clone();
+            running.spawn(async move {
+                let outcome = step::run_step(shared, i, passed).await;
+                (i, outcome)
+            });
+        }
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = running.join_next() => {
+                if let Some(Ok((i, outcome))) = joined {
+                    ended[i] = Some(outcome);
+                }
+            }
+            () = process::cancelled(&mut cancel), if !cancelled => {
+                // Running steps see the same signal and stop their process groups.
+                cancelled = true;
+            }
+        }
+    }
+    if cancelled || *shared.cancel.borrow() {
+        return (RunOutcome::Cancelled, Some("cancelled".to_owned()));
+    }
+    if ended.contains(&Some(Outcome::Failed)) {
+        return (RunOutcome::Failed, Some("step failed".to_owned()));
+    }
+    (RunOutcome::Passed, None)
+}
+
+fn skip(shared: &Shared, i: usize, reason: SkipReason) {
+    if let Ok(mut records) = shared.records.lock() {
+        records[i] = Some(StepRecord {
+            outcome: Outcome::Skipped,
+            base: shared.base,
+            commit: None,
+            output: String::new(),
+        });
+    }
+    shared.emitter.emit(Body::StepSkipped {
+        step: shared.plan.steps[i].id.clone(),
+        reason,
+    });
+}
+
+/// Merges the results no other passed step built on, runs the mission's gate on the merge, and
+/// points the result branch at it.
+async fn finish(shared: &Arc<Shared>) -> (RunOutcome, Option<String>, Option<String>) {
+    let plan = &shared.plan;
+    let records = shared.records.lock().map(|r| r.clone()).unwrap_or_default();
+    let ok: Vec<usize> = (0..plan.steps.len())
+        .filter(|&i| records[i].as_ref().is_some_and(|r| r.outcome.ok()))
+        .collect();
+    let built_on: HashSet<&str> = ok
+        .iter()
+        .flat_map(|&i| plan.steps[i].needs.iter().map(String::as_str))
+        .collect();
+    let leaves: Vec<(String, Oid)> = ok
+        .iter()
+        .filter(|&&i| !built_on.contains(plan.steps[i].id.as_str()))
+        .filter_map(|&i| Some((plan.steps[i].id.clone(), records[i].as_ref()?.commit?)))
+        .collect();
+    let repo = shared.repo.clone();
+    let base = shared.base;
+    let merged = tokio::task::spawn_blocking(move || repo.merge(base, &leaves)).await;
+    let merged = match merged {
+        Ok(Ok(MergeOutcome::Merged(oid))) => oid,
+        Ok(Ok(MergeOutcome::Conflict { files, steps })) => {
+            return (
+                RunOutcome::Failed,
+                Some(format!(
+                    "the results of steps {} conflict in {}",
+                    steps.join(", "),
+                    files.join(", ")
+                )),
+                None,
+            );
+        }
+        Ok(Err(e)) => {
+            return (
+                RunOutcome::Failed,
+                Some(format!("cannot merge the results: {e}")),
+                None,
+            );
+        }
+        Err(e) => {
+            return (
+                RunOutcome::Failed,
+                Some(format!("cannot merge the results: {e}")),
+                None,
+            );
+        }
+    };
+    if let Some(gate) = &plan.gate {
+        match step::final_gate(shared, gate, merged).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return (
+                    RunOutcome::Failed,
+                    Some("mission gate failed".to_owned()),
+                    None,
+                );
+            }
+            Err(message) => return (RunOutcome::Failed, Some(message), None),
+        }
+        if shared.cancelled() {
+            return (RunOutcome::Cancelled, Some("cancelled".to_owned()), None);
+        }
+    }
+    let branch = format!("medley/{}/{}", plan.mission, shared.run);
+    match shared.repo.set_ref(
+        &format!("refs/heads/{branch}"),
+        merged,
+        "medley: run result",
+    ) {
+        Ok(()) => (RunOutcome::Passed, None, Some(branch)),
+        Err(e) => (
+            RunOutcome::Failed,
+            Some(format!("cannot make branch `{branch}`: {e}")),
+            None,
+        ),
+    }
+}
+
+/// A duration for humans: `850ms`, `4.2s`, `3m05s`.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+/// Renders a template of the plan for step `i` with the run's context.
+pub(crate) fn render(
+    shared: &Shared,
+    i: Option<usize>,
+    template: &TemplateRef,
+    flavor: Flavor,
+    attempt: u32,
+    base: Oid,
+    failure: Option<Value>,
+) -> Result<String, String> {
+    let mut context = shared.context(i, attempt, base, template.source.contains("steps"));
+    if let Some(failure) = failure {
+        let mut pairs: std::collections::BTreeMap<String, Value> =
+            std::collections::BTreeMap::new();
+        if let Ok(iter) = context.try_iter() {
+            for key in iter {
+                if let Ok(v) = context.get_item(&key) {
+                    pairs.insert(key.to_string(), v);
+                }
+            }
+        }
+        pairs.insert("failure".to_owned(), failure);
+        context = Value::from(pairs);
+    }
+    shared
+        .plan
+        .templates
+        .render(&template.name, flavor, &context)
+        .map_err(|e| e.detail().map_or_else(|| e.to_string(), str::to_owned))
+}

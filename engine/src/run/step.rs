@@ -1,0 +1,595 @@
+//! One step: its base, its worktree, setup, attempts (command, commit, gate), and its end.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use git2::Oid;
+use minijinja::value::Value;
+
+use super::process::{self, Exit, Spec};
+use super::{Shared, StepRecord, render, step_ref};
+use crate::event::{Body, FailReason, Outcome, StepError, Tokens};
+use crate::git::MergeOutcome;
+use crate::plan::template;
+use crate::plan::{Action, Flavor, TemplateRef};
+
+/// Lines of a failure's output that a retry prompt sees.
+const FAILURE_LINES: usize = 200;
+/// Lines of a gate's output in its `gate_finished` event.
+const TAIL_LINES: usize = 20;
+
+/// The last `n` lines of a file (empty when unreadable).
+pub(crate) fn tail(path: &Path, n: usize) -> String {
+    let text = fs_err::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Ends a step that failed before any attempt (a bad `if`, a merge conflict, a worktree that
+/// could not be made).
+pub(crate) fn fail_early(shared: &Shared, i: usize, kind: &str, message: String) {
+    finish(
+        shared,
+        i,
+        Outcome::Failed,
+        None,
+        shared.base,
+        0,
+        Instant::now(),
+        String::new(),
+        Some(StepError {
+            kind: kind.to_owned(),
+            message,
+            files: None,
+            steps: None,
+        }),
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    shared: &Shared,
+    i: usize,
+    outcome: Outcome,
+    commit: Option<Oid>,
+    base: Oid,
+    attempts: u32,
+    started: Instant,
+    output: String,
+    error: Option<StepError>,
+) -> Outcome {
+    if let Ok(mut records) = shared.records.lock() {
+        records[i] = Some(StepRecord {
+            outcome,
+            base,
+            commit,
+            output,
+        });
+    }
+    shared.emitter.emit(Body::StepFinished {
+        step: shared.plan.steps[i].id.clone(),
+        outcome,
+        commit: commit.map(|c| c.to_string()),
+        agent: None,
+        attempts,
+        tokens: Tokens::default(),
+        cost_usd: None,
+        duration_ms: started.elapsed().as_millis() as u64,
+        cached_from: None,
+        error,
+    });
+    outcome
+}
+
+/// The environment every child of a step sees.
+fn step_env(shared: &Shared, step: &str, worktree: &Path, attempt: u32) -> Vec<(String, String)> {
+    vec![
+        (
+            "MEDLEY_ROOT".to_owned(),
+            shared.repo.root.display().to_string(),
+        ),
+        ("MEDLEY_WORKTREE".to_owned(), worktree.display().to_string()),
+        ("MEDLEY_RUN".to_owned(), shared.run.clone()),
+        ("MEDLEY_STEP".to_owned(), step.to_owned()),
+        ("MEDLEY_ATTEMPT".to_owned(), attempt.to_string()),
+    ]
+}
+
+/// Runs step `i`, whose passed needs are `needs`, to its end; returns its outcome.
+pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -> Outcome {
+    let started = Instant::now();
+    let step = &shared.plan.steps[i];
+    let fail = |kind: &str,
+                message: String,
+                base: Oid,
+                attempts: u32,
+                extra: Option<(Vec<String>, Vec<String>)>| {
+        let (files, steps) = match extra {
+            Some((f, s)) => (Some(f), Some(s)),
+            None => (None, None),
+        };
+        finish(
+            &shared,
+            i,
+            Outcome::Failed,
+            None,
+            base,
+            attempts,
+            started,
+            String::new(),
+            Some(StepError {
+                kind: kind.to_owned(),
+                message,
+                files,
+                steps,
+            }),
+        )
+    };
+
+    // The base: the merge of what the needs that passed produced.
+    let results: Vec<(String, Oid)> = {
+        let records = shared.records.lock().map(|r| r.clone()).unwrap_or_default();
+        needs
+            .iter()
+            .filter_map(|&j| {
+                Some((
+                    shared.plan.steps[j].id.clone(),
+                    records[j].as_ref()?.commit?,
+                ))
+            })
+            .collect()
+    };
+    let repo = shared.repo.clone();
+    let run_base = shared.base;
+    let base = match blocking(move || repo.merge(run_base, &results)).await {
+        Ok(Ok(MergeOutcome::Merged(base))) => base,
+        Ok(Ok(MergeOutcome::Conflict { files, steps })) => {
+            let message = format!(
+                "the results of steps {} change the same lines of {}",
+                steps
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                files
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return fail("merge_conflict", message, run_base, 0, Some((files, steps)));
+        }
+        Ok(Err(e)) => return fail("merge", e.to_string(), run_base, 0, None),
+        Err(e) => return fail("merge", e, run_base, 0, None),
+    };
+    shared.emitter.emit(Body::StepReady {
+        step: step.id.clone(),
+        base: base.to_string(),
+    });
+
+    // The worktree, what `.worktreeinclude` brings in, and setup.
+    let worktree = shared.worktrees.join(&step.id);
+    let logs = shared.run_dir.join("logs").join(&step.id);
+    if let Err(e) = fs_err::create_dir_all(&logs) {
+        return fail("state", e.to_string(), base, 0, None);
+    }
+    let repo = shared.repo.clone();
+    let path = worktree.clone();
+    match blocking(move || {
+        repo.add_worktree(&path, base)?;
+        copy_worktree_includes(&repo.root, &path).map_err(|e| crate::git::GitError::Io {
+            path: path.clone(),
+            source: e,
+        })
+    })
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return fail("worktree", e.to_string(), base, 0, None),
+        Err(e) => return fail("worktree", e, base, 0, None),
+    }
+    let mut cancel = shared.cancel.clone();
+    if let Some(setup) = &shared.plan.setup {
+        let log = logs.join("setup.log");
+        let command = match render(&shared, Some(i), setup, Flavor::Shell, 1, base, None) {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(
+                    "template",
+                    format!("cannot render `setup`: {e}"),
+                    base,
+                    0,
+                    None,
+                );
+            }
+        };
+        let mut spec = Spec::shell(&command, &worktree, &log);
+        spec.env = step_env(&shared, &step.id, &worktree, 1);
+        match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
+            Ok(exit) if exit.success() => {}
+            Ok(Exit::Cancelled) => return cancelled(&shared, i, base, 0, started, &worktree).await,
+            Ok(exit) => {
+                let message = format!(
+                    "setup `{command}` {}:\n{}",
+                    describe(exit),
+                    tail(&log, TAIL_LINES)
+                );
+                return fail("setup", message, base, 0, None);
+            }
+            Err(e) => return fail("setup", e.to_string(), base, 0, None),
+        }
+    }
+
+    let Action::Command { run } = &step.action else {
+        return fail(
+            "agent",
+            "agent steps are not run by this version".to_owned(),
+            base,
+            0,
+            None,
+        );
+    };
+    let mut parent = base;
+    let mut last_error = None;
+    let mut output = String::new();
+    for attempt in 1..=step.attempts {
+        if shared.cancelled() {
+            return cancelled(&shared, i, base, attempt - 1, started, &worktree).await;
+        }
+        shared.emitter.emit(Body::StepStarted {
+            step: step.id.clone(),
+            attempt,
+            agent: None,
+            runtime: None,
+            worktree: worktree.display().to_string(),
+        });
+        let command = match render(&shared, Some(i), run, Flavor::Shell, attempt, base, None) {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(
+                    "template",
+                    format!("cannot render `run`: {e}"),
+                    base,
+                    attempt,
+                    None,
+                );
+            }
+        };
+        let out_path = logs.join(format!("run.{attempt}.out"));
+        let err_path = logs.join(format!("run.{attempt}.err"));
+        let mut spec = Spec::shell(&command, &worktree, &out_path);
+        spec.stderr = err_path.clone();
+        spec.env = step_env(&shared, &step.id, &worktree, attempt);
+        let exit = match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
+            Ok(exit) => exit,
+            Err(e) => return fail("command", e.to_string(), base, attempt, None),
+        };
+        output = fs_err::read(&out_path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        // Whatever the attempt did, its tree is committed on top of the last attempt's.
+        let repo = shared.repo.clone();
+        let path = worktree.clone();
+        let message = format!(
+            "medley: {} step {} attempt {attempt}\n\nrun {}",
+            shared.plan.mission, step.id, shared.run
+        );
+        let committed = blocking(move || {
+            let commit = repo.commit_worktree(&path, parent, &message)?;
+            let files = repo.changed_files(parent, commit)?.len();
+            Ok::<_, crate::git::GitError>((commit, files))
+        })
+        .await;
+        let (commit, files) = match committed {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return fail("commit", e.to_string(), base, attempt, None),
+            Err(e) => return fail("commit", e, base, attempt, None),
+        };
+        parent = commit;
+        shared.emitter.emit(Body::StepCommitted {
+            step: step.id.clone(),
+            attempt,
+            commit: commit.to_string(),
+            files,
+        });
+        if exit == Exit::Cancelled {
+            return cancelled(&shared, i, base, attempt, started, &worktree).await;
+        }
+        if !exit.success() {
+            let (reason, kind) = if exit == Exit::TimedOut {
+                (FailReason::Timeout, "timeout")
+            } else {
+                (FailReason::Command, "command")
+            };
+            let mut message = match exit {
+                Exit::TimedOut => format!(
+                    "`{}` ran past its timeout of {} and was stopped",
+                    command.lines().next().unwrap_or(""),
+                    crate::plan::duration_text::format(step.timeout)
+                ),
+                Exit::Code(127) => {
+                    "the command exited with 127: a program it runs was not found".to_owned()
+                }
+                other => format!("the command {}", describe(other)),
+            };
+            let stderr = tail(&err_path, TAIL_LINES);
+            if !stderr.is_empty() {
+                message.push_str(&format!(":\n{stderr}"));
+            }
+            attempt_failed(&shared, i, attempt, reason, &message);
+            last_error = Some(StepError {
+                kind: kind.to_owned(),
+                message,
+                files: None,
+                steps: None,
+            });
+            continue;
+        }
+        if let Some(gate) = &step.gate {
+            match run_gate(&shared, Some(i), gate, &worktree, &logs, attempt, base).await {
+                GateResult::Passed => {}
+                GateResult::Cancelled => {
+                    return cancelled(&shared, i, base, attempt, started, &worktree).await;
+                }
+                GateResult::Failed(message) => {
+                    attempt_failed(&shared, i, attempt, FailReason::Gate, &message);
+                    last_error = Some(StepError {
+                        kind: "gate".to_owned(),
+                        message,
+                        files: None,
+                        steps: None,
+                    });
+                    continue;
+                }
+            }
+        }
+        // Passed: keep the result under the run's refs, and let the worktree go.
+        let id = step.id.clone();
+        let repo = shared.repo.clone();
+        let run_id = shared.run.clone();
+        let path = worktree.clone();
+        let kept = blocking(move || {
+            repo.set_ref(&step_ref(&run_id, &id), commit, "medley: step result")?;
+            repo.remove_worktree(&path)
+        })
+        .await;
+        if let Ok(Err(e)) = kept {
+            return fail("state", e.to_string(), base, attempt, None);
+        }
+        return finish(
+            &shared,
+            i,
+            Outcome::Passed,
+            Some(commit),
+            base,
+            attempt,
+            started,
+            output,
+            None,
+        );
+    }
+    finish(
+        &shared,
+        i,
+        Outcome::Failed,
+        None,
+        base,
+        step.attempts,
+        started,
+        output,
+        last_error,
+    )
+}
+
+fn describe(exit: Exit) -> String {
+    match exit {
+        Exit::Code(c) => format!("exited with {c}"),
+        Exit::Signal(s) => format!("was killed by signal {s}"),
+        Exit::TimedOut => "ran past its timeout".to_owned(),
+        Exit::Cancelled => "was cancelled".to_owned(),
+    }
+}
+
+fn attempt_failed(shared: &Shared, i: usize, attempt: u32, reason: FailReason, message: &str) {
+    shared.emitter.emit(Body::AttemptFailed {
+        step: shared.plan.steps[i].id.clone(),
+        attempt,
+        agent: None,
+        reason,
+        message: message.to_owned(),
+    });
+}
+
+async fn cancelled(
+    shared: &Shared,
+    i: usize,
+    base: Oid,
+    attempts: u32,
+    started: Instant,
+    _worktree: &Path,
+) -> Outcome {
+    finish(
+        shared,
+        i,
+        Outcome::Cancelled,
+        None,
+        base,
+        attempts,
+        started,
+        String::new(),
+        Some(StepError {
+            kind: "cancelled".to_owned(),
+            message: "the run was cancelled".to_owned(),
+            files: None,
+            steps: None,
+        }),
+    )
+}
+
+pub(crate) enum GateResult {
+    Passed,
+    Failed(String),
+    Cancelled,
+}
+
+/// Runs a gate in `worktree`; `step` is `None` for the mission's gate.
+async fn run_gate(
+    shared: &Shared,
+    i: Option<usize>,
+    gate: &TemplateRef,
+    worktree: &Path,
+    logs: &Path,
+    attempt: u32,
+    base: Oid,
+) -> GateResult {
+    let step_id = i.map(|i| shared.plan.steps[i].id.clone());
+    let command = match render(shared, i, gate, Flavor::Shell, attempt, base, None) {
+        Ok(c) => c,
+        Err(e) => return GateResult::Failed(format!("cannot render the gate: {e}")),
+    };
+    shared.emitter.emit(Body::GateStarted {
+        step: step_id.clone(),
+        attempt,
+        command: command.clone(),
+    });
+    let log = logs.join(format!("gate.{attempt}.log"));
+    let mut spec = Spec::shell(&command, worktree, &log);
+    spec.env = step_env(shared, step_id.as_deref().unwrap_or(""), worktree, attempt);
+    let timeout = i.map_or(std::time::Duration::from_secs(30 * 60), |i| {
+        shared.plan.steps[i].timeout
+    });
+    let mut cancel = shared.cancel.clone();
+    let exit = process::run(&spec, timeout, &mut cancel, shared.grace).await;
+    let output_tail = tail(&log, TAIL_LINES);
+    let exit = match exit {
+        Ok(exit) => exit,
+        Err(e) => {
+            shared.emitter.emit(Body::GateFinished {
+                step: step_id,
+                attempt,
+                exit_code: None,
+                passed: false,
+                output_tail: e.to_string(),
+            });
+            return GateResult::Failed(format!("the gate `{command}` could not start: {e}"));
+        }
+    };
+    shared.emitter.emit(Body::GateFinished {
+        step: step_id,
+        attempt,
+        exit_code: exit.code(),
+        passed: exit.success(),
+        output_tail: output_tail.clone(),
+    });
+    match exit {
+        Exit::Code(0) => GateResult::Passed,
+        Exit::Cancelled => GateResult::Cancelled,
+        other => {
+            let mut message = format!("the gate `{command}` {}", describe(other));
+            let output = tail(&log, FAILURE_LINES);
+            if !output.is_empty() {
+                message.push_str(&format!(":\n{output}"));
+            }
+            GateResult::Failed(message)
+        }
+    }
+}
+
+/// Runs the mission's gate on the merged result, in a worktree of its own.
+pub(crate) async fn final_gate(
+    shared: &Arc<Shared>,
+    gate: &TemplateRef,
+    merged: Oid,
+) -> Result<bool, String> {
+    let worktree = shared.worktrees.join("_final");
+    let logs = shared.run_dir.join("logs").join("_final");
+    fs_err::create_dir_all(&logs).map_err(|e| e.to_string())?;
+    let repo = shared.repo.clone();
+    let path = worktree.clone();
+    blocking(move || repo.add_worktree(&path, merged))
+        .await?
+        .map_err(|e| e.to_string())?;
+    let result = run_gate(shared, None, gate, &worktree, &logs, 1, merged).await;
+    let repo = shared.repo.clone();
+    let _ = blocking(move || repo.remove_worktree(&worktree)).await;
+    Ok(matches!(result, GateResult::Passed))
+}
+
+/// Copies into a new worktree the ignored files of the repository that its
+/// `.worktreeinclude` (gitignore syntax) names, e.g. `.env`. Tracked files are never copied:
+/// the worktree already has them from the base.
+fn copy_worktree_includes(root: &Path, worktree: &Path) -> std::io::Result<()> {
+    let list = root.join(".worktreeinclude");
+    if !list.is_file() {
+        return Ok(());
+    }
+    let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
+    if let Some(e) = builder.add(&list) {
+        return Err(std::io::Error::other(format!("{}: {e}", list.display())));
+    }
+    let patterns = builder
+        .build()
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", list.display())))?;
+    let repo = git2::Repository::open(root).map_err(std::io::Error::other)?;
+    let mut options = git2::StatusOptions::new();
+    options
+        .include_ignored(true)
+        .recurse_ignored_dirs(true)
+        .include_untracked(false)
+        .exclude_submodules(true);
+    let statuses = repo
+        .statuses(Some(&mut options))
+        .map_err(std::io::Error::other)?;
+    for status in statuses.iter() {
+        if !status.status().contains(git2::Status::IGNORED) {
+            continue;
+        }
+        let Ok(path) = status.path() else { continue };
+        let relative = PathBuf::from(path);
+        if !patterns
+            .matched_path_or_any_parents(&relative, false)
+            .is_ignore()
+        {
+            continue;
+        }
+        let from = root.join(&relative);
+        let to = worktree.join(&relative);
+        if let Some(parent) = to.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        let meta = fs_err::symlink_metadata(&from)?;
+        if meta.file_type().is_symlink() {
+            let target = fs_err::read_link(&from)?;
+            let _ = fs_err::remove_file(&to);
+            std::os::unix::fs::symlink(target, &to)?;
+        } else if meta.is_file() {
+            fs_err::copy(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// The failure a retry prompt describes (for agent steps).
+#[allow(dead_code)]
+pub(crate) fn failure_value(
+    kind: &str,
+    command: &str,
+    exit_code: Option<i32>,
+    output: &str,
+) -> Value {
+    template::map([
+        ("kind", Value::from(kind)),
+        ("command", Value::from(command)),
+        ("exit_code", exit_code.map_or(Value::from(()), Value::from)),
+        ("output", Value::from(output)),
+    ])
+}
