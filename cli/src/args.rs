@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::commands::history::{ApplyArgs, CleanArgs, LogsArgs, RunsArgs, ShowArgs};
 use crate::commands::{
     graph::GraphArgs, init::InitArgs, run::RunArgs, schema::SchemaArgs, validate::ValidateArgs,
 };
@@ -55,6 +56,11 @@ pub enum Command {
     Run(RunArgs),
     Validate(ValidateArgs),
     Graph(GraphArgs),
+    Runs(RunsArgs),
+    Show(ShowArgs),
+    Logs(LogsArgs),
+    Apply(ApplyArgs),
+    Clean(CleanArgs),
     Init(InitArgs),
     Schema(SchemaArgs),
 }

@@ -164,7 +164,13 @@ pub fn main() -> ExitCode {
         Command::Run(args) => commands::run::cmd_run(&ctx, args),
         Command::Validate(args) => commands::validate::cmd_validate(&ctx, args),
         Command::Graph(args) => commands::graph::cmd_graph(&ctx, args),
+        Command::Runs(args) => commands::history::cmd_runs(&ctx, args),
+        Command::Show(args) => commands::history::cmd_show(&ctx, args),
+        Command::Logs(args) => commands::history::cmd_logs(&ctx, args),
+        Command::Apply(args) => commands::history::cmd_apply(&ctx, args),
+        Command::Clean(args) => commands::history::cmd_clean(&ctx, args),
         Command::Init(args) => commands::init::cmd_init(&ctx, args),
+
         Command::Schema(args) => commands::schema::cmd_schema(&ctx, args),
     };
     match result {

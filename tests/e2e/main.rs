@@ -3,6 +3,7 @@
 mod cli;
 mod corpus;
 mod missions;
+mod run;
 
 use medley_tests::{CommandOutput, TestEnv, workspace_root};
 

@@ -1,6 +1,9 @@
 //! Test support for medley's end-to-end tests: a hermetic environment for the real binary,
 //! temporary git repositories, and one-string command output for snapshots.
 
+// Test support: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -65,7 +68,8 @@ impl TestEnv {
             .env("COLUMNS", "100")
             .env("NO_COLOR", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1");
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("MEDLEY_STOP_GRACE", "300ms");
         cmd
     }
 
@@ -117,5 +121,123 @@ impl CommandOutput {
             }
         }
         out
+    }
+}
+
+/// A fingerprint of everything a run must not change: HEAD, the index file and every file of
+/// the working tree (outside `.git`), by content.
+pub type Fingerprint = std::collections::BTreeMap<String, Vec<u8>>;
+
+impl TestEnv {
+    /// Runs `git ARGS...` in the work directory, hermetically; panics on failure.
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .current_dir(self.work())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path().join("home"))
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A repository with `files` committed on `main`.
+    pub fn repo(&self, files: &[(&str, &str)]) {
+        self.git(&["init", "-q", "-b", "main"]);
+        for (path, text) in files {
+            self.write(path, text);
+        }
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", "initial"]);
+    }
+
+    /// HEAD, `.git/index` and every working-tree file, by content.
+    pub fn fingerprint(&self) -> Fingerprint {
+        let mut print = Fingerprint::new();
+        let git = self.work().join(".git");
+        for name in ["HEAD", "index"] {
+            if let Ok(bytes) = fs_err::read(git.join(name)) {
+                print.insert(format!(".git/{name}"), bytes);
+            }
+        }
+        print.insert(
+            "HEAD commit".to_owned(),
+            self.git(&["rev-parse", "HEAD"]).into_bytes(),
+        );
+        let mut stack = vec![self.work()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs_err::read_dir(&dir).expect("a readable directory") {
+                let path = entry.expect("an entry").path();
+                if path == git {
+                    continue;
+                }
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let name = path
+                        .strip_prefix(self.work())
+                        .unwrap()
+                        .display()
+                        .to_string();
+                    print.insert(name, fs_err::read(&path).unwrap_or_default());
+                }
+            }
+        }
+        print
+    }
+
+    /// The files of a commit-ish, with their contents.
+    pub fn tree(&self, rev: &str) -> std::collections::BTreeMap<String, String> {
+        self.git(&["ls-tree", "-r", "--name-only", rev])
+            .lines()
+            .map(|path| {
+                (
+                    path.to_owned(),
+                    self.git(&["show", &format!("{rev}:{path}")]),
+                )
+            })
+            .collect()
+    }
+
+    /// The result branches (`medley/...`).
+    pub fn result_branches(&self) -> Vec<String> {
+        self.git(&["branch", "--list", "medley/*", "--format=%(refname:short)"])
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The events of the only (or newest) run's journal.
+    pub fn journal(&self) -> Vec<serde_json::Value> {
+        let runs = self.work().join(".git/medley/runs");
+        let mut ids: Vec<_> = fs_err::read_dir(&runs)
+            .expect("a runs directory")
+            .map(|e| e.unwrap().path())
+            .collect();
+        ids.sort();
+        let text = fs_err::read_to_string(ids.last().expect("a run").join("events.jsonl"))
+            .expect("a journal");
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The home directory medley runs with (its cache holds the worktrees).
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
     }
 }

@@ -29,7 +29,7 @@ pub struct RunArgs {
     /// Override a mission var (repeatable)
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
     pub sets: Vec<(String, String)>,
-    /// Run only STEP and the steps it needs
+    /// Run only STEP and the steps it needs (the mission's final gate is not run)
     #[arg(long, value_name = "STEP")]
     pub only: Option<String>,
     /// Steps running at once (default: the mission's `max_parallel`, else 4)

@@ -235,6 +235,7 @@ impl<'m> Compiler<'m> {
             vars,
             agents,
             steps: ordered,
+            partial: false,
             templates,
         })
     }

@@ -35,6 +35,9 @@ pub struct Plan {
     pub agents: IndexMap<String, AgentSpec>,
     /// Concrete steps; every step comes after the steps it needs.
     pub steps: Vec<PlanStep>,
+    /// Only part of the mission (`--only`): its final gate is not run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
     #[serde(skip)]
     pub templates: Templates,
 }
@@ -225,6 +228,7 @@ impl Plan {
             }
         }
         self.steps.retain(|s| keep.contains(&s.id));
+        self.partial = true;
         Ok(())
     }
 

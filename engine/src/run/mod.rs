@@ -394,6 +394,8 @@ pub async fn run(
     } else {
         (outcome, reason, None)
     };
+    // The run's worktree directory goes when no failed step's worktree is kept in it.
+    let _ = std::fs::remove_dir(&shared.worktrees);
     shared.emitter.emit(Body::RunFinished {
         outcome,
         reason: reason.clone(),
@@ -625,7 +627,7 @@ async fn finish(shared: &Arc<Shared>) -> (RunOutcome, Option<String>, Option<Str
             );
         }
     };
-    if let Some(gate) = &plan.gate {
+    if let Some(gate) = plan.gate.as_ref().filter(|_| !plan.partial) {
         match step::final_gate(shared, gate, merged).await {
             Ok(true) => {}
             Ok(false) => {

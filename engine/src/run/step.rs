@@ -273,9 +273,15 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
             Ok(exit) => exit,
             Err(e) => return fail("command", e.to_string(), base, attempt, None),
         };
+        // Like `$(...)` in a shell: the output without its trailing newlines.
         output = fs_err::read(&out_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .trim_end_matches('\n')
+                    .to_owned()
+            })
             .unwrap_or_default();
+
         // Whatever the attempt did, its tree is committed on top of the last attempt's.
         let repo = shared.repo.clone();
         let path = worktree.clone();
@@ -316,10 +322,15 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
                     command.lines().next().unwrap_or(""),
                     crate::plan::duration_text::format(step.timeout)
                 ),
-                Exit::Code(127) => {
-                    "the command exited with 127: a program it runs was not found".to_owned()
-                }
-                other => format!("the command {}", describe(other)),
+                Exit::Code(127) => format!(
+                    "`{}` exited with 127: a program it runs was not found",
+                    command.lines().next().unwrap_or("")
+                ),
+                other => format!(
+                    "`{}` {}",
+                    command.lines().next().unwrap_or(""),
+                    describe(other)
+                ),
             };
             let stderr = tail(&err_path, TAIL_LINES);
             if !stderr.is_empty() {
