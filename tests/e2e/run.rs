@@ -650,3 +650,57 @@ fn json_output_is_the_event_stream_and_its_format_is_pinned() {
         insta::assert_snapshot!("run-events-json", text);
     });
 }
+
+#[test]
+fn two_runs_at_once_share_no_worktree_and_no_ref() {
+    let env = env();
+    let gate = env.work().parent().unwrap().join("go");
+    env.repo(&[(
+        "missions/wait.toml",
+        &format!(
+            "[steps.a]\nrun = \"echo $MEDLEY_RUN > run.txt; pwd > where.txt; while [ ! -e {g} ]; do sleep 0.05; done\"\n",
+            g = gate.display()
+        ),
+    )]);
+    let spawn = || {
+        env.medley()
+            .args(["run", "wait"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut first, mut second) = (spawn(), spawn());
+    // Both are running their step at once before either may finish.
+    let worktrees = env.home().join(".cache/medley/worktrees");
+    for _ in 0..6000 {
+        if walk_files(&worktrees)
+            .iter()
+            .filter(|p| p.ends_with("where.txt"))
+            .count()
+            == 2
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    fs_err::write(&gate, "").unwrap();
+    assert!(first.wait().unwrap().success());
+    assert!(second.wait().unwrap().success());
+    let branches = env.result_branches();
+    assert_eq!(branches.len(), 2, "{branches:?}");
+    let (a, b) = (env.tree(&branches[0]), env.tree(&branches[1]));
+    assert_ne!(
+        a["run.txt"], b["run.txt"],
+        "each run's step saw its own run id"
+    );
+    assert_ne!(
+        a["where.txt"], b["where.txt"],
+        "the two runs shared a worktree"
+    );
+    let refs = env.git(&["for-each-ref", "--format=%(refname)", "refs/medley/"]);
+    assert_eq!(
+        refs.lines().count(),
+        4,
+        "a base and a step ref per run: {refs}"
+    );
+}
