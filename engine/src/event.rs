@@ -18,7 +18,7 @@ impl Event {
     pub fn new(run: &str, body: Body) -> Event {
         Event {
             v: 1,
-            ts: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            ts: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
             run: run.to_owned(),
             body,
         }

@@ -49,6 +49,9 @@ pub enum GitError {
 
 pub type Result<T> = std::result::Result<T, GitError>;
 
+/// Worktree adds share this lock; a prune takes it alone (see [`Repo::add_worktree`]).
+static WORKTREES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 /// Adds context to git2 errors.
 pub trait Context<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T>;
@@ -318,6 +321,10 @@ impl Repo {
     }
 
     /// Adds a detached worktree at `path` checked out at `commit` (`git worktree add`).
+    ///
+    /// Adds run in parallel; a prune waits for them (a prune running while `git worktree add`
+    /// is half done removes it). An add that fails anyway, e.g. by a prune from another medley
+    /// process, is tried again.
     pub fn add_worktree(&self, path: &Path, commit: Oid) -> Result<()> {
         if let Some(parent) = path.parent() {
             fs_err::create_dir_all(parent).map_err(|source| GitError::Io {
@@ -325,39 +332,59 @@ impl Repo {
                 source,
             })?;
         }
-        self.git(&[
-            "worktree",
-            "add",
-            "--detach",
-            "--quiet",
-            &path.to_string_lossy(),
-            &commit.to_string(),
-        ])
-        .map(|_| ())
+        let mut tries = 0;
+        loop {
+            let added = {
+                let _shared = WORKTREES.read().unwrap_or_else(|e| e.into_inner());
+                self.git(&[
+                    "worktree",
+                    "add",
+                    "--detach",
+                    "--quiet",
+                    &path.to_string_lossy(),
+                    &commit.to_string(),
+                ])
+            };
+            match added {
+                Ok(_) => return Ok(()),
+                Err(e) if tries >= 2 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    let _ = fs_err::remove_dir_all(path);
+                    self.prune_worktrees()?;
+                    std::thread::sleep(std::time::Duration::from_millis(20 * tries));
+                }
+            }
+        }
     }
 
     /// Removes a worktree's directory and git's record of it.
     pub fn remove_worktree(&self, path: &Path) -> Result<()> {
-        if path.exists() {
-            let _ = self.git(&[
-                "worktree",
-                "remove",
-                "--force",
-                "--force",
-                &path.to_string_lossy(),
-            ]);
+        if !path.exists() {
+            return Ok(());
+        }
+        let removed = self.git(&[
+            "worktree",
+            "remove",
+            "--force",
+            "--force",
+            &path.to_string_lossy(),
+        ]);
+        if removed.is_err() || path.exists() {
             if path.exists() {
                 fs_err::remove_dir_all(path).map_err(|source| GitError::Io {
                     path: path.to_owned(),
                     source,
                 })?;
             }
+            self.prune_worktrees()?;
         }
-        self.prune_worktrees()
+        Ok(())
     }
 
     /// Forgets worktrees whose directories are gone (`git worktree prune`).
     pub fn prune_worktrees(&self) -> Result<()> {
+        let _exclusive = WORKTREES.write().unwrap_or_else(|e| e.into_inner());
         self.git(&["worktree", "prune"]).map(|_| ())
     }
 
