@@ -20,9 +20,9 @@ def sh(cmd, cwd, env=None):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def mission():
+def mission(parallel):
     # root; 100 steps fanning out from it; a chain of 99 after the first of them.
-    lines = ['max_parallel = 2', '', '[steps.s0]', 'run = "true"', 'gate = "true"']
+    lines = [f'max_parallel = {parallel}', '', '[steps.s0]', 'run = "true"', 'gate = "true"']
     for i in range(1, 101):
         lines += ['', f'[steps.s{i}]', 'needs = ["s0"]', 'run = "true"', 'gate = "true"']
     for i in range(101, STEPS):
@@ -52,8 +52,8 @@ def ts(event):
     return datetime.fromisoformat(event["ts"].replace("Z", "+00:00")).timestamp()
 
 
-def bench(files, medley, env):
-    repo = tempfile.mkdtemp(prefix=f"medley-bench-{files}-")
+def bench(files, parallel, medley, env):
+    repo = tempfile.mkdtemp(prefix=f"medley-bench-{files}-{parallel}-")
     sh("git init -q -b main", repo)
     for i in range(files):
         d = os.path.join(repo, f"d{i % 100:02}")
@@ -62,7 +62,7 @@ def bench(files, medley, env):
             f.write(f"file {i}\n")
     os.makedirs(os.path.join(repo, "missions"))
     with open(os.path.join(repo, "missions", "bench.toml"), "w") as f:
-        f.write(mission())
+        f.write(mission(parallel))
     sh("git add -A && git -c user.name=b -c user.email=b@b commit -qm files", repo)
 
     start = time.perf_counter()
@@ -94,7 +94,7 @@ def bench(files, medley, env):
     with open(mk, "w") as f:
         f.write(makefile())
     start = time.perf_counter()
-    sh(f"make -s -j2 -f {mk} all", repo)
+    sh(f"make -s -j{parallel} -f {mk} all", repo)
     make_wall = time.perf_counter() - start
 
     # What the two `sh -c true` of a step (command and gate) cost by themselves.
@@ -103,19 +103,19 @@ def bench(files, medley, env):
         subprocess.run(["sh", "-c", "true"], check=True)
     spawn = (time.perf_counter() - start) / 100
 
-    print(f"\n## {files} files, {STEPS} steps, max_parallel 2")
+    print(f"\n## {files} files, {STEPS} steps, max_parallel {parallel}")
     for name, values in phases.items():
         if values:
             print(f"  {name:<15} mean {statistics.mean(values)*1000:8.2f} ms   median {statistics.median(values)*1000:8.2f} ms")
     print(f"  medley wall     {wall:.2f} s  ({wall / STEPS * 1000:.2f} ms per step)")
-    print(f"  make -j2 wall   {make_wall:.3f} s  ({make_wall / STEPS * 1000:.2f} ms per step)")
+    print(f"  make -j{parallel} wall   {make_wall:.3f} s  ({make_wall / STEPS * 1000:.2f} ms per step)")
     print(f"  ratio           {wall / make_wall:.1f}x")
     print(f"  sh -c true      {spawn*1000:.2f} ms each (a step runs two: command and gate)")
     own = (statistics.mean(phases["command+commit"]) + statistics.mean(phases["gate"])
            + statistics.mean(phases["finish"]) - 2 * spawn
            + (statistics.mean(phases["scheduling"]) if phases["scheduling"] else 0))
-    print(f"  medley's own overhead (scheduling + commit + journal + refs, without worktree checkout "
-          f"and the two processes): {own*1000:.2f} ms per step")
+    print(f"  medley's own overhead: scheduling + command and gate beyond their `sh -c true` + finish "
+          f"(commit, journal, refs, worktree removal), without the checkout: {own*1000:.2f} ms per step")
     subprocess.run(["rm", "-rf", repo])
 
 
@@ -125,8 +125,10 @@ def main():
     home = tempfile.mkdtemp(prefix="medley-bench-home-")
     env = dict(os.environ, HOME=home, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
     env.pop("XDG_CACHE_HOME", None)
-    for files in [10, 10_000]:
-        bench(files, medley, env)
+    sizes = [int(a) for a in sys.argv[1:]] or [10, 10_000]
+    for files in sizes:
+        for parallel in [1, 2] if files <= 1000 else [2]:
+            bench(files, parallel, medley, env)
     subprocess.run(["rm", "-rf", home])
 
 

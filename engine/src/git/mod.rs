@@ -313,11 +313,28 @@ impl Repo {
     }
 
     /// Commits the whole state of a worktree (tracked and untracked-not-ignored files) on top
-    /// of `parent`, whatever the worktree's own HEAD and index say.
-    pub fn commit_worktree(&self, worktree: &Path, parent: Oid, message: &str) -> Result<Oid> {
+    /// of `parent`, whatever the worktree's own HEAD and index say. Returns the commit and how
+    /// many files differ from `parent`.
+    pub fn commit_worktree(
+        &self,
+        worktree: &Path,
+        parent: Oid,
+        message: &str,
+    ) -> Result<(Oid, usize)> {
         let repo = Repository::open(worktree).context(|| format!("open {}", worktree.display()))?;
         let tree = snapshot_tree(&repo)?;
-        commit_tree(&repo, tree, &[parent], message)
+        let commit = commit_tree(&repo, tree, &[parent], message)?;
+        let parent_tree = repo
+            .find_commit(parent)
+            .and_then(|c| c.tree())
+            .context(|| format!("read commit {parent}"))?;
+        let new_tree = repo.find_tree(tree).context(|| "read tree".to_owned())?;
+        let files = repo
+            .diff_tree_to_tree(Some(&parent_tree), Some(&new_tree), None)
+            .context(|| "diff".to_owned())?
+            .deltas()
+            .len();
+        Ok((commit, files))
     }
 
     /// Adds a detached worktree at `path` checked out at `commit` (`git worktree add`).
@@ -358,10 +375,25 @@ impl Repo {
         }
     }
 
-    /// Removes a worktree's directory and git's record of it.
+    /// Removes a worktree's directory and git's record of it (its admin directory under
+    /// `.git/worktrees`), without a `git` process when the worktree is one of ours and intact.
     pub fn remove_worktree(&self, path: &Path) -> Result<()> {
         if !path.exists() {
             return Ok(());
+        }
+        let admin = fs_err::read_to_string(path.join(".git"))
+            .ok()
+            .and_then(|text| {
+                text.strip_prefix("gitdir:")
+                    .map(|d| PathBuf::from(d.trim()))
+            })
+            .filter(|admin| admin.starts_with(self.git_dir.join("worktrees")) && admin.is_dir());
+        if let Some(admin) = admin {
+            let removed =
+                fs_err::remove_dir_all(path).and_then(|()| fs_err::remove_dir_all(&admin));
+            if removed.is_ok() {
+                return Ok(());
+            }
         }
         let removed = self.git(&[
             "worktree",

@@ -289,12 +289,7 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
             "medley: {} step {} attempt {attempt}\n\nrun {}",
             shared.plan.mission, step.id, shared.run
         );
-        let committed = blocking(move || {
-            let commit = repo.commit_worktree(&path, parent, &message)?;
-            let files = repo.changed_files(parent, commit)?.len();
-            Ok::<_, crate::git::GitError>((commit, files))
-        })
-        .await;
+        let committed = blocking(move || repo.commit_worktree(&path, parent, &message)).await;
         let (commit, files) = match committed {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => return fail("commit", e.to_string(), base, attempt, None),
