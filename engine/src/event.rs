@@ -125,7 +125,20 @@ pub struct StepError {
     pub steps: Option<Vec<String>>,
 }
 
+impl StepError {
+    /// An error with no files or steps to name.
+    pub fn new(kind: &str, message: impl Into<String>) -> StepError {
+        StepError {
+            kind: kind.to_owned(),
+            message: message.into(),
+            files: None,
+            steps: None,
+        }
+    }
+}
+
 /// Why a step was skipped.
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SkipReason {

@@ -46,12 +46,7 @@ pub(crate) fn fail_early(shared: &Shared, i: usize, kind: &str, message: String)
         0,
         Instant::now(),
         String::new(),
-        Some(StepError {
-            kind: kind.to_owned(),
-            message,
-            files: None,
-            steps: None,
-        }),
+        Some(StepError::new(kind, message)),
     );
 }
 
@@ -332,12 +327,7 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
                 message.push_str(&format!(":\n{stderr}"));
             }
             attempt_failed(&shared, i, attempt, reason, &message);
-            last_error = Some(StepError {
-                kind: kind.to_owned(),
-                message,
-                files: None,
-                steps: None,
-            });
+            last_error = Some(StepError::new(kind, message));
             continue;
         }
         if let Some(gate) = &step.gate {
@@ -348,12 +338,7 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
                 }
                 GateResult::Failed(message) => {
                     attempt_failed(&shared, i, attempt, FailReason::Gate, &message);
-                    last_error = Some(StepError {
-                        kind: "gate".to_owned(),
-                        message,
-                        files: None,
-                        steps: None,
-                    });
+                    last_error = Some(StepError::new("gate", message));
                     continue;
                 }
             }
@@ -432,12 +417,7 @@ async fn cancelled(
         attempts,
         started,
         String::new(),
-        Some(StepError {
-            kind: "cancelled".to_owned(),
-            message: "the run was cancelled".to_owned(),
-            files: None,
-            steps: None,
-        }),
+        Some(StepError::new("cancelled", "the run was cancelled")),
     )
 }
 
