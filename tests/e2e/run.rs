@@ -704,3 +704,57 @@ fn two_runs_at_once_share_no_worktree_and_no_ref() {
         "a base and a step ref per run: {refs}"
     );
 }
+
+/// A disk that fills up mid-run, simulated with a file-size limit (writes past it fail, as on a
+/// full disk): a clear error, and a journal that is still readable.
+#[test]
+fn a_full_disk_stops_the_run_with_a_clear_error_and_a_readable_journal() {
+    let env = env();
+    let mut mission = String::new();
+    for i in 0..60 {
+        mission.push_str(&format!("[steps.s{i}]\nrun = \"true\"\n"));
+        if i > 0 {
+            mission.push_str(&format!("needs = [\"s{}\"]\n", i - 1));
+        }
+    }
+    env.repo(&[("missions/many.toml", &mission)]);
+    let output = {
+        let program = env.medley().get_program().to_owned();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.current_dir(env.work())
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", env.home())
+            .env("NO_COLOR", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .arg("-c")
+            // 16 blocks of 512 bytes: the journal outgrows it after a few dozen events.
+            .arg("trap '' XFSZ; ulimit -f 16; exec \"$0\" run many --output plain")
+            .arg(program);
+        cmd.output().unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write run state at"), "{stderr}");
+    assert!(stderr.contains("events.jsonl"), "{stderr}");
+    assert!(stderr.contains("File too large"), "{stderr}");
+    assert!(stderr.contains("check free space"), "{stderr}");
+    // The journal written so far reads back: `show` lists the steps that ran.
+    let show = env.run(&["show", "last"]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    let row = |step: &str| {
+        show.stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(step))
+    };
+    assert!(
+        row("s0").is_some_and(|l| l.contains("passed")),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        row("s59").is_none(),
+        "the run stopped starting steps: {}",
+        show.stdout
+    );
+}
