@@ -61,6 +61,8 @@ pub enum Command {
     Logs(LogsArgs),
     Apply(ApplyArgs),
     Clean(CleanArgs),
+    Agents(crate::commands::agents::AgentsArgs),
+
     Init(InitArgs),
     Schema(SchemaArgs),
 }

@@ -169,6 +169,8 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => commands::history::cmd_logs(&ctx, args),
         Command::Apply(args) => commands::history::cmd_apply(&ctx, args),
         Command::Clean(args) => commands::history::cmd_clean(&ctx, args),
+        Command::Agents(args) => commands::agents::cmd_agents(&ctx, args),
+
         Command::Init(args) => commands::init::cmd_init(&ctx, args),
 
         Command::Schema(args) => commands::schema::cmd_schema(&ctx, args),

@@ -35,3 +35,12 @@ pub fn red(text: &str, color: bool) -> String {
         text.to_owned()
     }
 }
+
+/// Yellow text when `color` is on.
+pub fn yellow(text: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[33m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
+}

@@ -3,6 +3,7 @@
 //! The engine never prints, colours or exits: it returns typed errors (miette diagnostics for
 //! anything the user wrote) and plain data the CLI renders.
 
+pub mod agent;
 pub mod event;
 pub mod git;
 pub mod history;

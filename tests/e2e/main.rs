@@ -1,5 +1,9 @@
 //! End-to-end tests: the real `medley` binary on real files in temporary directories.
 
+// Tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod agents;
 mod cli;
 mod corpus;
 mod missions;

@@ -60,9 +60,16 @@ impl TestEnv {
     /// `medley` with a cleared environment: only PATH, HOME and fixed terminal facts.
     pub fn medley(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
+        let mut path = std::ffi::OsString::from(self.dir.path().join("bin"));
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
         cmd.current_dir(self.work())
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PATH", path)
+            .env("MEDLEY_FAKE_SCRIPT", self.script())
+            // A user in a root container sets this for Claude Code's bypass mode (AGENTS.md 3).
+            .env("IS_SANDBOX", "1")
+            .env("MEDLEY_NETWORK_WAIT", "1s")
             .env("HOME", self.dir.path().join("home"))
             .env("TMPDIR", std::env::temp_dir())
             .env("COLUMNS", "100")
@@ -239,5 +246,38 @@ impl TestEnv {
     /// The home directory medley runs with (its cache holds the worktrees).
     pub fn home(&self) -> PathBuf {
         self.dir.path().join("home")
+    }
+}
+
+impl TestEnv {
+    /// Puts the fake agent CLI on PATH under `names` (e.g. `claude`, `codex`), steered by the
+    /// script `lines` (see `fakes/agent.rs`). Returns the script's path.
+    pub fn fakes(&self, fake: impl AsRef<Path>, names: &[&str], lines: &str) -> PathBuf {
+        let fake = fake.as_ref();
+        let bin = self.dir.path().join("bin");
+        fs_err::create_dir_all(&bin).expect("a bin directory");
+        for name in names {
+            let link = bin.join(name);
+            if !link.exists() {
+                std::os::unix::fs::symlink(fake, &link).expect("a symlink to the fake");
+            }
+        }
+        let script = self.script();
+        fs_err::write(&script, lines).expect("a script");
+        script
+    }
+
+    /// The fake agents' script (its calls are recorded beside it).
+    pub fn script(&self) -> PathBuf {
+        self.dir.path().join("fake.script")
+    }
+
+    /// The calls the fake agents received: cli, argv, cwd, prompt, stdin.
+    pub fn fake_calls(&self) -> Vec<serde_json::Value> {
+        fs_err::read_to_string(self.script().with_extension("calls.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 }

@@ -1,6 +1,8 @@
 //! One module per command: its clap args and its `cmd_*` function.
 
+pub mod agents;
 pub mod graph;
+
 pub mod history;
 
 pub mod init;

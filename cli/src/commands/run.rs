@@ -98,7 +98,19 @@ fn run_plan(ctx: &Context, plan: Plan, base: Option<String>) -> Result<u8, CliEr
         grace: grace(),
         worktrees: None,
     };
+    match medley_engine::run::preflight::preflight(&plan) {
+        Ok(warnings) => {
+            for warning in warnings {
+                ctx.status(&format!(
+                    "{}: {warning}",
+                    style::yellow("warning", ctx.color)
+                ));
+            }
+        }
+        Err(e) => return Err(CliError::invalid(e)),
+    }
     let mut reporter = Reporter::new(ctx.output, ctx.color);
+
     runtime.block_on(async move {
         let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
         let (cancel, cancelled) = tokio::sync::watch::channel(false);

@@ -51,6 +51,11 @@ impl Reporter {
     }
 }
 
+/// A cost in dollars, or "cost unknown" when the CLI reported none.
+pub fn cost(usd: Option<f64>) -> String {
+    usd.map_or("cost unknown".to_owned(), |c| format!("${c:.4}"))
+}
+
 fn short(commit: &str) -> &str {
     commit.get(..10).unwrap_or(commit)
 }
@@ -131,6 +136,9 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             attempts,
             duration_ms,
             error,
+            agent,
+            tokens,
+            cost_usd,
             ..
         } => {
             let took = human_duration(Duration::from_millis(*duration_ms));
@@ -140,14 +148,23 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             } else {
                 red(&head, color)
             };
+            let used = match agent {
+                Some(agent) => format!(
+                    ", `{agent}`, {} tokens in / {} out, {}",
+                    tokens.input,
+                    tokens.output,
+                    cost(*cost_usd)
+                ),
+                None => String::new(),
+            };
             match error {
                 Some(e) if e.kind != "cancelled" => format!(
-                    "{head} after {} in {took}: {}",
+                    "{head} after {} in {took}{used}: {}",
                     plural(*attempts as usize, "attempt"),
                     e.message.lines().next().unwrap_or("")
                 ),
                 _ => format!(
-                    "{head} in {took} ({})",
+                    "{head} in {took} ({}{used})",
                     plural(*attempts as usize, "attempt")
                 ),
             }
@@ -158,7 +175,9 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             reason,
             result_branch,
             duration_ms,
-            ..
+            tokens,
+            cost_usd,
+            unpriced_steps,
         } => {
             let took = human_duration(Duration::from_millis(*duration_ms));
             let head = format!("run {}", outcome.name());
@@ -167,10 +186,23 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             } else {
                 red(&head, color)
             };
+            let used = if tokens.input + tokens.output > 0 || *unpriced_steps > 0 {
+                let unknown = if *unpriced_steps > 0 {
+                    format!(" (unknown for {})", plural(*unpriced_steps, "step"))
+                } else {
+                    String::new()
+                };
+                format!(
+                    "; {} tokens in / {} out, ${cost_usd:.4}{unknown}",
+                    tokens.input, tokens.output
+                )
+            } else {
+                String::new()
+            };
             match (result_branch, reason) {
-                (Some(branch), _) => format!("{head} in {took}: branch `{branch}`"),
-                (None, Some(reason)) => format!("{head} in {took}: {reason}"),
-                (None, None) => format!("{head} in {took}"),
+                (Some(branch), _) => format!("{head} in {took}: branch `{branch}`{used}"),
+                (None, Some(reason)) => format!("{head} in {took}: {reason}{used}"),
+                (None, None) => format!("{head} in {took}{used}"),
             }
         }
     })

@@ -1,5 +1,5 @@
-//! The live view: one line per running step (state, attempt, elapsed), the notable events
-//! above them, and a summary table at the end. On stderr.
+//! The live view: one line per running step (state, attempt, what its agent is doing, elapsed),
+//! the notable events above them, and a summary table at the end. On stderr.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -8,11 +8,25 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medley_engine::event::{Body, Event, Outcome};
 use medley_engine::run::human_duration;
 
+/// A row of the summary table.
+struct Row {
+    step: String,
+    outcome: Outcome,
+    attempts: u32,
+    ms: u64,
+    commit: Option<String>,
+    /// Tokens in and out, for an agent step.
+    tokens: Option<(u64, u64)>,
+    cost: Option<f64>,
+}
+
 pub struct Live {
     color: bool,
     bars: MultiProgress,
     running: HashMap<String, ProgressBar>,
-    rows: Vec<(String, Outcome, u32, u64, Option<String>)>,
+    rows: Vec<Row>,
+    /// Tokens in, out, known cost and unpriced steps of the run.
+    totals: Option<(u64, u64, f64, usize)>,
 }
 
 impl Live {
@@ -22,6 +36,7 @@ impl Live {
             bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
             running: HashMap::new(),
             rows: Vec::new(),
+            totals: None,
         }
     }
 
@@ -49,8 +64,14 @@ impl Live {
                 self.bar(&step)
                     .set_message(format!("running, attempt {attempt}{who}"));
             }
-            Body::AgentOutput { summary, .. } => {
-                self.bar(&step).set_message(summary.clone());
+            Body::AgentOutput {
+                summary,
+                attempt,
+                agent,
+                ..
+            } => {
+                let line = format!("attempt {attempt} {agent}: {summary}");
+                self.bar(&step).set_message(line);
             }
             Body::GateStarted { attempt, .. } if !step.is_empty() => {
                 self.bar(&step)
@@ -61,30 +82,53 @@ impl Live {
                 attempts,
                 duration_ms,
                 commit,
+                agent,
+                tokens,
+                cost_usd,
                 ..
             } => {
                 if let Some(bar) = self.running.remove(&step) {
                     bar.finish_and_clear();
                     self.bars.remove(&bar);
                 }
-                self.rows.push((
-                    step.clone(),
-                    *outcome,
-                    *attempts,
-                    *duration_ms,
-                    commit.clone(),
-                ));
+                self.rows.push(Row {
+                    step: step.clone(),
+                    outcome: *outcome,
+                    attempts: *attempts,
+                    ms: *duration_ms,
+                    commit: commit.clone(),
+                    tokens: agent.as_ref().map(|_| (tokens.input, tokens.output)),
+                    cost: *cost_usd,
+                });
                 self.print(event);
             }
             Body::StepSkipped { .. } => {
-                self.rows.push((step.clone(), Outcome::Skipped, 0, 0, None));
+                self.rows.push(Row {
+                    step: step.clone(),
+                    outcome: Outcome::Skipped,
+                    attempts: 0,
+                    ms: 0,
+                    commit: None,
+                    tokens: None,
+                    cost: None,
+                });
                 self.print(event);
             }
-            Body::AttemptFailed { .. } | Body::RunStarted { .. } | Body::RunFinished { .. } => {
+            Body::RunFinished {
+                tokens,
+                cost_usd,
+                unpriced_steps,
+                ..
+            } => {
+                self.totals = Some((tokens.input, tokens.output, *cost_usd, *unpriced_steps));
+                self.print(event);
+            }
+            Body::AttemptFailed { .. } | Body::AgentSwitched { .. } | Body::RunStarted { .. } => {
                 self.print(event)
             }
-            Body::GateFinished { .. } if step.is_empty() => self.print(event),
-            Body::GateStarted { .. } if step.is_empty() => self.print(event),
+            Body::GateStarted { .. } | Body::GateFinished { .. } if step.is_empty() => {
+                self.print(event)
+            }
             _ => {}
         }
     }
@@ -107,20 +151,44 @@ impl Live {
         let width = self
             .rows
             .iter()
-            .map(|r| r.0.len())
+            .map(|r| r.step.len())
             .max()
             .unwrap_or(4)
-            .max(4);
+            .max(5);
         let mut table = format!(
-            "\n{:<width$}  {:<9}  {:>8}  {:>8}  commit\n",
-            "step", "outcome", "attempts", "time"
+            "\n{:<width$}  {:<9}  {:>8}  {:>8}  {:<10}  {:>15}  {:>9}\n",
+            "step", "outcome", "attempts", "time", "commit", "tokens in/out", "cost"
         );
-        for (step, outcome, attempts, ms, commit) in &self.rows {
+        for row in &self.rows {
+            let tokens = row
+                .tokens
+                .map_or(String::new(), |(i, o)| format!("{i}/{o}"));
+            let cost = match (row.cost, row.tokens.is_some()) {
+                (Some(c), _) => format!("${c:.4}"),
+                (None, true) => "unknown".to_owned(),
+                (None, false) => String::new(),
+            };
             table.push_str(&format!(
-                "{step:<width$}  {:<9}  {attempts:>8}  {:>8}  {}\n",
-                outcome.name(),
-                human_duration(Duration::from_millis(*ms)),
-                commit.as_deref().map_or("", |c| c.get(..10).unwrap_or(c)),
+                "{:<width$}  {:<9}  {:>8}  {:>8}  {:<10}  {tokens:>15}  {cost:>9}\n",
+                row.step,
+                row.outcome.name(),
+                row.attempts,
+                human_duration(Duration::from_millis(row.ms)),
+                row.commit
+                    .as_deref()
+                    .map_or("", |c| c.get(..10).unwrap_or(c)),
+            ));
+        }
+        if let Some((input, output, cost, unpriced)) = self.totals {
+            let cost = if unpriced > 0 {
+                format!("${cost:.4} + unknown")
+            } else {
+                format!("${cost:.4}")
+            };
+            let tokens = format!("{input}/{output}");
+            table.push_str(&format!(
+                "{:<width$}  {:<9}  {:>8}  {:>8}  {:<10}  {tokens:>15}  {cost:>9}\n",
+                "total", "", "", "", ""
             ));
         }
         let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), table.as_bytes());

@@ -1,8 +1,12 @@
 //! Running a plan: a base snapshot, a worktree per step, commands and gates in their own
 //! process groups, results merged from step to step, a journal of events, and a result branch.
 
+mod agent;
+pub mod preflight;
 pub mod process;
 mod step;
+
+pub use agent::{program_of, which};
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -19,7 +23,7 @@ use crate::git::{GitError, MergeOutcome, Repo};
 use crate::journal::{self, Journal, RunLock};
 use crate::plan::compile::Upstream;
 use crate::plan::template::{self, StepsContext};
-use crate::plan::{Action, Flavor, Plan, TemplateRef};
+use crate::plan::{Flavor, Plan, TemplateRef};
 
 pub use process::Grace;
 
@@ -60,11 +64,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    #[error("steps {} need an agent, and this version of medley runs command steps only", steps.join(", "))]
-    #[diagnostic(help(
-        "run the command steps alone with `--only STEP`, or make these steps `run` commands"
-    ))]
-    AgentSteps { steps: Vec<String> },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Preflight(#[from] preflight::PreflightError),
     #[error("no cache directory for worktrees")]
     #[diagnostic(help(
         "set HOME (or XDG_CACHE_HOME) so medley can keep worktrees outside your repository"
@@ -77,7 +79,7 @@ impl RunError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            RunError::AgentSteps { .. }
+            RunError::Preflight(_)
                 | RunError::NoCacheDir
                 | RunError::Git(
                     GitError::NotARepo(_)
@@ -136,9 +138,22 @@ pub(crate) struct Shared {
     pub base: Oid,
     pub grace: Grace,
     pub emitter: Emitter,
+    /// Turns true when the run must stop: the user cancelled, or the budget was reached.
     pub cancel: watch::Receiver<bool>,
+    stop: watch::Sender<bool>,
+    budget_hit: std::sync::atomic::AtomicBool,
     pub records: Mutex<Vec<Option<StepRecord>>>,
     pub upstream: Upstream,
+    /// Tokens, known cost and unpriced steps so far.
+    pub usage: Mutex<Usage>,
+}
+
+/// What the run has used so far.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Usage {
+    pub tokens: Tokens,
+    pub cost_usd: f64,
+    pub unpriced_steps: usize,
 }
 
 impl Shared {
@@ -260,6 +275,33 @@ impl Shared {
     pub(crate) fn cancelled(&self) -> bool {
         *self.cancel.borrow()
     }
+
+    /// Adds a known cost; at the budget's cap the run stops (steps in flight too).
+    pub(crate) fn spend(&self, usd: f64) {
+        if let Ok(mut usage) = self.usage.lock() {
+            usage.cost_usd += usd;
+        }
+        if self.budget_reached() {
+            self.budget_hit
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = self.stop.send(true);
+        }
+    }
+
+    /// Adds a finished step's tokens.
+    pub(crate) fn account(&self, tokens: Tokens, unpriced: bool) {
+        if let Ok(mut usage) = self.usage.lock() {
+            usage.tokens.input += tokens.input;
+            usage.tokens.output += tokens.output;
+            usage.unpriced_steps += usize::from(unpriced);
+        }
+    }
+
+    /// Whether known costs have reached the mission's `budget_usd`.
+    pub(crate) fn budget_reached(&self) -> bool {
+        let spent = self.usage.lock().map(|u| u.cost_usd).unwrap_or(0.0);
+        self.plan.budget_usd.is_some_and(|cap| spent >= cap)
+    }
 }
 
 fn state_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
@@ -319,15 +361,7 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let agent_steps: Vec<String> = plan
-        .steps
-        .iter()
-        .filter(|s| matches!(s.action, Action::Agent { .. }))
-        .map(|s| format!("`{}`", s.id))
-        .collect();
-    if !agent_steps.is_empty() {
-        return Err(RunError::AgentSteps { steps: agent_steps });
-    }
+    preflight::preflight(&plan)?;
     let repo = Repo::discover(&options.cwd)?;
     repo.check_branch_namespace()?;
     let base = match &options.base {
@@ -359,6 +393,16 @@ pub async fn run(
     prune_dead_runs(&repo, &worktrees_base, Some(&run));
     repo.set_ref(&format!("refs/medley/{run}/base"), base, "medley: run base")?;
 
+    // The steps listen to the run's own stop, which the user's cancel also turns on.
+    let (stop, stopped) = watch::channel(false);
+    let forward = {
+        let stop = stop.clone();
+        let mut cancel = cancel;
+        tokio::spawn(async move {
+            process::cancelled(&mut cancel).await;
+            let _ = stop.send(true);
+        })
+    };
     let order_upstream = Upstream::new(
         &plan.steps,
         Some(&(0..plan.steps.len()).collect::<Vec<_>>()),
@@ -376,9 +420,12 @@ pub async fn run(
             sender: events,
             error: Mutex::new(None),
         },
-        cancel: cancel.clone(),
+        cancel: stopped.clone(),
+        stop,
+        budget_hit: std::sync::atomic::AtomicBool::new(false),
         records: Mutex::new(vec![None; plan.steps.len()]),
         upstream: order_upstream,
+        usage: Mutex::new(Usage::default()),
         plan: Arc::new(plan),
     });
     shared.emitter.emit(Body::RunStarted {
@@ -388,7 +435,13 @@ pub async fn run(
         steps: shared.plan.steps.len(),
     });
 
-    let (outcome, reason) = schedule(&shared, cancel).await;
+    let (outcome, reason) = schedule(&shared, stopped).await;
+    forward.abort();
+    let (outcome, reason) = if shared.budget_hit.load(std::sync::atomic::Ordering::SeqCst) {
+        (RunOutcome::Failed, Some("budget reached".to_owned()))
+    } else {
+        (outcome, reason)
+    };
     let (outcome, reason, result_branch) = if outcome == RunOutcome::Passed {
         finish(&shared).await
     } else {
@@ -396,13 +449,14 @@ pub async fn run(
     };
     // The run's worktree directory goes when no failed step's worktree is kept in it.
     let _ = std::fs::remove_dir(&shared.worktrees);
+    let usage = shared.usage.lock().map(|u| *u).unwrap_or_default();
     shared.emitter.emit(Body::RunFinished {
         outcome,
         reason: reason.clone(),
         result_branch: result_branch.clone(),
-        tokens: Tokens::default(),
-        cost_usd: 0.0,
-        unpriced_steps: 0,
+        tokens: usage.tokens,
+        cost_usd: usage.cost_usd,
+        unpriced_steps: usage.unpriced_steps,
         duration_ms: started.elapsed().as_millis() as u64,
     });
     if let Some(error) = shared.emitter.take_error() {

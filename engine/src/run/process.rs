@@ -43,6 +43,8 @@ pub struct Spec {
     pub stdout: PathBuf,
     /// stderr goes here; the same path as stdout interleaves them.
     pub stderr: PathBuf,
+    /// Variables removed from the inherited environment.
+    pub env_remove: Vec<String>,
 }
 
 impl Spec {
@@ -56,6 +58,7 @@ impl Spec {
             stdin: None,
             stdout: log.to_owned(),
             stderr: log.to_owned(),
+            env_remove: Vec::new(),
         }
     }
 }
@@ -71,6 +74,8 @@ pub enum Exit {
     TimedOut,
     /// The run was cancelled and it was stopped.
     Cancelled,
+    /// Its output handler asked for it to be stopped (an agent waiting for the network).
+    Stopped,
 }
 
 impl Exit {
@@ -83,7 +88,7 @@ impl Exit {
         match self {
             Exit::Code(c) => Some(c),
             Exit::Signal(s) => Some(128 + s),
-            Exit::TimedOut | Exit::Cancelled => None,
+            Exit::TimedOut | Exit::Cancelled | Exit::Stopped => None,
         }
     }
 }
@@ -156,6 +161,134 @@ pub async fn run(
         },
         () = tokio::time::sleep(timeout) => Exit::TimedOut,
         () = cancelled(cancel) => Exit::Cancelled,
+    };
+    if let Some(pgid) = pgid {
+        stop_group(pgid, &mut child, grace).await;
+    }
+    Ok(exit)
+}
+
+/// Runs `spec` like [`run`], with stdout and stderr read line by line as they arrive: each raw
+/// line is written to the spec's log file first, then handed to `on_stdout` / `on_stderr`.
+/// `on_stdout` may ask for the process to be stopped at a deadline (the earliest asked wins);
+/// it then ends as [`Exit::Stopped`].
+pub async fn run_streaming(
+    spec: &Spec,
+    timeout: Duration,
+    cancel: &mut watch::Receiver<bool>,
+    grace: Grace,
+    on_stdout: &mut (dyn FnMut(&str) -> Option<Duration> + Send),
+    on_stderr: &mut (dyn FnMut(&str) + Send),
+) -> Result<Exit, SpawnError> {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let spawn_error = |source| SpawnError {
+        program: spec.program.display().to_string(),
+        source,
+    };
+    let open = |path: &Path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| {
+                spawn_error(std::io::Error::new(
+                    source.kind(),
+                    format!("{}: {source}", path.display()),
+                ))
+            })
+    };
+    let mut out_log = open(&spec.stdout)?;
+    let mut err_log = if spec.stderr == spec.stdout {
+        out_log.try_clone().map_err(spawn_error)?
+    } else {
+        open(&spec.stderr)?
+    };
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .current_dir(&spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    for name in &spec.env_remove {
+        command.env_remove(name);
+    }
+    let mut child = command.spawn().map_err(spawn_error)?;
+    let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(spawn_error(std::io::Error::other("no pipes to the child")));
+    };
+    if let (Some(input), Some(mut stdin)) = (&spec.stdin, child.stdin.take()) {
+        let input = input.clone();
+        tokio::spawn(async move {
+            let _ = stdin.write_all(&input).await;
+        });
+    }
+    let mut out = BufReader::new(stdout);
+    let mut err = BufReader::new(stderr);
+    let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
+    let (mut out_open, mut err_open) = (true, true);
+    let mut stop_at: Option<tokio::time::Instant> = None;
+    let mut status: Option<Exit> = None;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Once the process has exited, pipes still held by its background children are read for a
+    // moment, then the group is stopped.
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    let far = || tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let exit = loop {
+        if !out_open
+            && !err_open
+            && let Some(exit) = status
+        {
+            break exit;
+        }
+
+        tokio::select! {
+            read = out.read_until(b'\n', &mut out_buf), if out_open => {
+                match read {
+                    Ok(0) | Err(_) => out_open = false,
+                    Ok(_) => {
+                        let _ = std::io::Write::write_all(&mut out_log, &out_buf);
+                        let line = String::from_utf8_lossy(&out_buf);
+                        if let Some(after) = on_stdout(line.trim_end_matches(['\n', '\r'])) {
+                            let at = tokio::time::Instant::now() + after;
+                            stop_at = Some(stop_at.map_or(at, |s| s.min(at)));
+                        }
+                        out_buf.clear();
+                    }
+                }
+            }
+            read = err.read_until(b'\n', &mut err_buf), if err_open => {
+                match read {
+                    Ok(0) | Err(_) => err_open = false,
+                    Ok(_) => {
+                        let _ = std::io::Write::write_all(&mut err_log, &err_buf);
+                        on_stderr(String::from_utf8_lossy(&err_buf).trim_end_matches(['\n', '\r']));
+                        err_buf.clear();
+                    }
+                }
+            }
+            waited = child.wait(), if status.is_none() => {
+                status = Some(match waited {
+                    Ok(s) => exit_of(s),
+                    Err(_) => Exit::Signal(9),
+                });
+                drain_until = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+            }
+            () = tokio::time::sleep_until(drain_until.unwrap_or_else(far)), if drain_until.is_some() => {
+                break status.unwrap_or(Exit::Signal(9));
+            }
+            () = tokio::time::sleep_until(deadline), if status.is_none() => break Exit::TimedOut,
+            () = tokio::time::sleep_until(stop_at.unwrap_or_else(far)), if stop_at.is_some() && status.is_none() => break Exit::Stopped,
+            () = cancelled(cancel), if status.is_none() => break Exit::Cancelled,
+        }
     };
     if let Some(pgid) = pgid {
         stop_group(pgid, &mut child, grace).await;

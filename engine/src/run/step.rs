@@ -50,6 +50,21 @@ pub(crate) fn fail_early(shared: &Shared, i: usize, kind: &str, message: String)
     );
 }
 
+/// How a step ended, for its `step_finished` event and what later steps see.
+pub(crate) struct StepEnd {
+    pub outcome: Outcome,
+    pub commit: Option<Oid>,
+    pub base: Oid,
+    pub attempts: u32,
+    pub output: String,
+    pub error: Option<StepError>,
+    pub agent: Option<String>,
+    pub tokens: Tokens,
+    pub cost_usd: Option<f64>,
+    /// Some of its agent calls had no known cost.
+    pub unpriced: bool,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn finish(
     shared: &Shared,
@@ -62,31 +77,58 @@ fn finish(
     output: String,
     error: Option<StepError>,
 ) -> Outcome {
+    finish_with(
+        shared,
+        i,
+        started,
+        StepEnd {
+            outcome,
+            commit,
+            base,
+            attempts,
+            output,
+            error,
+            agent: None,
+            tokens: Tokens::default(),
+            cost_usd: None,
+            unpriced: false,
+        },
+    )
+}
+
+/// Records a step's end and emits its `step_finished` event.
+pub(crate) fn finish_with(shared: &Shared, i: usize, started: Instant, end: StepEnd) -> Outcome {
     if let Ok(mut records) = shared.records.lock() {
         records[i] = Some(StepRecord {
-            outcome,
-            base,
-            commit,
-            output,
+            outcome: end.outcome,
+            base: end.base,
+            commit: end.commit,
+            output: end.output,
         });
     }
+    shared.account(end.tokens, end.unpriced);
     shared.emitter.emit(Body::StepFinished {
         step: shared.plan.steps[i].id.clone(),
-        outcome,
-        commit: commit.map(|c| c.to_string()),
-        agent: None,
-        attempts,
-        tokens: Tokens::default(),
-        cost_usd: None,
+        outcome: end.outcome,
+        commit: end.commit.map(|c| c.to_string()),
+        agent: end.agent,
+        attempts: end.attempts,
+        tokens: end.tokens,
+        cost_usd: end.cost_usd,
         duration_ms: started.elapsed().as_millis() as u64,
         cached_from: None,
-        error,
+        error: end.error,
     });
-    outcome
+    end.outcome
 }
 
 /// The environment every child of a step sees.
-fn step_env(shared: &Shared, step: &str, worktree: &Path, attempt: u32) -> Vec<(String, String)> {
+pub(crate) fn step_env(
+    shared: &Shared,
+    step: &str,
+    worktree: &Path,
+    attempt: u32,
+) -> Vec<(String, String)> {
     vec![
         (
             "MEDLEY_ROOT".to_owned(),
@@ -171,68 +213,20 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
         base: base.to_string(),
     });
 
-    // The worktree, what `.worktreeinclude` brings in, and setup.
+    if matches!(step.action, Action::Agent { .. }) {
+        return super::agent::run_agent_step(&shared, i, base, started).await;
+    }
+    let Action::Command { run } = &step.action else {
+        return fail("agent", "not a command step".to_owned(), base, 0, None);
+    };
     let worktree = shared.worktrees.join(&step.id);
     let logs = shared.run_dir.join("logs").join(&step.id);
-    if let Err(e) = fs_err::create_dir_all(&logs) {
-        return fail("state", e.to_string(), base, 0, None);
-    }
-    let repo = shared.repo.clone();
-    let path = worktree.clone();
-    match blocking(move || {
-        repo.add_worktree(&path, base)?;
-        copy_worktree_includes(&repo.root, &path).map_err(|e| crate::git::GitError::Io {
-            path: path.clone(),
-            source: e,
-        })
-    })
-    .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return fail("worktree", e.to_string(), base, 0, None),
-        Err(e) => return fail("worktree", e, base, 0, None),
+    match prepare(&shared, i, &worktree, &logs, base, "setup.log").await {
+        Prepared::Ready => {}
+        Prepared::Cancelled => return cancelled(&shared, i, base, 0, started, &worktree).await,
+        Prepared::Failed(e) => return fail(&e.kind, e.message, base, 0, None),
     }
     let mut cancel = shared.cancel.clone();
-    if let Some(setup) = &shared.plan.setup {
-        let log = logs.join("setup.log");
-        let command = match render(&shared, Some(i), setup, Flavor::Shell, 1, base, None) {
-            Ok(c) => c,
-            Err(e) => {
-                return fail(
-                    "template",
-                    format!("cannot render `setup`: {e}"),
-                    base,
-                    0,
-                    None,
-                );
-            }
-        };
-        let mut spec = Spec::shell(&command, &worktree, &log);
-        spec.env = step_env(&shared, &step.id, &worktree, 1);
-        match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
-            Ok(exit) if exit.success() => {}
-            Ok(Exit::Cancelled) => return cancelled(&shared, i, base, 0, started, &worktree).await,
-            Ok(exit) => {
-                let message = format!(
-                    "setup `{command}` {}:\n{}",
-                    describe(exit),
-                    tail(&log, TAIL_LINES)
-                );
-                return fail("setup", message, base, 0, None);
-            }
-            Err(e) => return fail("setup", e.to_string(), base, 0, None),
-        }
-    }
-
-    let Action::Command { run } = &step.action else {
-        return fail(
-            "agent",
-            "agent steps are not run by this version".to_owned(),
-            base,
-            0,
-            None,
-        );
-    };
     let mut parent = base;
     let mut last_error = None;
     let mut output = String::new();
@@ -336,7 +330,7 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
                 GateResult::Cancelled => {
                     return cancelled(&shared, i, base, attempt, started, &worktree).await;
                 }
-                GateResult::Failed(message) => {
+                GateResult::Failed { message, .. } => {
                     attempt_failed(&shared, i, attempt, FailReason::Gate, &message);
                     last_error = Some(StepError::new("gate", message));
                     continue;
@@ -381,12 +375,80 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
     )
 }
 
+/// How preparing a worktree went.
+pub(crate) enum Prepared {
+    Ready,
+    Cancelled,
+    Failed(StepError),
+}
+
+/// Makes the worktree at `worktree` from `base`, copies in what `.worktreeinclude` names, and
+/// runs the mission's `setup` there (its output in `logs/<setup_log>`).
+pub(crate) async fn prepare(
+    shared: &Shared,
+    i: usize,
+    worktree: &Path,
+    logs: &Path,
+    base: Oid,
+    setup_log: &str,
+) -> Prepared {
+    if let Err(e) = fs_err::create_dir_all(logs) {
+        return Prepared::Failed(StepError::new("state", e.to_string()));
+    }
+    let repo = shared.repo.clone();
+    let path = worktree.to_owned();
+    match blocking(move || {
+        repo.add_worktree(&path, base)?;
+        copy_worktree_includes(&repo.root, &path).map_err(|e| crate::git::GitError::Io {
+            path: path.clone(),
+            source: e,
+        })
+    })
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Prepared::Failed(StepError::new("worktree", e.to_string())),
+        Err(e) => return Prepared::Failed(StepError::new("worktree", e)),
+    }
+    let Some(setup) = &shared.plan.setup else {
+        return Prepared::Ready;
+    };
+    let step = &shared.plan.steps[i];
+    let log = logs.join(setup_log);
+    let command = match render(shared, Some(i), setup, Flavor::Shell, 1, base, None) {
+        Ok(c) => c,
+        Err(e) => {
+            return Prepared::Failed(StepError::new(
+                "template",
+                format!("cannot render `setup`: {e}"),
+            ));
+        }
+    };
+    let mut spec = Spec::shell(&command, worktree, &log);
+    spec.env = step_env(shared, &step.id, worktree, 1);
+    let mut cancel = shared.cancel.clone();
+    match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
+        Ok(exit) if exit.success() => Prepared::Ready,
+        Ok(Exit::Cancelled) => Prepared::Cancelled,
+        Ok(exit) => Prepared::Failed(StepError::new(
+            "setup",
+            format!(
+                "setup `{command}` {}:\n{}",
+                describe(exit),
+                tail(&log, TAIL_LINES)
+            ),
+        )),
+        Err(e) => Prepared::Failed(StepError::new("setup", e.to_string())),
+    }
+}
+
 fn describe(exit: Exit) -> String {
     match exit {
         Exit::Code(c) => format!("exited with {c}"),
         Exit::Signal(s) => format!("was killed by signal {s}"),
         Exit::TimedOut => "ran past its timeout".to_owned(),
         Exit::Cancelled => "was cancelled".to_owned(),
+        Exit::Stopped => "was stopped".to_owned(),
     }
 }
 
@@ -423,12 +485,18 @@ async fn cancelled(
 
 pub(crate) enum GateResult {
     Passed,
-    Failed(String),
+    /// The gate failed: a message for the user, and what a retry prompt tells the agent.
+    Failed {
+        message: String,
+        command: String,
+        exit_code: Option<i32>,
+        output: String,
+    },
     Cancelled,
 }
 
 /// Runs a gate in `worktree`; `step` is `None` for the mission's gate.
-async fn run_gate(
+pub(crate) async fn run_gate(
     shared: &Shared,
     i: Option<usize>,
     gate: &TemplateRef,
@@ -440,7 +508,15 @@ async fn run_gate(
     let step_id = i.map(|i| shared.plan.steps[i].id.clone());
     let command = match render(shared, i, gate, Flavor::Shell, attempt, base, None) {
         Ok(c) => c,
-        Err(e) => return GateResult::Failed(format!("cannot render the gate: {e}")),
+        Err(e) => {
+            let message = format!("cannot render the gate: {e}");
+            return GateResult::Failed {
+                message: message.clone(),
+                command: gate.source.clone(),
+                exit_code: None,
+                output: message,
+            };
+        }
     };
     shared.emitter.emit(Body::GateStarted {
         step: step_id.clone(),
@@ -466,7 +542,13 @@ async fn run_gate(
                 passed: false,
                 output_tail: e.to_string(),
             });
-            return GateResult::Failed(format!("the gate `{command}` could not start: {e}"));
+            let message = format!("the gate `{command}` could not start: {e}");
+            return GateResult::Failed {
+                message: message.clone(),
+                command,
+                exit_code: None,
+                output: message,
+            };
         }
     };
     shared.emitter.emit(Body::GateFinished {
@@ -485,7 +567,12 @@ async fn run_gate(
             if !output.is_empty() {
                 message.push_str(&format!(":\n{output}"));
             }
-            GateResult::Failed(message)
+            GateResult::Failed {
+                message,
+                command,
+                exit_code: other.code(),
+                output,
+            }
         }
     }
 }
@@ -564,8 +651,7 @@ fn copy_worktree_includes(root: &Path, worktree: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The failure a retry prompt describes (for agent steps).
-#[allow(dead_code)]
+/// The failure a retry prompt describes (`failure.*`).
 pub(crate) fn failure_value(
     kind: &str,
     command: &str,

@@ -1,0 +1,590 @@
+//! Codex CLI (`codex exec --json`): AGENTS.md section 4.
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{
+    Adapter, AgentOutcome, AgentResult, Invocation, Output, OutputKind, SessionTotals,
+    StreamParser, exit_error, has_code, names_usage_limit, one_line, push_tail,
+};
+use crate::mission::Runtime;
+
+/// stderr when the read-only sandbox refused a write.
+const READ_ONLY: &str = "blocked by read-only sandbox";
+/// An `error` event's message while codex waits for the network.
+const WAITING: &str = "Reconnecting... waiting for network";
+
+pub struct Codex;
+
+impl Adapter for Codex {
+    fn runtime(&self) -> Runtime {
+        Runtime::Codex
+    }
+
+    fn binary(&self) -> &'static str {
+        "codex"
+    }
+
+    fn install_hint(&self) -> &'static str {
+        "npm install -g @openai/codex"
+    }
+
+    fn verified(&self) -> bool {
+        true
+    }
+
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn argv(&self, invocation: &Invocation<'_>) -> Vec<String> {
+        let mut argv: Vec<String> = ["exec", "--json", "--sandbox", "workspace-write", "-C"]
+            .map(str::to_owned)
+            .to_vec();
+        argv.push(invocation.worktree.display().to_string());
+        if let Some(model) = invocation.model {
+            argv.extend(["-m".to_owned(), model.to_owned()]);
+        }
+        // Global flags go before `resume`.
+        argv.extend(invocation.extra_args.iter().cloned());
+        if let Some(thread) = invocation.resume {
+            argv.extend(["resume".to_owned(), thread.to_owned()]);
+        }
+        argv.push(invocation.prompt.to_owned());
+        argv
+    }
+
+    fn parser(&self, previous: Option<SessionTotals>) -> Box<dyn StreamParser> {
+        Box::new(CodexParser {
+            previous,
+            ..CodexParser::default()
+        })
+    }
+}
+
+#[derive(Default)]
+struct CodexParser {
+    previous: Option<SessionTotals>,
+    session_id: Option<String>,
+    /// The terminal `turn.completed` or `turn.failed` event.
+    terminal: Option<Value>,
+    /// The last `agent_message` text.
+    last_message: Option<String>,
+    /// The last top-level `error` event's message.
+    last_error: Option<String>,
+    waiting: bool,
+    denied: bool,
+    stderr: VecDeque<String>,
+}
+
+impl StreamParser for CodexParser {
+    fn stdout_line(&mut self, line: &str) -> Vec<Output> {
+        let Some(event) = serde_json::from_str::<Value>(line)
+            .ok()
+            .filter(Value::is_object)
+        else {
+            return Vec::new();
+        };
+        let mut session_id = None;
+        let event_type = event["type"].as_str().unwrap_or("unknown");
+        let (kind, summary) = match event_type {
+            "thread.started" => {
+                session_id = event["thread_id"].as_str().map(str::to_owned);
+                self.session_id.clone_from(&session_id);
+                (OutputKind::Other, "thread started".to_owned())
+            }
+            "turn.started" => (OutputKind::Other, "turn started".to_owned()),
+            "error" => {
+                let message = event["message"].as_str().unwrap_or("error");
+                if message.starts_with(WAITING) {
+                    self.waiting = true;
+                }
+                self.last_error = Some(message.to_owned());
+                (OutputKind::Error, one_line(message, 100))
+            }
+            "item.started" | "item.updated" | "item.completed" => {
+                // Progress: the network is back.
+                self.waiting = false;
+                self.item(&event["item"], event_type == "item.completed")
+            }
+            "turn.completed" => {
+                self.terminal = Some(event.clone());
+                let (input, output) = tokens(&event, self.previous);
+                (
+                    OutputKind::Usage,
+                    format!(
+                        "done: {} in / {} out tokens",
+                        input.unwrap_or(0),
+                        output.unwrap_or(0)
+                    ),
+                )
+            }
+            "turn.failed" => {
+                self.terminal = Some(event.clone());
+                (OutputKind::Error, one_line(&failure_text(&event), 100))
+            }
+            other => (OutputKind::Other, other.to_owned()),
+        };
+        vec![Output {
+            kind,
+            summary,
+            raw: event,
+            session_id,
+        }]
+    }
+
+    fn stderr_line(&mut self, line: &str) {
+        if line.contains(READ_ONLY) {
+            self.denied = true;
+        }
+        push_tail(&mut self.stderr, line);
+    }
+
+    fn waiting_for_network(&self) -> bool {
+        self.waiting
+    }
+
+    fn finish(&mut self, exit_code: Option<i32>) -> AgentResult {
+        let mut result = AgentResult {
+            session_id: self.session_id.clone(),
+            denial: self.denied,
+            ..AgentResult::default()
+        };
+        let Some(event) = &self.terminal else {
+            if self.waiting {
+                result.outcome = Some(AgentOutcome::Unreachable);
+                result.error = self.last_error.clone();
+            } else {
+                result.outcome = Some(AgentOutcome::AgentError);
+                let mut error = exit_error(&self.stderr, exit_code);
+                if let Some(last) = &self.last_error {
+                    error = format!("{last}\n{error}");
+                }
+                result.error = Some(error);
+            }
+            return result;
+        };
+        if event["type"] == "turn.completed" {
+            result.outcome = Some(AgentOutcome::Ok);
+            result.final_message = self.last_message.clone();
+            (result.input_tokens, result.output_tokens) = tokens(event, self.previous);
+            return result;
+        }
+        let text = failure_text(event);
+        let context = format!("{text}\n{}", self.last_error.as_deref().unwrap_or(""));
+        result.outcome = Some(
+            if ["401", "403"].iter().any(|code| has_code(&context, code))
+                || context.contains("Unauthorized")
+                || context.contains("Missing environment variable")
+            {
+                AgentOutcome::AuthError
+            } else if names_usage_limit(&context) {
+                AgentOutcome::UsageLimit
+            } else if self.waiting {
+                AgentOutcome::Unreachable
+            } else {
+                AgentOutcome::AgentError
+            },
+        );
+        result.error = Some(text);
+        result
+    }
+}
+
+impl CodexParser {
+    /// One `item.*` event's line.
+    fn item(&mut self, item: &Value, completed: bool) -> (OutputKind, String) {
+        let (kind, summary) = self.item_line(item, completed);
+        if kind == OutputKind::Tool
+            && matches!(item["status"].as_str(), Some("failed" | "declined"))
+        {
+            return (
+                OutputKind::Error,
+                one_line(&format!("{summary} (failed)"), 100),
+            );
+        }
+        (kind, summary)
+    }
+
+    fn item_line(&mut self, item: &Value, completed: bool) -> (OutputKind, String) {
+        let text = item["text"].as_str().unwrap_or("");
+        match item["type"].as_str().unwrap_or("") {
+            "agent_message" => {
+                if completed {
+                    self.last_message = Some(text.to_owned());
+                }
+                (OutputKind::Message, one_line(text, 100))
+            }
+            "reasoning" => (
+                OutputKind::Other,
+                one_line(&format!("thinking: {text}"), 100),
+            ),
+            "file_change" => {
+                let changes: Vec<String> = item["changes"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[])
+                    .iter()
+                    .map(|change| {
+                        let path = change["path"].as_str().unwrap_or("?");
+                        let name = Path::new(path)
+                            .file_name()
+                            .and_then(|name| name.to_str())
+                            .unwrap_or(path);
+                        format!("{name} ({})", change["kind"].as_str().unwrap_or("update"))
+                    })
+                    .collect();
+                (
+                    OutputKind::Tool,
+                    one_line(&format!("apply_patch {}", changes.join(", ")), 100),
+                )
+            }
+            "command_execution" => {
+                let output = item["aggregated_output"].as_str().unwrap_or("");
+                if output.contains("Read-only file system") {
+                    self.denied = true;
+                }
+                let mut summary = format!(
+                    "shell: {}",
+                    shell_script(item["command"].as_str().unwrap_or(""))
+                );
+                if let Some(code) = item["exit_code"].as_i64().filter(|_| completed) {
+                    summary.push_str(&format!(" (exit {code})"));
+                }
+                (OutputKind::Tool, one_line(&summary, 100))
+            }
+            "mcp_tool_call" => (
+                OutputKind::Tool,
+                format!(
+                    "{}.{}",
+                    item["server"].as_str().unwrap_or("mcp"),
+                    item["tool"].as_str().unwrap_or("tool")
+                ),
+            ),
+            "web_search" => (
+                OutputKind::Tool,
+                one_line(
+                    &format!("web_search {}", item["query"].as_str().unwrap_or("")),
+                    100,
+                ),
+            ),
+            "error" => (
+                OutputKind::Error,
+                one_line(item["message"].as_str().unwrap_or("error"), 100),
+            ),
+            other => (OutputKind::Other, other.to_owned()),
+        }
+    }
+}
+
+/// The script of a `/bin/bash -lc "<script>"` command, else the command itself.
+fn shell_script(command: &str) -> String {
+    match shlex::split(command).as_deref() {
+        Some([shell, flag, script]) if shell.ends_with("sh") && (flag == "-lc" || flag == "-c") => {
+            script.clone()
+        }
+        _ => command.to_owned(),
+    }
+}
+
+fn failure_text(event: &Value) -> String {
+    event["error"]["message"]
+        .as_str()
+        .unwrap_or("codex turn failed")
+        .to_owned()
+}
+
+/// `usage` after a resume covers the whole thread: subtract what earlier attempts reported.
+fn tokens(event: &Value, previous: Option<SessionTotals>) -> (Option<u64>, Option<u64>) {
+    let previous = previous.unwrap_or_default();
+    let usage = &event["usage"];
+    (
+        usage["input_tokens"]
+            .as_u64()
+            .map(|n| n.saturating_sub(previous.input_tokens)),
+        usage["output_tokens"]
+            .as_u64()
+            .map(|n| n.saturating_sub(previous.output_tokens)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::parse_all;
+
+    macro_rules! sample {
+        ($case:literal, $previous:expr) => {
+            run(
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../shared/samples/",
+                    $case,
+                    ".stdout.jsonl"
+                ),
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../shared/samples/",
+                    $case,
+                    ".stderr.txt"
+                ),
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../shared/samples/",
+                    $case,
+                    ".exitcode"
+                ),
+                $previous,
+            )
+        };
+    }
+
+    fn run(
+        stdout: &str,
+        stderr: &str,
+        exit_code: &str,
+        previous: Option<SessionTotals>,
+    ) -> (Vec<Output>, AgentResult) {
+        let stdout = fs_err::read_to_string(stdout).unwrap();
+        let stderr = fs_err::read_to_string(stderr).unwrap();
+        let exit_code: i32 = fs_err::read_to_string(exit_code)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        parse_all(&Codex, &stdout, &stderr, Some(exit_code), previous)
+    }
+
+    #[test]
+    fn patch_sample_is_ok_with_tokens_and_no_cost() {
+        let (outputs, result) = sample!("codex-patch", None);
+        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
+        assert_eq!(
+            result.session_id.as_deref(),
+            Some("01a20c2d-fabc-7d82-a6c4-e9e416259269")
+        );
+        assert!(
+            result
+                .final_message
+                .unwrap()
+                .starts_with("Created hello_codex.txt.")
+        );
+        assert_eq!(
+            (result.input_tokens, result.output_tokens),
+            (Some(200), Some(40))
+        );
+        assert_eq!(result.cost_usd, None);
+        assert!(!result.denial);
+        let tool = outputs.iter().find(|o| o.kind == OutputKind::Tool).unwrap();
+        assert_eq!(tool.summary, "apply_patch hello_codex.txt (add)");
+        assert_eq!(
+            outputs[0].session_id.as_deref(),
+            Some("01a20c2d-fabc-7d82-a6c4-e9e416259269")
+        );
+    }
+
+    #[test]
+    fn resume_sample_subtracts_previous_tokens() {
+        let previous = SessionTotals {
+            input_tokens: 200,
+            output_tokens: 40,
+            cost_usd: 0.0,
+        };
+        let (_, result) = sample!("codex-resume", Some(previous));
+        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
+        assert_eq!(
+            result.session_id.as_deref(),
+            Some("01a20c2d-fabc-7d82-a6c4-e9e416259269")
+        );
+        assert!(
+            result
+                .final_message
+                .unwrap()
+                .starts_with("Created second_codex.txt.")
+        );
+        assert_eq!(
+            (result.input_tokens, result.output_tokens),
+            (Some(200), Some(40))
+        );
+        assert_eq!(result.cost_usd, None);
+    }
+
+    #[test]
+    fn shell_samples_name_the_script() {
+        for (outputs, result) in [
+            sample!("codex-shell", None),
+            sample!("codex-yolo-cflags", None),
+        ] {
+            assert_eq!(result.outcome, Some(AgentOutcome::Ok));
+            assert_eq!(
+                (result.input_tokens, result.output_tokens),
+                (Some(200), Some(40))
+            );
+            assert!(result.session_id.is_some());
+            let tools: Vec<&str> = outputs
+                .iter()
+                .filter(|o| o.kind == OutputKind::Tool)
+                .map(|o| o.summary.as_str())
+                .collect();
+            assert_eq!(
+                tools,
+                [
+                    "shell: printf '%s\\n' medley-acceptance-ok > hello_codex.txt",
+                    "shell: printf '%s\\n' medley-acceptance-ok > hello_codex.txt (exit 0)"
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn readonly_sample_is_ok_with_denial() {
+        let (_, result) = sample!("codex-readonly-denied", None);
+        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
+        assert!(result.denial);
+        assert_eq!(
+            result.session_id.as_deref(),
+            Some("01a20c2e-01d9-7f23-b336-444b2733c243")
+        );
+        assert_eq!(
+            (result.input_tokens, result.output_tokens),
+            (Some(200), Some(40))
+        );
+    }
+
+    #[test]
+    fn auth_sample_is_auth_error() {
+        let (_, result) = sample!("codex-401", None);
+        assert_eq!(result.outcome, Some(AgentOutcome::AuthError));
+        assert_eq!(
+            result.session_id.as_deref(),
+            Some("01a20c2e-0652-7e33-b7b4-9891125db8f0")
+        );
+        assert_eq!(result.final_message, None);
+        assert!(
+            result
+                .error
+                .unwrap()
+                .starts_with("unexpected status 401 Unauthorized")
+        );
+        assert_eq!(result.input_tokens, None);
+    }
+
+    #[test]
+    fn unreachable_sample_waits_for_network() {
+        let adapter = Codex;
+        let mut parser = adapter.parser(None);
+        let stdout = fs_err::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/samples/codex-unreachable.stdout.jsonl"
+        ))
+        .unwrap();
+        for line in stdout.lines() {
+            parser.stdout_line(line);
+        }
+        assert!(parser.waiting_for_network());
+        let (_, result) = sample!("codex-unreachable", None);
+        assert_eq!(result.outcome, Some(AgentOutcome::Unreachable));
+        assert_eq!(
+            result.session_id.as_deref(),
+            Some("01a20c2e-0855-7852-85d3-f1beaa023d47")
+        );
+        assert_eq!(result.final_message, None);
+        assert!(result.error.unwrap().starts_with(WAITING));
+    }
+
+    #[test]
+    fn missing_key_and_no_terminal_event() {
+        let stdout = "{\"type\":\"error\",\"message\":\"Missing environment variable: `OPENAI_API_KEY`.\"}\n\
+                      {\"type\":\"turn.failed\",\"error\":{\"message\":\"turn failed\"}}";
+        let (_, result) = parse_all(&Codex, stdout, "", Some(1), None);
+        assert_eq!(result.outcome, Some(AgentOutcome::AuthError));
+        let (_, result) = parse_all(&Codex, "", "error: bad config\n", Some(1), None);
+        assert_eq!(result.outcome, Some(AgentOutcome::AgentError));
+        assert_eq!(
+            result.error.as_deref(),
+            Some("exited with code 1 without a result:\nerror: bad config")
+        );
+    }
+
+    #[test]
+    fn refused_shell_write_is_a_denial_and_an_error_line() {
+        let stdout = r#"{"type":"item.completed","item":{"id":"item_0","type":"command_execution","command":"touch x","aggregated_output":"touch: cannot touch 'x': Read-only file system","exit_code":1,"status":"failed"}}
+{"type":"turn.completed","usage":{"input_tokens":5,"output_tokens":1}}"#;
+        let (outputs, result) = parse_all(&Codex, stdout, "", Some(0), None);
+        assert_eq!(outputs[0].kind, OutputKind::Error);
+        assert_eq!(outputs[0].summary, "shell: touch x (exit 1) (failed)");
+        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
+        assert!(result.denial);
+    }
+
+    #[test]
+    fn status_codes_are_whole_numbers() {
+        assert!(has_code("unexpected status 401 Unauthorized", "401"));
+        assert!(has_code("\"code\":429,", "429"));
+        assert!(!has_code("url: http://127.0.0.1:42901/v1", "429"));
+        assert!(!has_code("at 06:11:49.401Z", "401"));
+        assert!(names_usage_limit("You've hit your usage limit"));
+        assert!(!names_usage_limit("port 14290"));
+    }
+
+    #[test]
+    fn junk_and_unknown_events_do_not_break_parsing() {
+        let stdout = "garbage {\n{\"type\":\"thread.started\",\"thread_id\":\"t1\"}\n{\"type\":\"new.kind\"}\n\
+                      {\"type\":\"item.completed\",\"item\":{\"type\":\"todo_list\"}}\n\
+                      {\"type\":\"turn.completed\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}";
+        let (outputs, result) = parse_all(&Codex, stdout, "", Some(0), None);
+        assert_eq!(outputs.len(), 4);
+        assert_eq!(outputs[1].kind, OutputKind::Other);
+        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
+        assert_eq!(result.session_id.as_deref(), Some("t1"));
+        assert_eq!(result.final_message, None);
+    }
+
+    #[test]
+    fn argv_puts_extra_args_before_resume() {
+        let extra = vec![
+            "-c".to_owned(),
+            "model_reasoning_effort=\"high\"".to_owned(),
+        ];
+        let mut inv = Invocation {
+            prompt: "do it",
+            worktree: std::path::Path::new("/tmp/wt"),
+            model: None,
+            resume: None,
+            new_session: Some("ignored"),
+            extra_args: &extra,
+        };
+        assert_eq!(
+            Codex.argv(&inv),
+            [
+                "exec",
+                "--json",
+                "--sandbox",
+                "workspace-write",
+                "-C",
+                "/tmp/wt",
+                "-c",
+                "model_reasoning_effort=\"high\"",
+                "do it"
+            ]
+        );
+        inv.model = Some("gpt-5");
+        inv.resume = Some("thread-1");
+        let argv = Codex.argv(&inv);
+        assert_eq!(
+            argv[6..],
+            [
+                "-m",
+                "gpt-5",
+                "-c",
+                "model_reasoning_effort=\"high\"",
+                "resume",
+                "thread-1",
+                "do it"
+            ]
+        );
+        assert!(!argv.contains(&"--full-auto".to_owned()));
+    }
+}

@@ -1,0 +1,339 @@
+//! Cursor CLI (`cursor-agent`): AGENTS.md section 6. Not checked against the real CLI: the
+//! stream follows Cursor's documentation (no tokens, no cost).
+
+use std::collections::VecDeque;
+
+use serde_json::Value;
+
+use super::{
+    Adapter, AgentOutcome, AgentResult, Invocation, Output, OutputKind, SessionTotals,
+    StreamParser, exit_error, guess_failure, one_line, push_tail, tool_summary,
+};
+use crate::mission::Runtime;
+
+pub struct Cursor;
+
+impl Adapter for Cursor {
+    fn runtime(&self) -> Runtime {
+        Runtime::Cursor
+    }
+
+    fn binary(&self) -> &'static str {
+        "cursor-agent"
+    }
+
+    fn install_hint(&self) -> &'static str {
+        "see https://cursor.com/cli"
+    }
+
+    fn verified(&self) -> bool {
+        false
+    }
+
+    fn resumable(&self) -> bool {
+        true
+    }
+
+    fn argv(&self, invocation: &Invocation<'_>) -> Vec<String> {
+        let mut argv: Vec<String> = [
+            "-p",
+            invocation.prompt,
+            "--output-format",
+            "stream-json",
+            "--force",
+            "--trust",
+            "--workspace",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        argv.push(invocation.worktree.display().to_string());
+        if let Some(model) = invocation.model {
+            argv.extend(["--model".to_owned(), model.to_owned()]);
+        }
+        if let Some(session) = invocation.resume {
+            argv.extend(["--resume".to_owned(), session.to_owned()]);
+        }
+        argv.extend(invocation.extra_args.iter().cloned());
+        argv
+    }
+
+    fn parser(&self, _previous: Option<SessionTotals>) -> Box<dyn StreamParser> {
+        Box::new(CursorParser::default())
+    }
+}
+
+#[derive(Default)]
+struct CursorParser {
+    session_id: Option<String>,
+    cwd: Option<String>,
+    /// The terminal `result` event.
+    result: Option<Value>,
+    /// The last assistant text, in case `result` has none.
+    last_text: Option<String>,
+    stderr: VecDeque<String>,
+}
+
+impl StreamParser for CursorParser {
+    fn stdout_line(&mut self, line: &str) -> Vec<Output> {
+        let Some(event) = serde_json::from_str::<Value>(line)
+            .ok()
+            .filter(Value::is_object)
+        else {
+            return Vec::new();
+        };
+        let session_id = event["session_id"].as_str().map(str::to_owned);
+        if session_id.is_some() {
+            self.session_id.clone_from(&session_id);
+        }
+        let (kind, summary) = match event["type"].as_str().unwrap_or("unknown") {
+            "system" => {
+                if let Some(cwd) = event["cwd"].as_str() {
+                    self.cwd = Some(cwd.to_owned());
+                }
+                (
+                    OutputKind::Other,
+                    format!(
+                        "session started: model {}",
+                        event["model"].as_str().unwrap_or("?")
+                    ),
+                )
+            }
+            "user" => (OutputKind::Other, "prompt sent".to_owned()),
+            // Thinking comes as many small deltas: nothing to show.
+            "thinking" => return Vec::new(),
+            "assistant" => {
+                let text = message_text(&event);
+                self.last_text = Some(text.clone());
+                (OutputKind::Message, one_line(&text, 100))
+            }
+            "tool_call" => self.tool_call(&event),
+            "result" => {
+                self.result = Some(event.clone());
+                if event["is_error"] == true {
+                    (OutputKind::Error, one_line(&error_text(&event), 100))
+                } else {
+                    (OutputKind::Usage, "done".to_owned())
+                }
+            }
+            other => (OutputKind::Other, other.to_owned()),
+        };
+        vec![Output {
+            kind,
+            summary,
+            raw: event,
+            session_id,
+        }]
+    }
+
+    fn stderr_line(&mut self, line: &str) {
+        push_tail(&mut self.stderr, line);
+    }
+
+    fn finish(&mut self, exit_code: Option<i32>) -> AgentResult {
+        let mut result = AgentResult {
+            session_id: self.session_id.clone(),
+            ..AgentResult::default()
+        };
+        let Some(event) = &self.result else {
+            let error = exit_error(&self.stderr, exit_code);
+            result.outcome = Some(guess_failure(&error));
+            result.error = Some(error);
+            return result;
+        };
+        if event["is_error"] != true {
+            result.outcome = Some(AgentOutcome::Ok);
+            result.final_message = event["result"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| self.last_text.clone());
+            return result;
+        }
+        let text = error_text(event);
+        result.outcome = Some(guess_failure(&text));
+        result.error = Some(text);
+        result
+    }
+}
+
+impl CursorParser {
+    /// `tool_call` `started`/`completed`: `tool_call.<kind>ToolCall {args, result}`, or
+    /// `tool_call.function {name, arguments}`.
+    fn tool_call(&self, event: &Value) -> (OutputKind, String) {
+        let Some((key, call)) = event["tool_call"]
+            .as_object()
+            .and_then(|calls| calls.iter().next())
+        else {
+            return (OutputKind::Tool, "tool".to_owned());
+        };
+        let summary = if key == "function" {
+            let arguments = call["arguments"]
+                .as_str()
+                .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                .unwrap_or_else(|| call["arguments"].clone());
+            tool_summary(
+                call["name"].as_str().unwrap_or("tool"),
+                &arguments,
+                self.cwd.as_deref(),
+            )
+        } else {
+            let name = key.strip_suffix("ToolCall").unwrap_or(key);
+            tool_summary(name, &call["args"], self.cwd.as_deref())
+        };
+        let result = &call["result"];
+        if result.get("error").is_some() || result.get("rejected").is_some() {
+            (
+                OutputKind::Error,
+                one_line(&format!("{summary} (failed)"), 100),
+            )
+        } else {
+            (OutputKind::Tool, summary)
+        }
+    }
+}
+
+/// The text blocks of an `assistant` event.
+fn message_text(event: &Value) -> String {
+    event["message"]["content"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|block| block["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+fn error_text(event: &Value) -> String {
+    event["result"]
+        .as_str()
+        .or_else(|| event["error"].as_str())
+        .map_or_else(
+            || {
+                format!(
+                    "cursor-agent failed: {}",
+                    event["subtype"].as_str().unwrap_or("error")
+                )
+            },
+            str::to_owned,
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::agent::parse_all;
+
+    /// A stream as Cursor's documentation shows it (hand-made: no captured sample).
+    const STREAM: &str = r#"{"type":"system","subtype":"init","apiKeySource":"login","cwd":"/work/wt","session_id":"c-123","model":"Auto","permissionMode":"default"}
+{"type":"user","message":{"role":"user","content":[{"type":"text","text":"Create hello.txt"}]},"session_id":"c-123"}
+{"type":"thinking","subtype":"delta","text":"hm","session_id":"c-123"}
+{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"I'll create it."}]},"session_id":"c-123","model_call_id":"m1"}
+{"type":"tool_call","subtype":"started","call_id":"call_1","tool_call":{"writeToolCall":{"args":{"path":"/work/wt/hello.txt","fileText":"hi"}}},"session_id":"c-123"}
+{"type":"tool_call","subtype":"completed","call_id":"call_1","tool_call":{"writeToolCall":{"args":{"path":"/work/wt/hello.txt","fileText":"hi"},"result":{"success":{}}}},"session_id":"c-123"}
+{"type":"tool_call","subtype":"started","call_id":"call_2","tool_call":{"shellToolCall":{"args":{"command":"ls -la"}}},"session_id":"c-123"}
+{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"Created hello.txt."}]},"session_id":"c-123"}
+{"type":"result","subtype":"success","duration_ms":4986,"is_error":false,"result":"I'll create it.Created hello.txt.","session_id":"c-123","request_id":"r1"}"#;
+
+    #[test]
+    fn documented_stream_is_ok_without_tokens_or_cost() {
+        let (outputs, result) = parse_all(&Cursor, STREAM, "", Some(0), None);
+        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
+        assert_eq!(result.session_id.as_deref(), Some("c-123"));
+        assert_eq!(
+            result.final_message.as_deref(),
+            Some("I'll create it.Created hello.txt.")
+        );
+        assert_eq!((result.input_tokens, result.output_tokens), (None, None));
+        assert_eq!(result.cost_usd, None);
+        assert!(!result.denial);
+        let tools: Vec<&str> = outputs
+            .iter()
+            .filter(|o| o.kind == OutputKind::Tool)
+            .map(|o| o.summary.as_str())
+            .collect();
+        assert_eq!(
+            tools,
+            ["write hello.txt", "write hello.txt", "shell: ls -la"]
+        );
+        assert!(
+            outputs
+                .iter()
+                .all(|o| o.session_id.as_deref() == Some("c-123"))
+        );
+    }
+
+    #[test]
+    fn error_result_and_missing_result_fail() {
+        let stdout = r#"{"type":"result","subtype":"error","is_error":true,"result":"Usage limit reached","session_id":"c-1"}"#;
+        let (_, result) = parse_all(&Cursor, stdout, "", Some(1), None);
+        assert_eq!(result.outcome, Some(AgentOutcome::UsageLimit));
+        assert_eq!(result.final_message, None);
+        assert_eq!(result.error.as_deref(), Some("Usage limit reached"));
+        let (_, result) = parse_all(
+            &Cursor,
+            "",
+            "Error: not logged in. Run cursor-agent login\n",
+            Some(1),
+            None,
+        );
+        assert_eq!(result.outcome, Some(AgentOutcome::AuthError));
+        let (_, result) = parse_all(
+            &Cursor,
+            "",
+            "getaddrinfo ENOTFOUND api2.cursor.sh\n",
+            Some(1),
+            None,
+        );
+        assert_eq!(result.outcome, Some(AgentOutcome::Unreachable));
+        // The stream may just stop: no result is a failure even on exit 0.
+        let (_, result) = parse_all(&Cursor, "", "", Some(0), None);
+        assert_eq!(result.outcome, Some(AgentOutcome::AgentError));
+    }
+
+    #[test]
+    fn junk_and_unknown_events_do_not_break_parsing() {
+        let stdout = "oops\n{\"type\":\"surprise\",\"session_id\":\"c-9\"}\n{\"type\":\"tool_call\",\"tool_call\":{\"function\":{\"name\":\"mcp_x\",\"arguments\":\"{\\\"path\\\":\\\"a.txt\\\"}\"}}}";
+        let (outputs, result) = parse_all(&Cursor, stdout, "", None, None);
+        assert_eq!(outputs.len(), 2);
+        assert_eq!(outputs[0].kind, OutputKind::Other);
+        assert_eq!(outputs[1].summary, "mcp_x a.txt");
+        assert_eq!(result.session_id.as_deref(), Some("c-9"));
+        assert_eq!(result.outcome, Some(AgentOutcome::AgentError));
+        assert_eq!(result.error.as_deref(), Some("was killed without a result"));
+    }
+
+    #[test]
+    fn argv_fresh_resume_model_and_extra_args() {
+        let extra = vec!["--approve-mcps".to_owned()];
+        let mut inv = Invocation {
+            prompt: "do it",
+            worktree: Path::new("/tmp/wt"),
+            model: None,
+            resume: None,
+            new_session: Some("ignored"),
+            extra_args: &extra,
+        };
+        assert_eq!(
+            Cursor.argv(&inv),
+            [
+                "-p",
+                "do it",
+                "--output-format",
+                "stream-json",
+                "--force",
+                "--trust",
+                "--workspace",
+                "/tmp/wt",
+                "--approve-mcps"
+            ]
+        );
+        inv.resume = Some("c-123");
+        inv.model = Some("sonnet-4");
+        assert_eq!(
+            Cursor.argv(&inv)[8..],
+            ["--model", "sonnet-4", "--resume", "c-123", "--approve-mcps"]
+        );
+    }
+}

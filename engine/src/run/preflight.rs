@@ -1,0 +1,234 @@
+//! Preflight: before anything starts, every agent step has an agent of its chain installed,
+//! and with a budget every agent the plan may call has a cost medley can know.
+
+use indexmap::IndexMap;
+
+use super::agent::{program_of, which};
+use crate::mission::Runtime;
+use crate::plan::Plan;
+
+/// What stops a run before it starts (exit 2).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PreflightError {
+    #[error("{message}")]
+    #[diagnostic(help("{help}"))]
+    NotInstalled { message: String, help: String },
+    #[error("`budget_usd` is set, but medley cannot know what {} cost", .agents.join(", "))]
+    #[diagnostic(help("their CLIs report no cost: give each profile a price, e.g. `[agents.{}] price = {{ input_per_mtok = 1.25, output_per_mtok = 10.0 }}`", .first))]
+    Unpriced { agents: Vec<String>, first: String },
+}
+
+/// How to install each runtime's CLI.
+pub fn install_hint(runtime: Runtime) -> &'static str {
+    crate::agent::adapter(runtime).install_hint()
+}
+
+/// Checks the plan's agents; returns warnings (agents missing later in a chain, skipped).
+pub fn preflight(plan: &Plan) -> Result<Vec<String>, PreflightError> {
+    let mut warnings = Vec::new();
+    let mut missing: IndexMap<String, Vec<String>> = IndexMap::new();
+    let mut hints: IndexMap<String, String> = IndexMap::new();
+    for step in &plan.steps {
+        let chain = step.agents();
+        if chain.is_empty() {
+            continue;
+        }
+        let mut any = false;
+        let mut absent = Vec::new();
+        for name in chain {
+            let Some(profile) = plan.agents.get(name) else {
+                continue;
+            };
+            let program = program_of(profile);
+            if which(&program).is_some() {
+                any = true;
+            } else {
+                hints.insert(program.clone(), install_hint(profile.runtime).to_owned());
+                absent.push((name.clone(), program));
+            }
+        }
+        if any {
+            for (name, program) in absent {
+                warnings.push(format!(
+                    "step `{}`: agent `{name}` is not installed (`{program}` is not on PATH), so the chain skips it",
+                    step.id
+                ));
+            }
+        } else {
+            missing.insert(
+                step.id.clone(),
+                absent.into_iter().map(|(_, p)| p).collect(),
+            );
+        }
+    }
+    warnings.dedup();
+    if !missing.is_empty() {
+        let steps: Vec<String> = missing
+            .iter()
+            .map(|(step, programs)| {
+                let list: Vec<String> = programs.iter().map(|p| format!("`{p}`")).collect();
+                format!("`{step}` needs {}", list.join(" or "))
+            })
+            .collect();
+        let help: Vec<String> = hints.iter().map(|(p, h)| format!("`{p}`: {h}")).collect();
+        return Err(PreflightError::NotInstalled {
+            message: format!("no agent of the chain is installed: {}", steps.join("; ")),
+            help: format!("install one (it must be on PATH): {}", help.join("; ")),
+        });
+    }
+    if plan.budget_usd.is_some() {
+        let used: Vec<&String> = plan.steps.iter().flat_map(|s| s.agents()).collect();
+        let mut unpriced: Vec<String> = Vec::new();
+        for name in used {
+            let Some(profile) = plan.agents.get(name) else {
+                continue;
+            };
+            // Of the CLIs, only Claude Code reports what a call cost.
+            if profile.runtime != Runtime::Claude
+                && profile.price.is_none()
+                && !unpriced.contains(name)
+            {
+                unpriced.push(name.clone());
+            }
+        }
+        if let Some(first) = unpriced.first().cloned() {
+            return Err(PreflightError::Unpriced {
+                agents: unpriced.iter().map(|a| format!("`{a}`")).collect(),
+                first,
+            });
+        }
+    }
+    Ok(warnings)
+}
+
+/// One runtime, as `medley agents` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentStatus {
+    pub runtime: Runtime,
+    pub binary: String,
+    pub path: Option<std::path::PathBuf>,
+    pub version: Option<String>,
+    /// Whether the adapter was checked against the real CLI's captured output.
+    pub verified: bool,
+}
+
+/// Every CLI runtime: found on PATH or not, its version and path.
+pub fn agent_status() -> Vec<AgentStatus> {
+    Runtime::ALL
+        .into_iter()
+        .filter(|r| *r != Runtime::Command)
+        .map(|runtime| {
+            let adapter = crate::agent::adapter(runtime);
+            let path = which(adapter.binary());
+            AgentStatus {
+                runtime,
+                binary: adapter.binary().to_owned(),
+                version: path.as_deref().and_then(version),
+                path,
+                verified: adapter.verified(),
+            }
+        })
+        .collect()
+}
+
+/// `<binary> --version`, first `x.y.z` of its output; looked up once per binary path and mtime
+/// (cached in the user's cache dir: node CLIs take about a second to start).
+pub fn version(binary: &std::path::Path) -> Option<String> {
+    let mtime = fs_err::metadata(binary).ok()?.modified().ok()?;
+    let stamp = mtime.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+    let key = format!("{}|{stamp}", binary.display());
+    let cache = dirs::cache_dir().map(|d| d.join("medley").join("versions.json"));
+    let mut known: std::collections::BTreeMap<String, String> = cache
+        .as_ref()
+        .and_then(|c| fs_err::read_to_string(c).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    if let Some(v) = known.get(&key) {
+        return Some(v.clone());
+    }
+    let mut child = std::process::Command::new(binary)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut text).ok()?;
+    let found = first_version(&text)?;
+    known.insert(key, found.clone());
+    if let Some(cache) = cache {
+        if let Some(dir) = cache.parent() {
+            let _ = fs_err::create_dir_all(dir);
+        }
+        if let Ok(json) = serde_json::to_string_pretty(&known) {
+            let _ = fs_err::write(cache, json);
+        }
+    }
+    Some(found)
+}
+
+/// The first `\d+\.\d+\.\d+` in `text`.
+fn first_version(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    for start in 0..bytes.len() {
+        if !bytes[start].is_ascii_digit() || (start > 0 && bytes[start - 1].is_ascii_digit()) {
+            continue;
+        }
+        let mut parts = 0;
+        let mut end = start;
+        loop {
+            let digits = bytes[end..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if digits == 0 {
+                break;
+            }
+            end += digits;
+            parts += 1;
+            if parts == 3 || bytes.get(end) != Some(&b'.') {
+                break;
+            }
+            end += 1;
+        }
+        if parts == 3 {
+            return Some(text[start..end].to_owned());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_first_version() {
+        assert_eq!(
+            super::first_version("2.1.330 (Claude Code)").as_deref(),
+            Some("2.1.330")
+        );
+        assert_eq!(
+            super::first_version("codex-cli 0.169.0\n").as_deref(),
+            Some("0.169.0")
+        );
+        assert_eq!(
+            super::first_version("v1.2 then 3.4.5").as_deref(),
+            Some("3.4.5")
+        );
+        assert_eq!(super::first_version("none"), None);
+    }
+}

@@ -1,0 +1,399 @@
+//! Agent steps with the fake CLIs: retries that resume with the gate's words, fallback, race,
+//! the network-wait rule, the prompt archive, costs and the budget, preflight.
+
+use std::time::Duration;
+
+use medley_tests::TestEnv;
+
+use crate::env;
+
+const FAKE: &str = env!("CARGO_BIN_EXE_fake-agent");
+
+fn events_of(env: &TestEnv, kind: &str) -> Vec<serde_json::Value> {
+    env.journal()
+        .into_iter()
+        .filter(|e| e["type"] == kind)
+        .collect()
+}
+
+fn finished(env: &TestEnv, step: &str) -> serde_json::Value {
+    events_of(env, "step_finished")
+        .into_iter()
+        .find(|e| e["step"] == step)
+        .unwrap_or_else(|| panic!("no step_finished for {step}"))
+}
+
+fn argv_has(call: &serde_json::Value, flag: &str, value: &str) -> bool {
+    let argv: Vec<&str> = call["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    argv.windows(2).any(|w| w[0] == flag && w[1] == value)
+}
+
+#[test]
+fn a_gate_failure_is_fed_back_into_the_resumed_session() {
+    let env = env();
+    env.fakes(
+        FAKE,
+        &["claude"],
+        "claude: write notes.txt first\nclaude: write done.txt ok\n",
+    );
+    env.repo(&[(
+        "missions/fix.toml",
+        "[steps.fix]\nagent = \"claude\"\nprompt = \"Make done.txt.\"\ngate = \"echo checked; test -f done.txt\"\n",
+    )]);
+    let out = env.run(&["run", "fix", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let calls = env.fake_calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls[0]["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--session-id")
+    );
+    let session = calls[0]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip_while(|a| *a != "--session-id")
+        .nth(1)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        argv_has(&calls[1], "--resume", &session),
+        "the retry resumes the session: {}",
+        calls[1]
+    );
+    let retry = calls[1]["prompt"].as_str().unwrap();
+    assert!(retry.contains("echo checked; test -f done.txt"), "{retry}");
+    assert!(retry.contains("exit code 1"), "{retry}");
+    assert!(
+        retry.contains("checked"),
+        "the gate's output reaches the agent: {retry}"
+    );
+    let fix = finished(&env, "fix");
+    assert_eq!(fix["agent"], "claude");
+    assert_eq!(fix["attempts"], 2);
+    assert_eq!(
+        fix["tokens"],
+        serde_json::json!({"input": 400, "output": 80})
+    );
+    // claude reports the whole session's cost after a resume: 0.0016 + (0.0032 - 0.0016).
+    assert!(
+        (fix["cost_usd"].as_f64().unwrap() - 0.0032).abs() < 1e-9,
+        "{fix}"
+    );
+    let tree = env.tree(&env.result_branches()[0]);
+    assert_eq!(tree["done.txt"], "ok");
+    assert_eq!(tree["notes.txt"], "first");
+}
+
+#[test]
+fn the_prompt_archive_holds_exactly_what_each_agent_received() {
+    let env = env();
+    env.fakes(
+        FAKE,
+        &["claude", "codex"],
+        "claude: 401\ncodex: write a.txt x\n",
+    );
+    env.repo(&[(
+        "missions/p.toml",
+        "[vars]\nwho = \"O'Brien $HOME `x`\"\n\n[steps.s]\nagent = [\"claude\", \"codex\"]\nprompt = \"\"\"\nGreet {{ vars.who }}.\n  Keep   spacing; and a trailing newline.\n\"\"\"\n",
+    )]);
+    let out = env.run(&["run", "p"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let runs = env.work().join(".git/medley/runs");
+    let run = fs_err::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for (call, agent) in env.fake_calls().iter().zip(["claude", "codex"]) {
+        let archived =
+            fs_err::read_to_string(run.join(format!("prompts/s.1.{agent}.txt"))).unwrap();
+        assert_eq!(call["prompt"].as_str().unwrap(), archived, "{agent}");
+        assert_eq!(
+            archived,
+            "Greet O'Brien $HOME `x`.\n  Keep   spacing; and a trailing newline.\n"
+        );
+    }
+}
+
+#[test]
+fn an_auth_error_moves_on_to_the_next_agent_at_once() {
+    let env = env();
+    env.fakes(
+        FAKE,
+        &["claude", "codex"],
+        "claude: 401\ncodex: write out.txt by codex\n",
+    );
+    env.repo(&[(
+        "missions/f.toml",
+        "[steps.s]\nagent = [\"claude\", \"codex\"]\nattempts = 3\nprompt = \"Write out.txt.\"\n",
+    )]);
+    let out = env.run(&["run", "f", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let calls: Vec<String> = env
+        .fake_calls()
+        .iter()
+        .map(|c| c["cli"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        calls,
+        ["claude", "codex"],
+        "no second claude attempt after a 401"
+    );
+    let failed = events_of(&env, "attempt_failed");
+    assert_eq!(failed[0]["reason"], "auth");
+    assert!(
+        failed[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid API key"),
+        "{}",
+        failed[0]
+    );
+    let switched = events_of(&env, "agent_switched");
+    assert_eq!(switched[0]["from"], "claude");
+    assert_eq!(switched[0]["to"], "codex");
+    assert_eq!(switched[0]["reason"], "auth");
+    assert_eq!(finished(&env, "s")["agent"], "codex");
+    assert!(
+        out.stderr.contains("switching from `claude` to `codex`"),
+        "{}",
+        out.stderr
+    );
+    // codex ran in its own worktree, in its own CLI's sandbox mode.
+    let codex = &env.fake_calls()[1];
+    assert!(argv_has(codex, "--sandbox", "workspace-write"), "{codex}");
+    assert!(
+        codex["cwd"].as_str().unwrap().ends_with("/s/codex"),
+        "{codex}"
+    );
+}
+
+#[test]
+fn a_codex_waiting_for_the_network_is_stopped_and_the_chain_moves_on() {
+    let env = env();
+    env.fakes(
+        FAKE,
+        &["claude", "codex"],
+        "codex: unreachable\nclaude: write ok.txt yes\n",
+    );
+    env.repo(&[("missions/n.toml", "[steps.s]\nagent = [\"codex\", \"claude\"]\nprompt = \"Write ok.txt.\"\ntimeout = \"10m\"\n")]);
+    let out = env.run(&["run", "n"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let failed = events_of(&env, "attempt_failed");
+    assert_eq!(failed[0]["reason"], "unreachable");
+    assert_eq!(finished(&env, "s")["agent"], "claude");
+}
+
+#[test]
+fn a_race_is_won_by_the_first_to_pass_and_the_loser_is_stopped() {
+    let env = env();
+    let pids = env.work().parent().unwrap().join("claude.pids");
+    env.fakes(
+        FAKE,
+        &["claude", "codex"],
+        &format!(
+            "claude: pid {}; hang\ncodex: write won.txt codex\n",
+            pids.display()
+        ),
+    );
+    env.repo(&[(
+        "missions/r.toml",
+        "[steps.s]\nagent = [\"claude\", \"codex\"]\nstrategy = \"race\"\nprompt = \"Race.\"\n",
+    )]);
+    let out = env.run(&["run", "r"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(finished(&env, "s")["agent"], "codex");
+    let pid = fs_err::read_to_string(&pids)
+        .unwrap()
+        .trim()
+        .parse::<i32>()
+        .unwrap();
+    let alive =
+        fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+    assert!(!alive, "the losing claude ({pid}) outlived the race");
+    // The loser's attempt stays visible in the journal.
+    assert!(
+        events_of(&env, "step_started")
+            .iter()
+            .any(|e| e["agent"] == "claude")
+    );
+    assert_eq!(env.tree(&env.result_branches()[0])["won.txt"], "codex");
+}
+
+#[test]
+fn costs_add_up_and_unknown_costs_are_said_to_be_unknown() {
+    let env = env();
+    env.fakes(
+        FAKE,
+        &["claude", "codex"],
+        "claude: write a.txt a\ncodex: write b.txt b\n",
+    );
+    env.repo(&[(
+        "missions/c.toml",
+        "[steps.a]\nagent = \"claude\"\nprompt = \"A.\"\n\n[steps.b]\nneeds = [\"a\"]\nagent = \"codex\"\nprompt = \"B.\"\n",
+    )]);
+    let out = env.run(&["run", "c", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!((finished(&env, "a")["cost_usd"].as_f64().unwrap() - 0.0016).abs() < 1e-9);
+    assert_eq!(
+        finished(&env, "b")["cost_usd"],
+        serde_json::Value::Null,
+        "codex reports no cost: null, never 0"
+    );
+    let end = &events_of(&env, "run_finished")[0];
+    assert_eq!(end["unpriced_steps"], 1);
+    assert_eq!(
+        end["tokens"],
+        serde_json::json!({"input": 400, "output": 80})
+    );
+    assert!(out.stderr.contains("cost unknown"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("(unknown for 1 step)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_budget_stops_the_run_when_costs_reach_it() {
+    let env = env();
+    env.fakes(FAKE, &["claude"], "claude: write a.txt a\n");
+    env.repo(&[(
+        "missions/b.toml",
+        "budget_usd = 0.001\n\n[steps.a]\nagent = \"claude\"\nprompt = \"A.\"\n\n[steps.b]\nneeds = [\"a\"]\nagent = \"claude\"\nprompt = \"B.\"\n",
+    )]);
+    let out = env.run(&["run", "b", "--output", "plain"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let end = &events_of(&env, "run_finished")[0];
+    assert_eq!(end["outcome"], "failed");
+    assert_eq!(end["reason"], "budget reached");
+    assert_eq!(
+        env.fake_calls().len(),
+        1,
+        "no attempt starts once the budget is reached"
+    );
+    assert!(out.stderr.contains("budget reached"), "{}", out.stderr);
+}
+
+#[test]
+fn a_budget_with_an_agent_of_unknown_cost_is_refused_before_anything_starts() {
+    let env = env();
+    env.fakes(FAKE, &["codex"], "codex: ok\n");
+    env.repo(&[(
+        "missions/b.toml",
+        "budget_usd = 1.0\n\n[steps.a]\nagent = \"codex\"\nprompt = \"A.\"\n",
+    )]);
+    let out = env.run(&["run", "b"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot know what `codex` cost"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("input_per_mtok = 1.25"),
+        "{}",
+        out.stderr
+    );
+    assert!(env.fake_calls().is_empty());
+}
+
+#[test]
+fn preflight_names_missing_agents_and_how_to_install_them() {
+    let env = env();
+    env.fakes(FAKE, &["codex"], "codex: write a.txt a\n");
+    env.repo(&[
+        (
+            "missions/m.toml",
+            "[steps.a]\nagent = [\"gemini\", \"qwen\"]\nprompt = \"A.\"\n",
+        ),
+        (
+            "missions/w.toml",
+            "[steps.a]\nagent = [\"claude\", \"codex\"]\nprompt = \"A.\"\n",
+        ),
+    ]);
+    let missing = env.run(&["run", "m"]);
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("`a` needs `gemini` or `qwen`"),
+        "{}",
+        missing.stderr
+    );
+    assert!(
+        missing.stderr.contains("npm install -g @google/gemini-cli"),
+        "{}",
+        missing.stderr
+    );
+    // A missing agent later in a chain is warned about and skipped.
+    let warned = env.run(&["run", "w", "--output", "plain"]);
+    assert_eq!(warned.code, 0, "{}", warned.stderr);
+    assert!(
+        warned
+            .stderr
+            .contains("warning: step `a`: agent `claude` is not installed"),
+        "{}",
+        warned.stderr
+    );
+    assert_eq!(finished(&env, "a")["agent"], "codex");
+}
+
+#[test]
+fn claude_bypass_refused_as_root_says_how_to_fix_it() {
+    let env = env();
+    env.fakes(FAKE, &["claude"], "claude: ok\n");
+    env.repo(&[(
+        "missions/r.toml",
+        "[steps.a]\nagent = \"claude\"\nattempts = 1\nprompt = \"A.\"\n",
+    )]);
+    let out = env
+        .medley()
+        .env_remove("IS_SANDBOX")
+        .env("MEDLEY_FAKE_ROOT", "1")
+        .args(["run", "r", "--output", "plain"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let a = finished(&env, "a");
+    let message = a["error"]["message"].as_str().unwrap();
+    assert!(message.contains("IS_SANDBOX=1"), "{message}");
+    assert!(message.contains("acceptEdits"), "{message}");
+}
+
+#[test]
+fn agents_lists_each_runtime() {
+    let env = env();
+    env.fakes(FAKE, &["claude"], "");
+    let out = env.run(&["agents"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let claude = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("claude"))
+        .unwrap()
+        .to_owned();
+    assert!(claude.contains(" yes "), "{claude}");
+    let cursor = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("cursor"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        cursor.contains("cursor-agent") && cursor.contains(" no "),
+        "{cursor}"
+    );
+    let _ = Duration::ZERO;
+}

@@ -1,0 +1,411 @@
+#![allow(
+    clippy::print_stderr,
+    clippy::print_stdout,
+    clippy::disallowed_methods,
+    clippy::exit,
+    clippy::unwrap_used
+)]
+//! A fake agent CLI for medley's tests. Installed on PATH under each real CLI's name (`claude`,
+//! `codex`, `gemini`, `qwen`, `cursor-agent`, `kimi`), it acts as the CLI it is called as:
+//! it takes the real flags, refuses what the real CLI refuses, and prints the event stream the
+//! real CLI printed (`shared/samples/`, replayed with the session id swapped in).
+//!
+//! `MEDLEY_FAKE_SCRIPT` names a script file; each call of CLI X takes the next line starting
+//! with `X:` (the last one again when they run out). A line is `;`-separated actions:
+//!
+//! - `write PATH TEXT`, `append PATH TEXT`: change a file in the cwd (`\n` in TEXT is a newline),
+//!   only where the CLI's permission flags allow writing;
+//! - `ok`: the success stream (the default); `noop`: the success stream, writing nothing;
+//! - `401`, `unreachable`, `denied`: the captured stream of that failure (codex unreachable
+//!   never ends: it keeps printing "waiting for network" errors);
+//! - `hang`: print the first event, then wait until killed;
+//! - `sleep MS`; `pid PATH` (append this process's pid to PATH); `exit N` (after the stream).
+//!
+//! Every call is recorded in `<script>.calls.jsonl`: the CLI, argv, cwd and prompt received.
+
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/samples");
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let cli = Path::new(&args[0])
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let argv = &args[1..];
+    let code = match cli.as_str() {
+        "claude" | "codex" | "gemini" | "qwen" | "cursor-agent" | "kimi" => run(&cli, argv),
+        other => {
+            eprintln!("fake-agent: unknown CLI name `{other}`");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn flag<'a>(argv: &'a [String], name: &str) -> Option<&'a str> {
+    argv.iter()
+        .position(|a| a == name)
+        .and_then(|i| argv.get(i + 1))
+        .map(String::as_str)
+}
+
+/// The last value of a repeated flag (the real CLIs let the last one win).
+fn last_flag<'a>(argv: &'a [String], name: &str) -> Option<&'a str> {
+    argv.iter()
+        .enumerate()
+        .filter(|(_, a)| *a == name)
+        .filter_map(|(i, _)| argv.get(i + 1))
+        .next_back()
+        .map(String::as_str)
+}
+
+fn has(argv: &[String], name: &str) -> bool {
+    argv.iter().any(|a| a == name)
+}
+
+struct Call {
+    session: String,
+    resumed: bool,
+    can_write: bool,
+    prompt: String,
+}
+
+fn run(cli: &str, argv: &[String]) -> i32 {
+    if argv == ["--version"] {
+        // The versions the samples were captured with.
+        println!(
+            "{}",
+            match cli {
+                "claude" => "2.1.330 (Claude Code)",
+                "codex" => "codex-cli 0.169.0",
+                "gemini" => "0.61.0",
+                "qwen" => "0.24.4",
+                _ => "0.1.0",
+            }
+        );
+        return 0;
+    }
+
+    let root = nix_uid_is_root() || std::env::var("MEDLEY_FAKE_ROOT").as_deref() == Ok("1");
+    // What each real CLI refuses, with its own words and exit code.
+    let call = match cli {
+        "claude" => {
+            if !has(argv, "-p") {
+                eprintln!("fake claude: only -p mode is faked");
+                return 2;
+            }
+            if flag(argv, "--output-format") == Some("stream-json") && !has(argv, "--verbose") {
+                eprintln!(
+                    "Error: When using --print, --output-format=stream-json requires --verbose"
+                );
+                return 1;
+            }
+            let mode = last_flag(argv, "--permission-mode");
+            let bypass =
+                mode == Some("bypassPermissions") || has(argv, "--dangerously-skip-permissions");
+            if bypass && root && std::env::var("IS_SANDBOX").as_deref() != Ok("1") {
+                eprintln!(
+                    "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons"
+                );
+                return 1;
+            }
+            let resume = flag(argv, "--resume");
+            Call {
+                session: resume
+                    .or(flag(argv, "--session-id"))
+                    .unwrap_or("00000000-0000-4000-8000-000000000001")
+                    .to_owned(),
+                resumed: resume.is_some(),
+                can_write: bypass || mode == Some("acceptEdits"),
+                prompt: flag(argv, "-p").unwrap_or("").to_owned(),
+            }
+        }
+        "codex" => {
+            if has(argv, "--full-auto") {
+                eprintln!(
+                    "error: unexpected argument '--full-auto' found\n\n  tip: to pass '--full-auto' as a value, use '-- --full-auto'\n\nUsage: codex exec [OPTIONS] [PROMPT]\n\nFor more information, try '--help'."
+                );
+                return 2;
+            }
+            if argv.first().map(String::as_str) != Some("exec") || !has(argv, "--json") {
+                eprintln!("fake codex: only `exec --json` is faked");
+                return 2;
+            }
+            let resume_at = argv.iter().position(|a| a == "resume");
+            let thread = resume_at.and_then(|i| argv.get(i + 1)).cloned();
+            let sandbox = last_flag(argv, "--sandbox");
+            Call {
+                session: thread.clone().unwrap_or_else(|| {
+                    format!("01a20c2d-fake-7d82-a6c4-{:012x}", std::process::id())
+                }),
+                resumed: thread.is_some(),
+                can_write: sandbox == Some("workspace-write")
+                    || sandbox == Some("danger-full-access")
+                    || has(argv, "--dangerously-bypass-approvals-and-sandbox"),
+                prompt: argv.last().cloned().unwrap_or_default(),
+            }
+        }
+        "gemini" | "qwen" => {
+            if cli == "gemini"
+                && !has(argv, "--skip-trust")
+                && std::env::var("GEMINI_CLI_TRUST_WORKSPACE").as_deref() != Ok("true")
+            {
+                eprintln!(
+                    "The current folder is not trusted. Run with --skip-trust or trust it first."
+                );
+                return 55;
+            }
+            let resume = flag(argv, "--resume");
+            Call {
+                session: resume
+                    .or(flag(argv, "--session-id"))
+                    .unwrap_or("e1aef7d2-e925-44e4-aa1d-000000000001")
+                    .to_owned(),
+                resumed: resume.is_some(),
+                can_write: last_flag(argv, "--approval-mode") == Some("yolo")
+                    || has(argv, "--yolo"),
+                prompt: flag(argv, "-p").unwrap_or("").to_owned(),
+            }
+        }
+        _ => {
+            // cursor-agent and kimi: not captured; the streams follow AGENTS.md sections 6-7.
+            let resume = flag(argv, "--resume").or(flag(argv, "-S"));
+            Call {
+                session: resume
+                    .unwrap_or("c0ffee00-0000-4000-8000-000000000001")
+                    .to_owned(),
+                resumed: resume.is_some(),
+                can_write: cli == "kimi" || has(argv, "--force"),
+                prompt: flag(argv, "-p").unwrap_or("").to_owned(),
+            }
+        }
+    };
+    let mut stdin = String::new();
+    let _ = std::io::stdin().read_to_string(&mut stdin);
+    let script = std::env::var_os("MEDLEY_FAKE_SCRIPT").map(PathBuf::from);
+    record(script.as_deref(), cli, argv, &call.prompt, &stdin);
+    let line = script
+        .as_deref()
+        .map(|s| next_line(s, cli))
+        .unwrap_or_default();
+    let mut case = "ok";
+    let mut exit = None;
+    let mut writes = true;
+    for action in line.split(';').map(str::trim).filter(|a| !a.is_empty()) {
+        let mut words = action.splitn(3, ' ');
+        match (words.next(), words.next(), words.next()) {
+            (Some("write"), Some(path), text) | (Some("append"), Some(path), text) => {
+                if writes && call.can_write {
+                    let text = text.unwrap_or("").replace("\\n", "\n");
+                    let mut file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .write(true)
+                        .append(action.starts_with("append"))
+                        .truncate(action.starts_with("write"))
+                        .open(path)
+                        .expect("the fake can write in its cwd");
+                    file.write_all(text.as_bytes()).expect("a write");
+                }
+            }
+            (Some("noop"), _, _) => writes = false,
+            (Some("sleep"), Some(ms), _) => {
+                std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)))
+            }
+            (Some("pid"), Some(path), _) => {
+                let mut file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("a pid file");
+                writeln!(file, "{}", std::process::id()).expect("a write");
+            }
+            (Some("exit"), Some(n), _) => exit = n.parse().ok(),
+            (Some(c @ ("ok" | "401" | "unreachable" | "denied" | "hang")), _, _) => case = c,
+            _ => {
+                eprintln!("fake-agent: unknown action `{action}`");
+                return 2;
+            }
+        }
+    }
+    let case = if case == "ok" && !call.can_write {
+        "denied"
+    } else {
+        case
+    };
+    replay(cli, case, &call, exit)
+}
+
+fn nix_uid_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The sample case that shows `case` for `cli`.
+fn sample(cli: &str, case: &str, resumed: bool) -> Option<&'static str> {
+    Some(match (cli, case) {
+        ("claude", "ok") if resumed => "claude-resume",
+        ("claude", "ok") => "claude-bypass",
+        ("claude", "denied") => "claude-default-denied",
+        ("claude", "401") => "claude-401",
+        ("claude", "unreachable") => "claude-unreachable",
+        ("codex", "ok") if resumed => "codex-resume",
+        ("codex", "ok") => "codex-patch",
+        ("codex", "denied") => "codex-readonly-denied",
+        ("codex", "401") => "codex-401",
+        ("codex", "unreachable") => "codex-unreachable",
+        ("gemini", "ok" | "denied") => "gemini-model",
+        ("gemini", "401") => "gemini-401",
+        ("gemini", "unreachable") => "gemini-unreachable",
+        ("qwen", "ok" | "denied") => "qwen-yolo",
+        ("qwen", "401") => "qwen-401",
+        ("qwen", "unreachable") => "qwen-unreachable",
+        _ => return None,
+    })
+}
+
+fn replay(cli: &str, case: &str, call: &Call, exit: Option<i32>) -> i32 {
+    let mut out = std::io::stdout().lock();
+    if case == "hang" {
+        let first = match cli {
+            "codex" => format!(
+                r#"{{"type":"thread.started","thread_id":"{}"}}"#,
+                call.session
+            ),
+            "gemini" => format!(
+                r#"{{"type":"init","session_id":"{}","model":"auto"}}"#,
+                call.session
+            ),
+            _ => format!(
+                r#"{{"type":"system","subtype":"init","session_id":"{}"}}"#,
+                call.session
+            ),
+        };
+        let _ = writeln!(out, "{first}");
+        let _ = out.flush();
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    let Some(name) = sample(cli, case, call.resumed) else {
+        return hand_made(cli, case, call, exit);
+    };
+    let read =
+        |ext: &str| std::fs::read_to_string(format!("{SAMPLES}/{name}.{ext}")).unwrap_or_default();
+    let stdout = read("stdout.jsonl");
+    let stderr = read("stderr.txt");
+    let code: i32 = read("exitcode").trim().parse().unwrap_or(0);
+    // The sample's own session id becomes this call's.
+    let original = session_of(&stdout);
+    let swap = |text: &str| match &original {
+        Some(id) => text.replace(id.as_str(), &call.session),
+        None => text.to_owned(),
+    };
+    let _ = std::io::stderr().write_all(swap(&stderr).as_bytes());
+    for line in stdout.lines() {
+        let _ = writeln!(out, "{}", swap(line));
+        let _ = out.flush();
+    }
+    if cli == "codex" && case == "unreachable" {
+        // Codex never ends by itself when the model service is unreachable.
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = writeln!(
+                out,
+                r#"{{"type":"error","message":"Reconnecting... waiting for network (Connection failed: error sending request)"}}"#
+            );
+            let _ = out.flush();
+        }
+    }
+    exit.unwrap_or(code)
+}
+
+/// The first session or thread id a stream carries.
+fn session_of(stdout: &str) -> Option<String> {
+    for line in stdout.lines() {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        for key in ["session_id", "thread_id"] {
+            if let Some(id) = value.get(key).and_then(|v| v.as_str()) {
+                return Some(id.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// cursor-agent and kimi, following AGENTS.md (no captured sample exists).
+fn hand_made(cli: &str, case: &str, call: &Call, exit: Option<i32>) -> i32 {
+    let mut out = std::io::stdout().lock();
+    let s = &call.session;
+    let lines: Vec<String> = match (cli, case) {
+        ("cursor-agent", "ok" | "denied") => vec![
+            format!(r#"{{"type":"system","subtype":"init","session_id":"{s}","model":"auto","cwd":".","permissionMode":"force"}}"#),
+            format!(r#"{{"type":"tool_call","subtype":"started","session_id":"{s}","tool_call":{{"writeToolCall":{{"args":{{"path":"hello_cursor.txt"}}}}}}}}"#),
+            format!(r#"{{"type":"tool_call","subtype":"completed","session_id":"{s}","tool_call":{{"writeToolCall":{{"args":{{"path":"hello_cursor.txt"}},"result":{{"success":{{}}}}}}}}}}"#),
+            format!(r#"{{"type":"assistant","session_id":"{s}","message":{{"role":"assistant","content":[{{"type":"text","text":"Done."}}]}}}}"#),
+            format!(r#"{{"type":"result","subtype":"success","is_error":false,"result":"Done.","session_id":"{s}","duration_ms":10}}"#),
+        ],
+        ("kimi", "ok" | "denied") => vec![
+            r#"{"role":"meta","type":"system.version","version":"0.38.0"}"#.to_owned(),
+            r#"{"role":"assistant","content":"","tool_calls":[{"id":"t1","type":"function","function":{"name":"WriteFile","arguments":"{\"path\":\"hello_kimi.txt\"}"}}]}"#.to_owned(),
+            r#"{"role":"tool","tool_call_id":"t1","content":"written"}"#.to_owned(),
+            r#"{"role":"assistant","content":"Done."}"#.to_owned(),
+            format!(r#"{{"role":"meta","type":"session.resume_hint","session_id":"{s}"}}"#),
+        ],
+        _ => {
+            eprintln!("Error: authentication failed (fake {cli} {case})");
+            return exit.unwrap_or(1);
+        }
+    };
+    for line in lines {
+        let _ = writeln!(out, "{line}");
+    }
+    exit.unwrap_or(0)
+}
+
+fn next_line(script: &Path, cli: &str) -> String {
+    let text = std::fs::read_to_string(script).unwrap_or_default();
+    let prefix = format!("{cli}:");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(str::trim)
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let counter = script.with_extension(format!("count.{cli}"));
+    let n: usize = std::fs::read_to_string(&counter)
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(0);
+    let _ = std::fs::write(&counter, (n + 1).to_string());
+    lines[n.min(lines.len() - 1)].to_owned()
+}
+
+fn record(script: Option<&Path>, cli: &str, argv: &[String], prompt: &str, stdin: &str) {
+    let Some(script) = script else { return };
+    let entry = serde_json::json!({
+        "cli": cli,
+        "argv": argv,
+        "cwd": std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        "prompt": prompt,
+        "stdin": stdin,
+    });
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(script.with_extension("calls.jsonl"))
+    {
+        let _ = writeln!(file, "{entry}");
+    }
+}
