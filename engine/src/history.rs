@@ -25,6 +25,8 @@ pub struct RunInfo {
     pub duration_ms: Option<u64>,
     pub tokens: Tokens,
     pub cost_usd: Option<f64>,
+    /// Steps whose cost is not known.
+    pub unpriced_steps: usize,
     pub live: bool,
     pub steps: IndexMap<String, StepInfo>,
 }
@@ -39,6 +41,10 @@ pub struct StepInfo {
     pub skipped: Option<SkipReason>,
     pub error: Option<StepError>,
     pub worktree: Option<String>,
+    /// The agent that finished the step (`None` for a command step).
+    pub agent: Option<String>,
+    pub tokens: Tokens,
+    pub cost_usd: Option<f64>,
 }
 
 impl RunInfo {
@@ -108,6 +114,7 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
         duration_ms: None,
         tokens: Tokens::default(),
         cost_usd: None,
+        unpriced_steps: 0,
         live: journal::is_live(&dir),
         steps: IndexMap::new(),
     };
@@ -146,6 +153,7 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 error,
                 tokens,
                 cost_usd,
+                agent,
                 ..
             } => {
                 let s = info.steps.entry(step).or_default();
@@ -154,6 +162,9 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 s.attempts = attempts;
                 s.duration_ms = Some(duration_ms);
                 s.error = error;
+                s.agent = agent;
+                s.tokens = tokens;
+                s.cost_usd = cost_usd;
                 info.tokens.input += tokens.input;
                 info.tokens.output += tokens.output;
                 if let Some(c) = cost_usd {
@@ -170,8 +181,10 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 reason,
                 result_branch,
                 duration_ms,
+                unpriced_steps,
                 ..
             } => {
+                info.unpriced_steps = unpriced_steps;
                 info.outcome = Some(outcome);
                 info.reason = reason;
                 info.result_branch = result_branch;

@@ -157,6 +157,15 @@ fn an_auth_error_moves_on_to_the_next_agent_at_once() {
         failed[0]["message"]
             .as_str()
             .unwrap()
+            .contains("ANTHROPIC_API_KEY"),
+        "{}",
+        failed[0]
+    );
+
+    assert!(
+        failed[0]["message"]
+            .as_str()
+            .unwrap()
             .contains("Invalid API key"),
         "{}",
         failed[0]
@@ -263,6 +272,29 @@ fn costs_add_up_and_unknown_costs_are_said_to_be_unknown() {
         out.stderr.contains("(unknown for 1 step)"),
         "{}",
         out.stderr
+    );
+    let show = env.run(&["show", "last"]);
+    let row = |step: &str| {
+        show.stdout
+            .lines()
+            .find(|l| l.starts_with(step))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        row("a ").contains("claude") && row("a ").contains("$0.0016"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        row("b ").contains("codex") && row("b ").contains("unknown"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout.contains("(unknown for 1 step)"),
+        "{}",
+        show.stdout
     );
 }
 
@@ -396,4 +428,35 @@ fn agents_lists_each_runtime() {
         "{cursor}"
     );
     let _ = Duration::ZERO;
+}
+
+#[test]
+fn a_cli_that_lingers_after_its_final_event_is_stopped_and_its_result_stands() {
+    let env = env();
+    env.fakes(
+        FAKE,
+        &["cursor-agent"],
+        "cursor-agent: write c.txt cursor; linger\n",
+    );
+    env.repo(&[(
+        "missions/l.toml",
+        "[steps.s]\nagent = \"cursor\"\nprompt = \"Write c.txt.\"\ntimeout = \"5m\"\n",
+    )]);
+    let out = env.run(&["run", "l", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let s = finished(&env, "s");
+    assert_eq!(s["agent"], "cursor");
+    assert_eq!(s["attempts"], 1);
+    assert_eq!(s["cost_usd"], serde_json::Value::Null);
+    assert_eq!(env.tree(&env.result_branches()[0])["c.txt"], "cursor");
+    let call = &env.fake_calls()[0];
+    assert!(argv_has(call, "--output-format", "stream-json"), "{call}");
+    assert!(
+        call["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--force"),
+        "{call}"
+    );
 }

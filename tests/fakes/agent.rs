@@ -19,7 +19,8 @@
 //! - `401`, `unreachable`, `denied`: the captured stream of that failure (codex unreachable
 //!   never ends: it keeps printing "waiting for network" errors);
 //! - `hang`: print the first event, then wait until killed;
-//! - `sleep MS`; `pid PATH` (append this process's pid to PATH); `exit N` (after the stream).
+//! - `sleep MS`; `pid PATH` (append this process's pid to PATH); `exit N` (after the stream);
+//! - `linger`: after the stream, keep running (as Cursor and Kimi Code can).
 //!
 //! Every call is recorded in `<script>.calls.jsonl`: the CLI, argv, cwd and prompt received.
 
@@ -195,6 +196,7 @@ fn run(cli: &str, argv: &[String]) -> i32 {
     let mut case = "ok";
     let mut exit = None;
     let mut writes = true;
+    let mut linger = false;
     for action in line.split(';').map(str::trim).filter(|a| !a.is_empty()) {
         let mut words = action.splitn(3, ' ');
         match (words.next(), words.next(), words.next()) {
@@ -212,6 +214,7 @@ fn run(cli: &str, argv: &[String]) -> i32 {
                 }
             }
             (Some("noop"), _, _) => writes = false,
+            (Some("linger"), _, _) => linger = true,
             (Some("sleep"), Some(ms), _) => {
                 std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)))
             }
@@ -236,7 +239,12 @@ fn run(cli: &str, argv: &[String]) -> i32 {
     } else {
         case
     };
-    replay(cli, case, &call, exit)
+    let code = replay(cli, case, &call, exit);
+    let _ = std::io::stdout().flush();
+    while linger {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+    code
 }
 
 fn nix_uid_is_root() -> bool {
@@ -394,8 +402,14 @@ fn next_line(script: &Path, cli: &str) -> String {
 
 fn record(script: Option<&Path>, cli: &str, argv: &[String], prompt: &str, stdin: &str) {
     let Some(script) = script else { return };
+    let started_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
     let entry = serde_json::json!({
+        "started_us": started_us,
         "cli": cli,
+
         "argv": argv,
         "cwd": std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
         "prompt": prompt,

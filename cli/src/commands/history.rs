@@ -21,8 +21,14 @@ fn load(repo: &Repo, arg: &str) -> Result<RunInfo, CliError> {
     history::load(&repo.git_dir, &id).map_err(CliError::failed)
 }
 
-fn money(cost: Option<f64>) -> String {
-    cost.map_or("unknown".to_owned(), |c| format!("${c:.2}"))
+/// A run's cost: the known part, and "unknown" for what is not known.
+fn money(run: &RunInfo) -> String {
+    match (run.cost_usd, run.unpriced_steps) {
+        (Some(c), 0) => format!("${c:.4}"),
+        (Some(c), _) => format!("${c:.4}+?"),
+        (None, 0) if run.tokens.input + run.tokens.output == 0 => "-".to_owned(),
+        (None, _) => "unknown".to_owned(),
+    }
 }
 
 /// List the runs of this repository
@@ -65,7 +71,7 @@ pub fn cmd_runs(ctx: &Context, _args: RunsArgs) -> Result<u8, CliError> {
                 .map_or("-".to_owned(), |d| human_duration(Duration::from_millis(d))),
             run.status(),
             run.tokens.input + run.tokens.output,
-            money(run.cost_usd),
+            money(run),
         );
     }
     print_data(&out)?;
@@ -112,31 +118,49 @@ pub fn cmd_show(ctx: &Context, args: ShowArgs) -> Result<u8, CliError> {
     }
     let _ = writeln!(
         out,
-        "tokens    {} in, {} out; cost {}",
+        "tokens    {} in, {} out; cost {}{}",
         run.tokens.input,
         run.tokens.output,
-        money(run.cost_usd)
+        money(&run),
+        if run.unpriced_steps > 0 {
+            format!(
+                " (unknown for {} step{})",
+                run.unpriced_steps,
+                if run.unpriced_steps == 1 { "" } else { "s" }
+            )
+        } else {
+            String::new()
+        }
     );
     let width = run.steps.keys().map(String::len).max().unwrap_or(4).max(4);
     let _ = writeln!(
         out,
-        "\n{:<width$}  {:<9}  {:>8}  {:>8}  commit",
-        "step", "outcome", "attempts", "time"
+        "\n{:<width$}  {:<9}  {:>8}  {:>8}  {:<10}  {:<8}  {:>13}  {:>9}",
+        "step", "outcome", "attempts", "time", "commit", "agent", "tokens in/out", "cost"
     );
     for (id, step) in &run.steps {
         let outcome = step.outcome.map_or(
             if run.live { "running" } else { "unfinished" },
             Outcome::name,
         );
+        let (tokens, cost) = match &step.agent {
+            Some(_) => (
+                format!("{}/{}", step.tokens.input, step.tokens.output),
+                step.cost_usd
+                    .map_or("unknown".to_owned(), |c| format!("${c:.4}")),
+            ),
+            None => (String::new(), String::new()),
+        };
         let _ = writeln!(
             out,
-            "{id:<width$}  {outcome:<9}  {:>8}  {:>8}  {}",
+            "{id:<width$}  {outcome:<9}  {:>8}  {:>8}  {:<10}  {:<8}  {tokens:>13}  {cost:>9}",
             step.attempts,
             step.duration_ms
                 .map_or("-".to_owned(), |d| human_duration(Duration::from_millis(d))),
             step.commit
                 .as_deref()
                 .map_or("", |c| c.get(..10).unwrap_or(c)),
+            step.agent.as_deref().unwrap_or(""),
         );
         if let Some(reason) = &step.skipped {
             let _ = writeln!(out, "{:width$}  skipped: {}", "", skip_reason(reason));

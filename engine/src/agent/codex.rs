@@ -135,6 +135,10 @@ impl StreamParser for CodexParser {
         }]
     }
 
+    fn ended(&self) -> bool {
+        self.terminal.is_some()
+    }
+
     fn stderr_line(&mut self, line: &str) {
         if line.contains(READ_ONLY) {
             self.denied = true;

@@ -125,6 +125,10 @@ impl StreamParser for CursorParser {
         }]
     }
 
+    fn ended(&self) -> bool {
+        self.result.is_some()
+    }
+
     fn stderr_line(&mut self, line: &str) {
         push_tail(&mut self.stderr, line);
     }

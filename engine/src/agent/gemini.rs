@@ -165,6 +165,10 @@ impl StreamParser for GeminiParser {
         }]
     }
 
+    fn ended(&self) -> bool {
+        self.result.is_some()
+    }
+
     fn stderr_line(&mut self, line: &str) {
         push_tail(&mut self.stderr, line);
     }

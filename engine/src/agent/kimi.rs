@@ -156,15 +156,11 @@ impl StreamParser for KimiParser {
         if lines.is_empty() {
             lines.push((OutputKind::Other, "assistant".to_owned()));
         }
-        lines
-            .into_iter()
-            .map(|(kind, summary)| Output {
-                kind,
-                summary,
-                raw: event.clone(),
-                session_id: session_id.clone(),
-            })
-            .collect()
+        super::outputs(lines, event, session_id)
+    }
+
+    fn ended(&self) -> bool {
+        self.resume_hint
     }
 
     fn stderr_line(&mut self, line: &str) {

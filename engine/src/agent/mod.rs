@@ -141,6 +141,11 @@ pub trait StreamParser: Send {
     fn waiting_for_network(&self) -> bool {
         false
     }
+    /// Whether the terminal event has come: the CLI has said how the attempt ended. A CLI still
+    /// running a few seconds later is stopped (Cursor and Kimi Code can hang after finishing).
+    fn ended(&self) -> bool {
+        false
+    }
     /// The result, once the process has ended with `exit_code` (`None`: killed by a signal).
     fn finish(&mut self, exit_code: Option<i32>) -> AgentResult;
 }
@@ -192,15 +197,58 @@ pub fn parse_all(
     (outputs, result)
 }
 
-/// Shortens text to one line of at most `max` characters.
+/// Shortens text to one line of at most `max` characters (whitespace runs become one space;
+/// a cut ends with `…`). Reads only as much of `text` as it keeps.
 pub fn one_line(text: &str, max: usize) -> String {
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() <= max {
-        line
-    } else {
-        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
+    fn cut(mut kept: String) -> String {
+        kept.pop();
+        kept.push('…');
+        kept
     }
+    let mut kept = String::with_capacity(max.min(text.len()) + 2);
+    let mut count = 0;
+    for word in text.split_whitespace() {
+        if count > 0 {
+            if count == max {
+                return cut(kept);
+            }
+            kept.push(' ');
+            count += 1;
+        }
+        for c in word.chars() {
+            if count == max {
+                return cut(kept);
+            }
+            kept.push(c);
+            count += 1;
+        }
+    }
+    kept
+}
+
+/// The outputs of one stream line: each summary with the line's JSON (moved into the last
+/// one, cloned for the others).
+fn outputs(
+    lines: Vec<(OutputKind, String)>,
+    raw: serde_json::Value,
+    session_id: Option<String>,
+) -> Vec<Output> {
+    let mut raw = Some(raw);
+    let count = lines.len();
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(n, (kind, summary))| Output {
+            kind,
+            summary,
+            raw: if n + 1 == count {
+                raw.take().unwrap_or_default()
+            } else {
+                raw.clone().unwrap_or_default()
+            },
+            session_id: session_id.clone(),
+        })
+        .collect()
 }
 
 // Private helpers shared by the adapters (child modules see them).
@@ -326,5 +374,19 @@ fn short_path<'a>(path: &'a str, cwd: Option<&str>) -> &'a str {
             .unwrap_or(path)
     } else {
         path
+    }
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::one_line;
+
+    #[test]
+    fn shortens_to_one_line() {
+        assert_eq!(one_line("  a \n b\t c ", 10), "a b c");
+        assert_eq!(one_line("abcdef", 6), "abcdef");
+        assert_eq!(one_line("abcdefg", 6), "abcde…");
+        assert_eq!(one_line("abc defg", 6), "abc d…");
+        assert_eq!(one_line("abcdef gh", 6), "abcde…");
     }
 }

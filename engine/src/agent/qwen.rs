@@ -168,15 +168,11 @@ impl StreamParser for QwenParser {
                 event["type"].as_str().unwrap_or("unknown").to_owned(),
             ));
         }
-        lines
-            .into_iter()
-            .map(|(kind, summary)| Output {
-                kind,
-                summary,
-                raw: event.clone(),
-                session_id: session_id.clone(),
-            })
-            .collect()
+        super::outputs(lines, event, session_id)
+    }
+
+    fn ended(&self) -> bool {
+        self.result.is_some()
     }
 
     fn stderr_line(&mut self, line: &str) {

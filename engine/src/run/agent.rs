@@ -28,6 +28,9 @@ fn network_wait() -> Duration {
         .unwrap_or(Duration::from_secs(60))
 }
 
+/// How long a CLI may run on after its terminal event before it is stopped.
+const AFTER_END: Duration = Duration::from_secs(5);
+
 /// Finds a program on PATH, as a shell would.
 pub fn which(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
@@ -640,8 +643,8 @@ fn describe_failure(
         AgentOutcome::AuthError => (
             FailReason::Auth,
             format!(
-                "`{name}` is not logged in or its key was refused{said} (log in to {} or set its API key in your environment or the profile's `env`)",
-                profile.runtime.name()
+                "`{name}` is not logged in or its key was refused{said}; {}",
+                login_hint(profile.runtime)
             ),
         ),
         AgentOutcome::UsageLimit => (
@@ -665,6 +668,31 @@ fn describe_failure(
         AgentOutcome::AgentError | AgentOutcome::Ok => {
             (FailReason::AgentError, format!("`{name}` failed{said}"))
         }
+    }
+}
+
+/// What a CLI needs to be logged in (AGENTS.md: credentials of each CLI).
+fn login_hint(runtime: Runtime) -> &'static str {
+    match runtime {
+        Runtime::Claude => {
+            "log in with `claude` (`/login`), or set `ANTHROPIC_API_KEY` in your environment or the profile's `env`"
+        }
+        Runtime::Codex => {
+            "log in with `codex login`, or set `CODEX_API_KEY` (or your provider's key variable) in your environment or the profile's `env`"
+        }
+        Runtime::Gemini => {
+            "log in with `gemini`, or set `GEMINI_API_KEY` in your environment or the profile's `env`"
+        }
+        Runtime::Qwen => {
+            "log in with `qwen`, or set `OPENAI_API_KEY` (with `OPENAI_BASE_URL` and `OPENAI_MODEL`) in your environment or the profile's `env`"
+        }
+        Runtime::Cursor => {
+            "log in with `cursor-agent login`, or set `CURSOR_API_KEY` in your environment or the profile's `env`"
+        }
+        Runtime::Kimi => {
+            "log in with `kimi` (its config lives under `KIMI_CODE_HOME`, by default `~/.kimi-code`)"
+        }
+        Runtime::Command => "check the program's own credentials",
     }
 }
 
@@ -719,6 +747,9 @@ async fn attempt_once(
                 raw: output.raw,
             });
         }
+        if parser.ended() {
+            return Some(AFTER_END);
+        }
         parser.waiting_for_network().then_some(wait)
     };
     let mut on_stderr = |line: &str| {
@@ -746,12 +777,23 @@ async fn attempt_once(
             return (result, Exit::Code(127));
         }
     };
-    let mut result = match parser.lock() {
-        Ok(mut parser) => parser.finish(exit.code()),
-        Err(_) => AgentResult::default(),
+    let (mut result, ended) = match parser.lock() {
+        Ok(mut parser) => {
+            let ended = parser.ended();
+            // Stopped after saying how it ended: the CLI finished, whatever its exit would be.
+            let code = if exit == Exit::Stopped && ended {
+                Some(0)
+            } else {
+                exit.code()
+            };
+            (parser.finish(code), ended)
+        }
+        Err(_) => (AgentResult::default(), false),
     };
     match exit {
         Exit::TimedOut => result.outcome = Some(AgentOutcome::Timeout),
+        // Stopped after its terminal event: the result stands.
+        Exit::Stopped if result.outcome.is_some() && ended => {}
         Exit::Stopped => {
             result.outcome = Some(AgentOutcome::Unreachable);
             result.error = Some(format!(
