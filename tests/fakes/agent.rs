@@ -241,8 +241,10 @@ fn run(cli: &str, argv: &[String]) -> i32 {
     };
     let code = replay(cli, case, &call, exit);
     let _ = std::io::stdout().flush();
-    while linger {
-        std::thread::sleep(Duration::from_secs(3600));
+    if linger {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
     }
     code
 }
