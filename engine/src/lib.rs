@@ -4,6 +4,7 @@
 //! anything the user wrote) and plain data the CLI renders.
 
 pub mod agent;
+pub mod cache;
 pub mod event;
 pub mod git;
 pub mod history;

@@ -293,8 +293,8 @@ pub fn cmd_apply(ctx: &Context, args: ApplyArgs) -> Result<u8, CliError> {
 /// Remove what ended runs left: worktrees, and with --runs old records
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Remove the worktrees of ended runs and whatever killed runs left. With --runs, \
-        also remove the records, refs and result branches of runs that are not their mission's \
+    long_about = "Remove the worktrees of ended runs and whatever killed runs left. With --cache, \
+        also empty the step cache. With --runs, also remove the records, refs and result branches of runs that are not their mission's \
         newest; a result branch never applied is kept unless --force. Live runs are never touched. \
         Running it twice is safe.",
     after_help = "Examples:\n  medley clean\n  medley clean --runs"
@@ -306,6 +306,9 @@ pub struct CleanArgs {
     /// With --runs, remove result branches that were never applied too
     #[arg(long, requires = "runs")]
     pub force: bool,
+    /// Also empty the step cache
+    #[arg(long)]
+    pub cache: bool,
 }
 
 pub fn cmd_clean(ctx: &Context, args: CleanArgs) -> Result<u8, CliError> {
@@ -331,6 +334,16 @@ pub fn cmd_clean(ctx: &Context, args: CleanArgs) -> Result<u8, CliError> {
             "kept branch {branch}: it was never applied (`--force` removes it)"
         ));
         said = true;
+    }
+    if args.cache {
+        let count = medley_engine::cache::clear(&repo).map_err(CliError::failed)?;
+        if count > 0 {
+            ctx.status(&format!(
+                "emptied the cache ({count} result{})",
+                if count == 1 { "" } else { "s" }
+            ));
+            said = true;
+        }
     }
     if !said {
         ctx.status("nothing to clean");

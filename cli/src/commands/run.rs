@@ -38,6 +38,9 @@ pub struct RunArgs {
     /// Start from this commit (a branch, tag or id) instead of a snapshot of the working tree
     #[arg(long, value_name = "REF")]
     pub base: Option<String>,
+    /// Run every step: reuse no cached result
+    #[arg(long)]
+    pub no_cache: bool,
     /// Print the plan and run nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -64,7 +67,7 @@ pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
         plan.max_parallel = n as usize;
     }
     if !args.dry_run {
-        return run_plan(ctx, plan, args.base);
+        return run_plan(ctx, plan, args.base, args.no_cache);
     }
     if ctx.output == OutputFormat::Json {
         let json = serde_json::to_string_pretty(&plan).expect("a plan serialises to JSON");
@@ -87,7 +90,12 @@ pub fn grace() -> Grace {
 }
 
 /// Runs the plan for real, reporting its events, and maps its end to an exit code.
-fn run_plan(ctx: &Context, plan: Plan, base: Option<String>) -> Result<u8, CliError> {
+fn run_plan(
+    ctx: &Context,
+    plan: Plan,
+    base: Option<String>,
+    no_cache: bool,
+) -> Result<u8, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,6 +105,7 @@ fn run_plan(ctx: &Context, plan: Plan, base: Option<String>) -> Result<u8, CliEr
         base,
         grace: grace(),
         worktrees: None,
+        no_cache,
     };
     match medley_engine::run::preflight::preflight(&plan) {
         Ok(warnings) => {

@@ -36,6 +36,13 @@ pub fn cmd_validate(ctx: &Context, args: ValidateArgs) -> Result<u8, CliError> {
         };
         match compile_path(ctx, &path, &CompileOptions::default()) {
             Ok(plan) => {
+                for warning in cache_warnings(&plan) {
+                    ctx.status(&format!(
+                        "{}: `{}`: {warning}",
+                        style::yellow("warning", ctx.color),
+                        path.display()
+                    ));
+                }
                 let steps = plan.steps.len();
                 ctx.status(&format!(
                     "{} `{}`: mission `{}`, {steps} step{}",
@@ -52,4 +59,37 @@ pub fn cmd_validate(ctx: &Context, args: ValidateArgs) -> Result<u8, CliError> {
         }
     }
     Ok(code)
+}
+
+/// Cacheable steps whose templates render something that changes every run.
+fn cache_warnings(plan: &medley_engine::plan::Plan) -> Vec<String> {
+    use medley_engine::plan::Action;
+    let mut warnings = Vec::new();
+    for step in plan.steps.iter().filter(|s| s.cache) {
+        if step.declared != step.id
+            && warnings
+                .iter()
+                .any(|w: &String| w.contains(&format!("`{}`", step.declared)))
+        {
+            continue;
+        }
+        let mut sources = vec![match &step.action {
+            Action::Agent { prompt, .. } => prompt.source.as_str(),
+            Action::Command { run } => run.source.as_str(),
+        }];
+        if let Some(gate) = &step.gate {
+            sources.push(gate.source.as_str());
+        }
+        let names: Vec<&str> = sources
+            .iter()
+            .flat_map(|s| medley_engine::cache::volatile_names(s))
+            .collect();
+        if let Some(name) = names.first() {
+            warnings.push(format!(
+                "step `{}` renders `{name}`, which changes every run, so its cache key does too: its result is never reused (set `cache = false` to say so, or leave `{name}` out)",
+                step.declared
+            ));
+        }
+    }
+    warnings
 }

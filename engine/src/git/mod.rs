@@ -262,6 +262,43 @@ impl Repo {
         Ok(MergeOutcome::Merged(acc))
     }
 
+    /// A cached result made on `old_base`, put on top of `new_base`: its tree as it is when the
+    /// bases' trees are the same, else merged in memory (old base, new base, result). `None`
+    /// on a conflict. The returned flag says whether a merge was needed.
+    pub fn replay(
+        &self,
+        old_base: Oid,
+        new_base: Oid,
+        result: Oid,
+        message: &str,
+    ) -> Result<Option<(Oid, bool)>> {
+        let repo = self.open()?;
+        let tree_of = |oid: Oid| {
+            repo.find_commit(oid)
+                .and_then(|c| c.tree())
+                .context(|| format!("read commit {oid}"))
+        };
+        let (old, new, done) = (tree_of(old_base)?, tree_of(new_base)?, tree_of(result)?);
+        let (tree, merged) = if old.id() == new.id() {
+            (done.id(), false)
+        } else {
+            let mut index = repo
+                .merge_trees(&old, &new, &done, None)
+                .context(|| "replay a cached result".to_owned())?;
+            if index.has_conflicts() {
+                return Ok(None);
+            }
+            let tree = index
+                .write_tree_to(&repo)
+                .context(|| "write the replayed tree".to_owned())?;
+            (tree, true)
+        };
+        Ok(Some((
+            commit_tree(&repo, tree, &[new_base], message)?,
+            merged,
+        )))
+    }
+
     /// Paths that differ between two commits.
     pub fn changed_files(&self, from: Oid, to: Oid) -> Result<Vec<String>> {
         let repo = self.open()?;

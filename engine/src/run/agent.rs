@@ -218,6 +218,7 @@ pub(crate) async fn run_agent_step(
         tokens,
         cost_usd: if unpriced { None } else { cost },
         unpriced,
+        cached_from: None,
     };
     if let Some(run) = winner {
         let (commit, output) = run.passed.clone().unwrap_or((base, String::new()));

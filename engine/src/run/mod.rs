@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub grace: Grace,
     /// Where worktrees go (default: the user's cache dir, `medley/worktrees`).
     pub worktrees: Option<PathBuf>,
+    /// `--no-cache`: run every step, reuse nothing.
+    pub no_cache: bool,
 }
 
 /// How a run ended.
@@ -142,6 +144,7 @@ pub(crate) struct Shared {
     pub cancel: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
     budget_hit: std::sync::atomic::AtomicBool,
+    no_cache: bool,
     pub records: Mutex<Vec<Option<StepRecord>>>,
     pub upstream: Upstream,
     /// Tokens, known cost and unpriced steps so far.
@@ -274,6 +277,11 @@ impl Shared {
 
     pub(crate) fn cancelled(&self) -> bool {
         *self.cancel.borrow()
+    }
+
+    /// Whether step `i` may use and fill the cache.
+    pub(crate) fn caching(&self, i: usize) -> bool {
+        !self.no_cache && self.plan.steps[i].cache
     }
 
     /// Adds a known cost; at the budget's cap the run stops (steps in flight too).
@@ -423,6 +431,7 @@ pub async fn run(
         cancel: stopped.clone(),
         stop,
         budget_hit: std::sync::atomic::AtomicBool::new(false),
+        no_cache: options.no_cache,
         records: Mutex::new(vec![None; plan.steps.len()]),
         upstream: order_upstream,
         usage: Mutex::new(Usage::default()),

@@ -63,6 +63,8 @@ pub(crate) struct StepEnd {
     pub cost_usd: Option<f64>,
     /// Some of its agent calls had no known cost.
     pub unpriced: bool,
+    /// The run whose cached result this is.
+    pub cached_from: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -92,6 +94,7 @@ fn finish(
             tokens: Tokens::default(),
             cost_usd: None,
             unpriced: false,
+            cached_from: None,
         },
     )
 }
@@ -116,7 +119,7 @@ pub(crate) fn finish_with(shared: &Shared, i: usize, started: Instant, end: Step
         tokens: end.tokens,
         cost_usd: end.cost_usd,
         duration_ms: started.elapsed().as_millis() as u64,
-        cached_from: None,
+        cached_from: end.cached_from,
         error: end.error,
     });
     end.outcome
@@ -213,166 +216,322 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
         base: base.to_string(),
     });
 
-    if matches!(step.action, Action::Agent { .. }) {
-        return super::agent::run_agent_step(&shared, i, base, started).await;
-    }
-    let Action::Command { run } = &step.action else {
-        return fail("agent", "not a command step".to_owned(), base, 0, None);
+    // A result this step's key already has is reused; a passed result is kept for next time.
+    let key = if shared.caching(i) {
+        match cache_key(&shared, i, base).await {
+            Ok(key) => Some(key),
+            Err(e) => return fail("template", e, base, 0, None),
+        }
+    } else {
+        None
     };
-    let worktree = shared.worktrees.join(&step.id);
-    let logs = shared.run_dir.join("logs").join(&step.id);
-    match prepare(&shared, i, &worktree, &logs, base, "setup.log").await {
-        Prepared::Ready => {}
-        Prepared::Cancelled => return cancelled(&shared, i, base, 0, started, &worktree).await,
-        Prepared::Failed(e) => return fail(&e.kind, e.message, base, 0, None),
+    if let Some(key) = &key
+        && let Some(outcome) = from_cache(&shared, i, base, key, started).await
+    {
+        return outcome;
     }
-    let mut cancel = shared.cancel.clone();
-    let mut parent = base;
-    let mut last_error = None;
-    let mut output = String::new();
-    for attempt in 1..=step.attempts {
-        if shared.cancelled() {
-            return cancelled(&shared, i, base, attempt - 1, started, &worktree).await;
+    let outcome = async {
+        if matches!(step.action, Action::Agent { .. }) {
+            return super::agent::run_agent_step(&shared, i, base, started).await;
         }
-        shared.emitter.emit(Body::StepStarted {
-            step: step.id.clone(),
-            attempt,
-            agent: None,
-            runtime: None,
-            worktree: worktree.display().to_string(),
-        });
-        let command = match render(&shared, Some(i), run, Flavor::Shell, attempt, base, None) {
-            Ok(c) => c,
-            Err(e) => {
-                return fail(
-                    "template",
-                    format!("cannot render `run`: {e}"),
-                    base,
-                    attempt,
-                    None,
-                );
+        let Action::Command { run } = &step.action else {
+            return fail("agent", "not a command step".to_owned(), base, 0, None);
+        };
+        let worktree = shared.worktrees.join(&step.id);
+        let logs = shared.run_dir.join("logs").join(&step.id);
+        match prepare(&shared, i, &worktree, &logs, base, "setup.log").await {
+            Prepared::Ready => {}
+            Prepared::Cancelled => return cancelled(&shared, i, base, 0, started, &worktree).await,
+            Prepared::Failed(e) => return fail(&e.kind, e.message, base, 0, None),
+        }
+        let mut cancel = shared.cancel.clone();
+        let mut parent = base;
+        let mut last_error = None;
+        let mut output = String::new();
+        for attempt in 1..=step.attempts {
+            if shared.cancelled() {
+                return cancelled(&shared, i, base, attempt - 1, started, &worktree).await;
             }
-        };
-        let out_path = logs.join(format!("run.{attempt}.out"));
-        let err_path = logs.join(format!("run.{attempt}.err"));
-        let mut spec = Spec::shell(&command, &worktree, &out_path);
-        spec.stderr = err_path.clone();
-        spec.env = step_env(&shared, &step.id, &worktree, attempt);
-        let exit = match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
-            Ok(exit) => exit,
-            Err(e) => return fail("command", e.to_string(), base, attempt, None),
-        };
-        // Like `$(...)` in a shell: the output without its trailing newlines.
-        output = fs_err::read(&out_path)
-            .map(|b| {
-                String::from_utf8_lossy(&b)
-                    .trim_end_matches('\n')
-                    .to_owned()
-            })
-            .unwrap_or_default();
+            shared.emitter.emit(Body::StepStarted {
+                step: step.id.clone(),
+                attempt,
+                agent: None,
+                runtime: None,
+                worktree: worktree.display().to_string(),
+            });
+            let command = match render(&shared, Some(i), run, Flavor::Shell, attempt, base, None) {
+                Ok(c) => c,
+                Err(e) => {
+                    return fail(
+                        "template",
+                        format!("cannot render `run`: {e}"),
+                        base,
+                        attempt,
+                        None,
+                    );
+                }
+            };
+            let out_path = logs.join(format!("run.{attempt}.out"));
+            let err_path = logs.join(format!("run.{attempt}.err"));
+            let mut spec = Spec::shell(&command, &worktree, &out_path);
+            spec.stderr = err_path.clone();
+            spec.env = step_env(&shared, &step.id, &worktree, attempt);
+            let exit = match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
+                Ok(exit) => exit,
+                Err(e) => return fail("command", e.to_string(), base, attempt, None),
+            };
+            // Like `$(...)` in a shell: the output without its trailing newlines.
+            output = fs_err::read(&out_path)
+                .map(|b| {
+                    String::from_utf8_lossy(&b)
+                        .trim_end_matches('\n')
+                        .to_owned()
+                })
+                .unwrap_or_default();
 
-        // Whatever the attempt did, its tree is committed on top of the last attempt's.
-        let repo = shared.repo.clone();
-        let path = worktree.clone();
-        let message = format!(
-            "medley: {} step {} attempt {attempt}\n\nrun {}",
-            shared.plan.mission, step.id, shared.run
-        );
-        let committed = blocking(move || repo.commit_worktree(&path, parent, &message)).await;
-        let (commit, files) = match committed {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => return fail("commit", e.to_string(), base, attempt, None),
-            Err(e) => return fail("commit", e, base, attempt, None),
-        };
-        parent = commit;
-        shared.emitter.emit(Body::StepCommitted {
-            step: step.id.clone(),
-            attempt,
-            commit: commit.to_string(),
-            files,
-        });
-        if exit == Exit::Cancelled {
-            return cancelled(&shared, i, base, attempt, started, &worktree).await;
-        }
-        if !exit.success() {
-            let (reason, kind) = if exit == Exit::TimedOut {
-                (FailReason::Timeout, "timeout")
-            } else {
-                (FailReason::Command, "command")
+            // Whatever the attempt did, its tree is committed on top of the last attempt's.
+            let repo = shared.repo.clone();
+            let path = worktree.clone();
+            let message = format!(
+                "medley: {} step {} attempt {attempt}\n\nrun {}",
+                shared.plan.mission, step.id, shared.run
+            );
+            let committed = blocking(move || repo.commit_worktree(&path, parent, &message)).await;
+            let (commit, files) = match committed {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return fail("commit", e.to_string(), base, attempt, None),
+                Err(e) => return fail("commit", e, base, attempt, None),
             };
-            let mut message = match exit {
-                Exit::TimedOut => format!(
-                    "`{}` ran past its timeout of {} and was stopped",
-                    command.lines().next().unwrap_or(""),
-                    crate::plan::duration_text::format(step.timeout)
-                ),
-                Exit::Code(127) => format!(
-                    "`{}` exited with 127: a program it runs was not found",
-                    command.lines().next().unwrap_or("")
-                ),
-                other => format!(
-                    "`{}` {}",
-                    command.lines().next().unwrap_or(""),
-                    describe(other)
-                ),
-            };
-            let stderr = tail(&err_path, TAIL_LINES);
-            if !stderr.is_empty() {
-                message.push_str(&format!(":\n{stderr}"));
+            parent = commit;
+            shared.emitter.emit(Body::StepCommitted {
+                step: step.id.clone(),
+                attempt,
+                commit: commit.to_string(),
+                files,
+            });
+            if exit == Exit::Cancelled {
+                return cancelled(&shared, i, base, attempt, started, &worktree).await;
             }
-            attempt_failed(&shared, i, attempt, reason, &message);
-            last_error = Some(StepError::new(kind, message));
-            continue;
-        }
-        if let Some(gate) = &step.gate {
-            match run_gate(&shared, Some(i), gate, &worktree, &logs, attempt, base).await {
-                GateResult::Passed => {}
-                GateResult::Cancelled => {
-                    return cancelled(&shared, i, base, attempt, started, &worktree).await;
+            if !exit.success() {
+                let (reason, kind) = if exit == Exit::TimedOut {
+                    (FailReason::Timeout, "timeout")
+                } else {
+                    (FailReason::Command, "command")
+                };
+                let mut message = match exit {
+                    Exit::TimedOut => format!(
+                        "`{}` ran past its timeout of {} and was stopped",
+                        command.lines().next().unwrap_or(""),
+                        crate::plan::duration_text::format(step.timeout)
+                    ),
+                    Exit::Code(127) => format!(
+                        "`{}` exited with 127: a program it runs was not found",
+                        command.lines().next().unwrap_or("")
+                    ),
+                    other => format!(
+                        "`{}` {}",
+                        command.lines().next().unwrap_or(""),
+                        describe(other)
+                    ),
+                };
+                let stderr = tail(&err_path, TAIL_LINES);
+                if !stderr.is_empty() {
+                    message.push_str(&format!(":\n{stderr}"));
                 }
-                GateResult::Failed { message, .. } => {
-                    attempt_failed(&shared, i, attempt, FailReason::Gate, &message);
-                    last_error = Some(StepError::new("gate", message));
-                    continue;
+                attempt_failed(&shared, i, attempt, reason, &message);
+                last_error = Some(StepError::new(kind, message));
+                continue;
+            }
+            if let Some(gate) = &step.gate {
+                match run_gate(&shared, Some(i), gate, &worktree, &logs, attempt, base).await {
+                    GateResult::Passed => {}
+                    GateResult::Cancelled => {
+                        return cancelled(&shared, i, base, attempt, started, &worktree).await;
+                    }
+                    GateResult::Failed { message, .. } => {
+                        attempt_failed(&shared, i, attempt, FailReason::Gate, &message);
+                        last_error = Some(StepError::new("gate", message));
+                        continue;
+                    }
                 }
             }
+            // Passed: keep the result under the run's refs, and let the worktree go.
+            let id = step.id.clone();
+            let repo = shared.repo.clone();
+            let run_id = shared.run.clone();
+            let path = worktree.clone();
+            let kept = blocking(move || {
+                repo.set_ref(&step_ref(&run_id, &id), commit, "medley: step result")?;
+                repo.remove_worktree(&path)
+            })
+            .await;
+            if let Ok(Err(e)) = kept {
+                return fail("state", e.to_string(), base, attempt, None);
+            }
+            return finish(
+                &shared,
+                i,
+                Outcome::Passed,
+                Some(commit),
+                base,
+                attempt,
+                started,
+                output,
+                None,
+            );
         }
-        // Passed: keep the result under the run's refs, and let the worktree go.
-        let id = step.id.clone();
-        let repo = shared.repo.clone();
-        let run_id = shared.run.clone();
-        let path = worktree.clone();
-        let kept = blocking(move || {
-            repo.set_ref(&step_ref(&run_id, &id), commit, "medley: step result")?;
-            repo.remove_worktree(&path)
-        })
-        .await;
-        if let Ok(Err(e)) = kept {
-            return fail("state", e.to_string(), base, attempt, None);
-        }
-        return finish(
+        finish(
             &shared,
             i,
-            Outcome::Passed,
-            Some(commit),
+            Outcome::Failed,
+            None,
             base,
-            attempt,
+            step.attempts,
             started,
             output,
-            None,
-        );
+            last_error,
+        )
     }
-    finish(
-        &shared,
+    .await;
+    if outcome == Outcome::Passed
+        && let Some(key) = key
+    {
+        let commit = shared
+            .records
+            .lock()
+            .ok()
+            .and_then(|r| r[i].as_ref().and_then(|r| r.commit));
+        if let Some(commit) = commit {
+            let entry = crate::cache::Entry {
+                run: shared.run.clone(),
+                step: step.id.clone(),
+                base: base.to_string(),
+                commit: commit.to_string(),
+            };
+            let repo = shared.repo.clone();
+            let _ = blocking(move || crate::cache::store(&repo, &key, &entry)).await;
+        }
+    }
+    outcome
+}
+
+/// The cache key of step `i` on `base`: its rendered action, gate and setup, what runs it,
+/// and its base narrowed to its `inputs`.
+async fn cache_key(shared: &Arc<Shared>, i: usize, base: Oid) -> Result<String, String> {
+    let step = &shared.plan.steps[i];
+    let (action, runner) = match &step.action {
+        Action::Command { run } => (
+            render(shared, Some(i), run, Flavor::Shell, 1, base, None)?,
+            "command".to_owned(),
+        ),
+        Action::Agent { prompt, agents, .. } => {
+            let mut runner = Vec::new();
+            for name in agents {
+                let Some(profile) = shared.plan.agents.get(name) else {
+                    continue;
+                };
+                let version = super::agent::which(&super::agent::program_of(profile))
+                    .and_then(|path| super::preflight::version(&path))
+                    .unwrap_or_default();
+                runner.push(serde_json::json!({ "profile": profile, "version": version }));
+            }
+            (
+                render(shared, Some(i), prompt, Flavor::Text, 1, base, None)?,
+                serde_json::to_string(&runner).unwrap_or_default(),
+            )
+        }
+    };
+    let gate = match &step.gate {
+        Some(gate) => render(shared, Some(i), gate, Flavor::Shell, 1, base, None)?,
+        None => String::new(),
+    };
+    let setup = match &shared.plan.setup {
+        Some(setup) => render(shared, Some(i), setup, Flavor::Shell, 1, base, None)?,
+        None => String::new(),
+    };
+    let repo = shared.repo.clone();
+    let inputs = step.inputs.clone();
+    let narrowed = blocking(move || crate::cache::narrowed_base(&repo, base, inputs.as_deref()))
+        .await?
+        .map_err(|e| e.to_string())?;
+    Ok(crate::cache::key(&crate::cache::KeyParts {
+        action: &action,
+        gate: &gate,
+        setup: &setup,
+        runner: &runner,
+        base: &narrowed,
+    }))
+}
+
+/// Ends step `i` with a cached result when its key has one that still holds on `base`.
+/// A result made on another base is replayed onto this one and its gate runs again; a
+/// conflict or a failed gate is a miss (`None`).
+async fn from_cache(
+    shared: &Arc<Shared>,
+    i: usize,
+    base: Oid,
+    key: &str,
+    started: Instant,
+) -> Option<Outcome> {
+    let step = &shared.plan.steps[i];
+    let repo = shared.repo.clone();
+    let key = key.to_owned();
+    let entry = blocking(move || crate::cache::lookup(&repo, &key))
+        .await
+        .ok()??;
+    let (old_base, cached) = (
+        Oid::from_str(&entry.base).ok()?,
+        Oid::from_str(&entry.commit).ok()?,
+    );
+    let repo = shared.repo.clone();
+    let message = format!(
+        "medley: {} step {} from the cache (run {})\n\nrun {}",
+        shared.plan.mission, step.id, entry.run, shared.run
+    );
+    let (commit, replayed) = blocking(move || repo.replay(old_base, base, cached, &message))
+        .await
+        .ok()?
+        .ok()??;
+    if replayed && let Some(gate) = &step.gate {
+        let worktree = shared.worktrees.join(&step.id);
+        let logs = shared.run_dir.join("logs").join(&step.id);
+        let passed = match prepare(shared, i, &worktree, &logs, commit, "setup.cached.log").await {
+            Prepared::Ready => matches!(
+                run_gate(shared, Some(i), gate, &worktree, &logs, 0, base).await,
+                GateResult::Passed
+            ),
+            Prepared::Cancelled | Prepared::Failed(_) => false,
+        };
+        let repo = shared.repo.clone();
+        let _ = blocking(move || repo.remove_worktree(&worktree)).await;
+        if !passed {
+            return None;
+        }
+    }
+    let repo = shared.repo.clone();
+    let name = step_ref(&shared.run, &step.id);
+    blocking(move || repo.set_ref(&name, commit, "medley: step result (cached)"))
+        .await
+        .ok()?
+        .ok()?;
+    Some(finish_with(
+        shared,
         i,
-        Outcome::Failed,
-        None,
-        base,
-        step.attempts,
         started,
-        output,
-        last_error,
-    )
+        StepEnd {
+            outcome: Outcome::Cached,
+            commit: Some(commit),
+            base,
+            attempts: 0,
+            output: String::new(),
+            error: None,
+            agent: None,
+            tokens: Tokens::default(),
+            cost_usd: None,
+            unpriced: false,
+            cached_from: Some(entry.run),
+        },
+    ))
 }
 
 /// How preparing a worktree went.

@@ -1,0 +1,190 @@
+//! The step cache: a step whose key matches an earlier passed step reuses its result.
+//!
+//! The key hashes what decides a step's result: its rendered prompt or command, gate and setup,
+//! its agent profiles and their CLIs' versions, the cache format, and the base tree narrowed
+//! to the step's `inputs` (the whole tree by default). Results are pinned under
+//! `refs/medley/cache/<key>` so `git gc` keeps them; `<git dir>/medley/cache/<key>.json`
+//! remembers which run made each and on which base.
+
+use std::path::{Path, PathBuf};
+
+use git2::{ObjectType, Oid, TreeWalkMode, TreeWalkResult};
+use serde::{Deserialize, Serialize};
+
+use crate::git::{Context as _, GitError, Repo};
+
+/// Bumped when what goes into a key changes.
+pub const FORMAT: u32 = 1;
+
+/// A cached result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The run that made it.
+    pub run: String,
+    pub step: String,
+    /// The step's base when it was made.
+    pub base: String,
+    /// Its result commit.
+    pub commit: String,
+}
+
+/// What a key is made of.
+pub struct KeyParts<'a> {
+    /// The rendered prompt, or the rendered command.
+    pub action: &'a str,
+    pub gate: &'a str,
+    pub setup: &'a str,
+    /// The agent profiles (with their CLIs' versions), or `command`.
+    pub runner: &'a str,
+    /// The digest of the base tree narrowed to the step's inputs ([`narrowed_base`]).
+    pub base: &'a str,
+}
+
+/// The cache key of a step.
+pub fn key(parts: &KeyParts<'_>) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(format!("medley-cache-{FORMAT}").as_bytes());
+    for part in [
+        parts.action,
+        parts.gate,
+        parts.setup,
+        parts.runner,
+        parts.base,
+    ] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize().to_hex()[..40].to_owned()
+}
+
+fn cache_dir(git_dir: &Path) -> PathBuf {
+    git_dir.join("medley").join("cache")
+}
+
+fn key_ref(key: &str) -> String {
+    format!("refs/medley/cache/{key}")
+}
+
+/// The digest of a commit's tree narrowed to the paths matching `inputs` (globs): the tree id
+/// itself when there are none.
+pub fn narrowed_base(
+    repo: &Repo,
+    base: Oid,
+    inputs: Option<&[String]>,
+) -> Result<String, GitError> {
+    let git = repo.open()?;
+    let tree = git
+        .find_commit(base)
+        .and_then(|c| c.tree())
+        .context(|| format!("read commit {base}"))?;
+    let Some(inputs) = inputs else {
+        return Ok(tree.id().to_string());
+    };
+    let mut globs = globset::GlobSetBuilder::new();
+    for input in inputs {
+        let glob = globset::GlobBuilder::new(input)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| GitError::Cli {
+                args: format!("inputs = [\"{input}\"]"),
+                stderr: e.to_string(),
+            })?;
+        globs.add(glob);
+    }
+    let globs = globs.build().map_err(|e| GitError::Cli {
+        args: "inputs".to_owned(),
+        stderr: e.to_string(),
+    })?;
+    let mut hasher = blake3::Hasher::new();
+    tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+        if entry.kind() == Some(ObjectType::Blob) {
+            let path = format!("{dir}{}", entry.name().unwrap_or(""));
+            if globs.is_match(&path) {
+                hasher.update(path.as_bytes());
+                hasher.update(&[0]);
+                hasher.update(entry.id().as_bytes());
+                hasher.update(&entry.filemode().to_le_bytes());
+            }
+        }
+        TreeWalkResult::Ok
+    })
+    .context(|| "walk the base tree".to_owned())?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// The cached result of `key`, if its record and pinned commit are both there.
+pub fn lookup(repo: &Repo, key: &str) -> Option<Entry> {
+    let text = fs_err::read_to_string(cache_dir(&repo.git_dir).join(format!("{key}.json"))).ok()?;
+    let entry: Entry = serde_json::from_str(&text).ok()?;
+    let pinned = repo.find_ref(&key_ref(key)).ok()??;
+    (pinned.to_string() == entry.commit).then_some(entry)
+}
+
+/// Remembers a passed step's result under `key`.
+pub fn store(repo: &Repo, key: &str, entry: &Entry) -> Result<(), GitError> {
+    let commit = Oid::from_str(&entry.commit).context(|| format!("parse {}", entry.commit))?;
+    repo.set_ref(&key_ref(key), commit, "medley: cached result")?;
+    let dir = cache_dir(&repo.git_dir);
+    let io = |source| GitError::Io {
+        path: dir.clone(),
+        source,
+    };
+    fs_err::create_dir_all(&dir).map_err(io)?;
+    let json = serde_json::to_string(entry).map_err(|e| io(std::io::Error::other(e)))?;
+    fs_err::write(dir.join(format!("{key}.json")), json).map_err(io)
+}
+
+/// Empties the cache; returns how many results it held.
+pub fn clear(repo: &Repo) -> Result<usize, GitError> {
+    let count = repo.delete_refs("refs/medley/cache/")?;
+    let dir = cache_dir(&repo.git_dir);
+    if dir.exists() {
+        fs_err::remove_dir_all(&dir).map_err(|source| GitError::Io { path: dir, source })?;
+    }
+    Ok(count)
+}
+
+/// A template that renders something that changes every run (the run id, a commit id) makes
+/// a new key every run: the names that do.
+pub fn volatile_names(source: &str) -> Vec<&'static str> {
+    ["run.id", "run.base", ".commit"]
+        .into_iter()
+        .filter(|name| source.contains(name))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_change_with_every_part() {
+        let parts = KeyParts {
+            action: "a",
+            gate: "g",
+            setup: "",
+            runner: "command",
+            base: "t",
+        };
+        let base = key(&parts);
+        assert_eq!(key(&parts), base);
+        assert_ne!(
+            key(&KeyParts {
+                action: "b",
+                ..parts
+            }),
+            base
+        );
+        assert_ne!(key(&KeyParts { gate: "", ..parts }), base);
+        assert_ne!(key(&KeyParts { base: "u", ..parts }), base);
+        // Parts are length-prefixed: moving text between them changes the key.
+        assert_ne!(
+            key(&KeyParts {
+                action: "ag",
+                gate: "",
+                ..parts
+            }),
+            base
+        );
+    }
+}
