@@ -56,7 +56,9 @@ pub enum Command {
     Run(RunArgs),
     Validate(ValidateArgs),
     Graph(GraphArgs),
+    Resume(crate::commands::history::ResumeArgs),
     Runs(RunsArgs),
+
     Show(ShowArgs),
     Logs(LogsArgs),
     Apply(ApplyArgs),

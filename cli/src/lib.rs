@@ -164,7 +164,9 @@ pub fn main() -> ExitCode {
         Command::Run(args) => commands::run::cmd_run(&ctx, args),
         Command::Validate(args) => commands::validate::cmd_validate(&ctx, args),
         Command::Graph(args) => commands::graph::cmd_graph(&ctx, args),
+        Command::Resume(args) => commands::history::cmd_resume(&ctx, args),
         Command::Runs(args) => commands::history::cmd_runs(&ctx, args),
+
         Command::Show(args) => commands::history::cmd_show(&ctx, args),
         Command::Logs(args) => commands::history::cmd_logs(&ctx, args),
         Command::Apply(args) => commands::history::cmd_apply(&ctx, args),

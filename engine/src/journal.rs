@@ -19,11 +19,18 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// Opens (or creates) a journal for appending. A torn last line, left by a killed run, is
+    /// ended first, so the next event starts a line of its own (readers skip the torn one).
     pub fn create(path: &Path) -> std::io::Result<Journal> {
-        let file = fs_err::OpenOptions::new()
+        let mut file = fs_err::OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)?;
+        let torn = fs_err::read(path).is_ok_and(|bytes| bytes.last().is_some_and(|b| *b != b'\n'));
+        if torn {
+            file.write_all(b"\n")?;
+        }
         Ok(Journal {
             path: path.to_owned(),
             file,

@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod corpus;
 mod missions;
+mod resume;
 mod run;
 
 use medley_tests::{CommandOutput, TestEnv, workspace_root};

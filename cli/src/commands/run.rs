@@ -6,9 +6,8 @@ use medley_engine::plan::{
 };
 
 use medley_engine::event::RunOutcome;
-use medley_engine::run::{Grace, RunOptions};
+use medley_engine::run::{Grace, RunOptions, RunRecord};
 
-use super::load_plan;
 use crate::report::Reporter;
 
 use crate::args::OutputFormat;
@@ -59,7 +58,16 @@ pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
     let options = CompileOptions {
         sets: args.sets.clone(),
     };
-    let mut plan = load_plan(ctx, args.mission.as_deref(), &options)?;
+    let path =
+        crate::missions::resolve(&ctx.cwd, args.mission.as_deref()).map_err(CliError::invalid)?;
+    let mut plan = super::compile_path(ctx, &path, &options)?;
+    let record = RunRecord {
+        mission_path: path.display().to_string(),
+        mission_source: fs_err::read_to_string(ctx.cwd.join(&path)).unwrap_or_default(),
+        sets: args.sets.clone(),
+        only: args.only.clone(),
+        max_parallel: args.max_parallel.map(|n| n as usize),
+    };
     if let Some(only) = &args.only {
         plan.only(only).map_err(CliError::invalid)?;
     }
@@ -67,7 +75,7 @@ pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
         plan.max_parallel = n as usize;
     }
     if !args.dry_run {
-        return run_plan(ctx, plan, args.base, args.no_cache);
+        return run_plan(ctx, plan, args.base, args.no_cache, record);
     }
     if ctx.output == OutputFormat::Json {
         let json = serde_json::to_string_pretty(&plan).expect("a plan serialises to JSON");
@@ -95,18 +103,8 @@ fn run_plan(
     plan: Plan,
     base: Option<String>,
     no_cache: bool,
+    record: RunRecord,
 ) -> Result<u8, CliError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::failed(RuntimeError(e)))?;
-    let options = RunOptions {
-        cwd: ctx.cwd.clone(),
-        base,
-        grace: grace(),
-        worktrees: None,
-        no_cache,
-    };
     match medley_engine::run::preflight::preflight(&plan) {
         Ok(warnings) => {
             for warning in warnings {
@@ -118,8 +116,52 @@ fn run_plan(
         }
         Err(e) => return Err(CliError::invalid(e)),
     }
-    let mut reporter = Reporter::new(ctx.output, ctx.color);
+    let options = RunOptions {
+        cwd: ctx.cwd.clone(),
+        base,
+        grace: grace(),
+        worktrees: None,
+        no_cache,
+        record: Some(record),
+    };
+    drive(ctx, move |events, cancelled| {
+        medley_engine::run::run(plan, options, events, cancelled)
+    })
+}
 
+/// Continues a failed, cancelled or killed run.
+pub fn resume_run(ctx: &Context, run: &str, no_cache: bool) -> Result<u8, CliError> {
+    let options = RunOptions {
+        cwd: ctx.cwd.clone(),
+        base: None,
+        grace: grace(),
+        worktrees: None,
+        no_cache,
+        record: None,
+    };
+    let run = run.to_owned();
+    drive(ctx, move |events, cancelled| async move {
+        medley_engine::run::resume(&run, options, events, cancelled).await
+    })
+}
+
+/// Starts a run with `start`, reports its events as they come, stops it in stages on Ctrl-C
+/// or SIGTERM, and maps how it ended to an exit code.
+fn drive<F, Fut>(ctx: &Context, start: F) -> Result<u8, CliError>
+where
+    F: FnOnce(
+        tokio::sync::mpsc::UnboundedSender<medley_engine::event::Event>,
+        tokio::sync::watch::Receiver<bool>,
+    ) -> Fut,
+    Fut: std::future::Future<
+            Output = Result<medley_engine::run::RunSummary, medley_engine::run::RunError>,
+        >,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(RuntimeError(e)))?;
+    let mut reporter = Reporter::new(ctx.output, ctx.color);
     runtime.block_on(async move {
         let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
         let (cancel, cancelled) = tokio::sync::watch::channel(false);
@@ -150,7 +192,7 @@ fn run_plan(
                 }
             }
         });
-        let result = medley_engine::run::run(plan, options, events, cancelled).await;
+        let result = start(events, cancelled).await;
         let _ = report.await;
         signals.abort();
         match result {

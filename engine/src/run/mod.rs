@@ -40,6 +40,18 @@ pub struct RunOptions {
     pub worktrees: Option<PathBuf>,
     /// `--no-cache`: run every step, reuse nothing.
     pub no_cache: bool,
+    /// What was asked, kept in the run's directory so `resume` compiles the same plan.
+    pub record: Option<RunRecord>,
+}
+
+/// What a run was asked to do: the mission as it was, and the options that shape its plan.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct RunRecord {
+    pub mission_path: String,
+    pub mission_source: String,
+    pub sets: Vec<(String, String)>,
+    pub only: Option<String>,
+    pub max_parallel: Option<usize>,
 }
 
 /// How a run ended.
@@ -69,6 +81,9 @@ pub enum RunError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Preflight(#[from] preflight::PreflightError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Resume(Box<ResumeError>),
     #[error("no cache directory for worktrees")]
     #[diagnostic(help(
         "set HOME (or XDG_CACHE_HOME) so medley can keep worktrees outside your repository"
@@ -82,6 +97,7 @@ impl RunError {
         matches!(
             self,
             RunError::Preflight(_)
+                | RunError::Resume(_)
                 | RunError::NoCacheDir
                 | RunError::Git(
                     GitError::NotARepo(_)
@@ -387,18 +403,162 @@ pub async fn run(
     let run = uuid::Uuid::now_v7().to_string();
     let run_dir = journal::runs_dir(&repo.git_dir).join(&run);
     fs_err::create_dir_all(run_dir.join("logs")).map_err(state_error(&run_dir))?;
+    if let Some(record) = &options.record {
+        let path = run_dir.join("run.json");
+        let json = serde_json::to_string_pretty(record).map_err(|e| RunError::State {
+            path: path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        fs_err::write(&path, json).map_err(state_error(&path))?;
+    }
+    execute(
+        plan,
+        options,
+        repo,
+        run,
+        base,
+        Vec::new(),
+        events,
+        cancel,
+        started,
+    )
+    .await
+}
+
+/// Why a run cannot be resumed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ResumeError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    History(#[from] crate::history::HistoryError),
+    #[error("run `{0}` is still running")]
+    #[diagnostic(help("wait for it, or stop it (Ctrl-C in its terminal), then resume"))]
+    Live(String),
+    #[error("run `{0}` passed: there is nothing to resume")]
+    #[diagnostic(help("start a new run with `medley run`"))]
+    Passed(String),
+    #[error("run `{0}` did not record what it was asked (it was made by an older medley)")]
+    #[diagnostic(help("start a new run with `medley run`"))]
+    NoRecord(String),
+    #[error("the mission of run `{0}` no longer compiles")]
+    #[diagnostic(help(
+        "this should not happen: the run kept its mission as it was; start a new run"
+    ))]
+    Mission(String),
+}
+
+/// Continues a failed, cancelled or killed run under the same id: the steps that passed keep
+/// their results, the others run again, from the same base and the same mission text.
+pub async fn resume(
+    run_arg: &str,
+    options: RunOptions,
+    events: mpsc::UnboundedSender<Event>,
+    cancel: watch::Receiver<bool>,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let repo = Repo::discover(&options.cwd)?;
+    let resume_error = |e: ResumeError| RunError::Resume(Box::new(e));
+    let run =
+        crate::history::resolve(&repo.git_dir, run_arg).map_err(|e| resume_error(e.into()))?;
+    let info = crate::history::load(&repo.git_dir, &run).map_err(|e| resume_error(e.into()))?;
+    if info.live {
+        return Err(resume_error(ResumeError::Live(run)));
+    }
+    if info.outcome == Some(RunOutcome::Passed) {
+        return Err(resume_error(ResumeError::Passed(run)));
+    }
+    let record_path = journal::runs_dir(&repo.git_dir).join(&run).join("run.json");
+    let record: RunRecord = fs_err::read_to_string(&record_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| resume_error(ResumeError::NoRecord(run.clone())))?;
+    let mission = crate::mission::Mission::parse(
+        std::path::Path::new(&record.mission_path),
+        record.mission_source.clone(),
+    )
+    .map_err(|_| resume_error(ResumeError::Mission(run.clone())))?;
+    let options_compile = crate::plan::CompileOptions {
+        sets: record.sets.clone(),
+    };
+    let mut plan = crate::plan::compile(&mission, &options_compile)
+        .map_err(|_| resume_error(ResumeError::Mission(run.clone())))?;
+    if let Some(only) = &record.only {
+        plan.only(only)
+            .map_err(|_| resume_error(ResumeError::Mission(run.clone())))?;
+    }
+    if let Some(n) = record.max_parallel {
+        plan.max_parallel = n;
+    }
+    preflight::preflight(&plan)?;
+    let base = repo
+        .find_ref(&format!("refs/medley/{run}/base"))?
+        .ok_or_else(|| resume_error(ResumeError::NoRecord(run.clone())))?;
+    // Steps that passed keep their results, as long as their refs still hold them.
+    let mut done = Vec::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let Some(seen) = info.steps.get(&step.id) else {
+            continue;
+        };
+        if !seen.outcome.is_some_and(Outcome::ok) {
+            continue;
+        }
+        let Some(commit) = repo.find_ref(&step_ref(&run, &step.id))? else {
+            continue;
+        };
+        let step_base = repo
+            .open()?
+            .find_commit(commit)
+            .ok()
+            .and_then(|c| c.parent_id(0).ok())
+            .unwrap_or(base);
+        done.push((
+            i,
+            StepRecord {
+                outcome: Outcome::Passed,
+                base: step_base,
+                commit: Some(commit),
+                output: String::new(),
+            },
+        ));
+    }
+    execute(
+        plan, options, repo, run, base, done, events, cancel, started,
+    )
+    .await
+}
+
+/// Runs `plan` as run `run` from `base`, with the steps of `done` already passed.
+#[allow(clippy::too_many_arguments)]
+async fn execute(
+    plan: Plan,
+    options: RunOptions,
+    repo: Repo,
+    run: String,
+    base: Oid,
+    done: Vec<(usize, StepRecord)>,
+    events: mpsc::UnboundedSender<Event>,
+    cancel: watch::Receiver<bool>,
+    started: Instant,
+) -> Result<RunSummary, RunError> {
+    let run_dir = journal::runs_dir(&repo.git_dir).join(&run);
+    fs_err::create_dir_all(run_dir.join("logs")).map_err(state_error(&run_dir))?;
     let lock_path = run_dir.join("lock");
     let _lock = RunLock::try_take(&lock_path)
         .map_err(state_error(&lock_path))?
         .ok_or_else(|| RunError::State {
             path: lock_path.clone(),
-            source: std::io::Error::other("the new run's lock is already held"),
+            source: std::io::Error::other("the run's lock is held by a live medley"),
         })?;
     let journal_path = run_dir.join("events.jsonl");
     let journal = Journal::create(&journal_path).map_err(state_error(&journal_path))?;
     let worktrees_base = worktrees_root(options.worktrees.as_deref(), &repo)?;
 
     prune_dead_runs(&repo, &worktrees_base, Some(&run));
+    // What a killed run of this id left (half-made worktrees) goes before it goes on.
+    if worktrees_base.join(&run).exists() {
+        let _ = fs_err::remove_dir_all(worktrees_base.join(&run));
+        let _ = repo.prune_worktrees();
+    }
     repo.set_ref(&format!("refs/medley/{run}/base"), base, "medley: run base")?;
 
     // The steps listen to the run's own stop, which the user's cancel also turns on.
@@ -432,7 +592,13 @@ pub async fn run(
         stop,
         budget_hit: std::sync::atomic::AtomicBool::new(false),
         no_cache: options.no_cache,
-        records: Mutex::new(vec![None; plan.steps.len()]),
+        records: Mutex::new({
+            let mut records = vec![None; plan.steps.len()];
+            for (i, record) in &done {
+                records[*i] = Some(record.clone());
+            }
+            records
+        }),
         upstream: order_upstream,
         usage: Mutex::new(Usage::default()),
         plan: Arc::new(plan),
@@ -444,7 +610,8 @@ pub async fn run(
         steps: shared.plan.steps.len(),
     });
 
-    let (outcome, reason) = schedule(&shared, stopped).await;
+    let done: Vec<usize> = done.iter().map(|(i, _)| *i).collect();
+    let (outcome, reason) = schedule(&shared, stopped, &done).await;
     forward.abort();
     let (outcome, reason) = if shared.budget_hit.load(std::sync::atomic::Ordering::SeqCst) {
         (RunOutcome::Failed, Some("budget reached".to_owned()))
@@ -487,6 +654,7 @@ pub async fn run(
 async fn schedule(
     shared: &Arc<Shared>,
     mut cancel: watch::Receiver<bool>,
+    done: &[usize],
 ) -> (RunOutcome, Option<String>) {
     let plan = shared.plan.clone();
     let n = plan.steps.len();
@@ -507,6 +675,9 @@ async fn schedule(
         })
         .collect();
     let mut ended: Vec<Option<Outcome>> = vec![None; n];
+    for &i in done {
+        ended[i] = Some(Outcome::Passed);
+    }
     let mut started: HashSet<usize> = HashSet::new();
     let mut running = JoinSet::new();
     let mut cancelled = false;
