@@ -123,6 +123,7 @@ fn run_plan(
         worktrees: None,
         no_cache,
         record: Some(record),
+        control: None,
     };
     drive(ctx, move |events, cancelled| {
         medley_engine::run::run(plan, options, events, cancelled)
@@ -138,6 +139,7 @@ pub fn resume_run(ctx: &Context, run: &str, no_cache: bool) -> Result<u8, CliErr
         worktrees: None,
         no_cache,
         record: None,
+        control: None,
     };
     let run = run.to_owned();
     drive(ctx, move |events, cancelled| async move {

@@ -173,7 +173,7 @@ pub(crate) async fn run_agent_step(
                         cancelled: false,
                     }
                 } else {
-                    let cancel = shared.cancel.clone();
+                    let cancel = shared.cancel_for(i);
                     run_agent(shared, i, name, base, cancel).await
                 };
                 let done = run.passed.is_some() || run.cancelled;
@@ -280,7 +280,7 @@ async fn race(shared: &Arc<Shared>, i: usize, base: Oid, agents: &[&String]) -> 
     // The run's own cancel reaches every racer.
     let forward = {
         let senders = senders.clone();
-        let mut cancel = shared.cancel.clone();
+        let mut cancel = shared.cancel_for(i);
         tokio::spawn(async move {
             process::cancelled(&mut cancel).await;
             for tx in senders.iter() {

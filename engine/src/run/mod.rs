@@ -40,8 +40,19 @@ pub struct RunOptions {
     pub worktrees: Option<PathBuf>,
     /// `--no-cache`: run every step, reuse nothing.
     pub no_cache: bool,
+    /// Steering from outside (watch mode): stop some steps, or stop starting new ones.
+    pub control: Option<watch::Receiver<Control>>,
     /// What was asked, kept in the run's directory so `resume` compiles the same plan.
     pub record: Option<RunRecord>,
+}
+
+/// Steering of a live run (watch mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Control {
+    /// Start no new step; end once the running ones have ended.
+    pub drain: bool,
+    /// Steps to stop now (their work is no longer wanted).
+    pub stop: Vec<String>,
 }
 
 /// What a run was asked to do: the mission as it was, and the options that shape its plan.
@@ -159,6 +170,8 @@ pub(crate) struct Shared {
     /// Turns true when the run must stop: the user cancelled, or the budget was reached.
     pub cancel: watch::Receiver<bool>,
     stop: watch::Sender<bool>,
+    /// One stop per step: the run's stop reaches all, watch mode's only some.
+    step_stops: Vec<watch::Sender<bool>>,
     budget_hit: std::sync::atomic::AtomicBool,
     no_cache: bool,
     pub records: Mutex<Vec<Option<StepRecord>>>,
@@ -293,6 +306,23 @@ impl Shared {
 
     pub(crate) fn cancelled(&self) -> bool {
         *self.cancel.borrow()
+    }
+
+    /// Step `i`'s stop: the run's, or its own.
+    pub(crate) fn cancel_for(&self, i: usize) -> watch::Receiver<bool> {
+        self.step_stops[i].subscribe()
+    }
+
+    pub(crate) fn step_cancelled(&self, i: usize) -> bool {
+        *self.step_stops[i].borrow()
+    }
+
+    /// Stops the whole run: every step, in stages.
+    pub(crate) fn stop_all(&self) {
+        let _ = self.stop.send(true);
+        for step in &self.step_stops {
+            let _ = step.send(true);
+        }
     }
 
     /// Whether step `i` may use and fill the cache.
@@ -563,14 +593,6 @@ async fn execute(
 
     // The steps listen to the run's own stop, which the user's cancel also turns on.
     let (stop, stopped) = watch::channel(false);
-    let forward = {
-        let stop = stop.clone();
-        let mut cancel = cancel;
-        tokio::spawn(async move {
-            process::cancelled(&mut cancel).await;
-            let _ = stop.send(true);
-        })
-    };
     let order_upstream = Upstream::new(
         &plan.steps,
         Some(&(0..plan.steps.len()).collect::<Vec<_>>()),
@@ -590,6 +612,9 @@ async fn execute(
         },
         cancel: stopped.clone(),
         stop,
+        step_stops: (0..plan.steps.len())
+            .map(|_| watch::channel(false).0)
+            .collect(),
         budget_hit: std::sync::atomic::AtomicBool::new(false),
         no_cache: options.no_cache,
         records: Mutex::new({
@@ -610,8 +635,16 @@ async fn execute(
         steps: shared.plan.steps.len(),
     });
 
+    let forward = {
+        let shared = shared.clone();
+        let mut cancel = cancel;
+        tokio::spawn(async move {
+            process::cancelled(&mut cancel).await;
+            shared.stop_all();
+        })
+    };
     let done: Vec<usize> = done.iter().map(|(i, _)| *i).collect();
-    let (outcome, reason) = schedule(&shared, stopped, &done).await;
+    let (outcome, reason) = schedule(&shared, stopped, &done, options.control.clone()).await;
     forward.abort();
     let (outcome, reason) = if shared.budget_hit.load(std::sync::atomic::Ordering::SeqCst) {
         (RunOutcome::Failed, Some("budget reached".to_owned()))
@@ -655,7 +688,10 @@ async fn schedule(
     shared: &Arc<Shared>,
     mut cancel: watch::Receiver<bool>,
     done: &[usize],
+    control: Option<watch::Receiver<Control>>,
 ) -> (RunOutcome, Option<String>) {
+    let mut control = control;
+    let mut draining = false;
     let plan = shared.plan.clone();
     let n = plan.steps.len();
     let index: HashMap<&str, usize> = plan
@@ -759,7 +795,7 @@ async fn schedule(
             }
         }
         for i in ready {
-            if running.len() >= plan.max_parallel || cancelled {
+            if running.len() >= plan.max_parallel || cancelled || draining {
                 break;
             }
             started.insert(i);
@@ -787,10 +823,30 @@ async fn schedule(
                 // Running steps see the same signal and stop their process groups.
                 cancelled = true;
             }
+            changed = async { control.as_mut()?.changed().await.ok() }, if control.is_some() => {
+                match changed {
+                    Some(()) => {
+                        let wanted = control.as_ref().map(|c| c.borrow().clone()).unwrap_or_default();
+                        for id in &wanted.stop {
+                            if let Some(&i) = index.get(id.as_str()) {
+                                let _ = shared.step_stops[i].send(true);
+                            }
+                        }
+                        draining |= wanted.drain;
+                    }
+                    None => control = None,
+                }
+            }
         }
     }
     if cancelled || *shared.cancel.borrow() {
         return (RunOutcome::Cancelled, Some("cancelled".to_owned()));
+    }
+    if draining {
+        return (
+            RunOutcome::Cancelled,
+            Some("superseded by a change".to_owned()),
+        );
     }
     if ended.contains(&Some(Outcome::Failed)) {
         return (RunOutcome::Failed, Some("step failed".to_owned()));

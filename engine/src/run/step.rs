@@ -244,12 +244,12 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
             Prepared::Cancelled => return cancelled(&shared, i, base, 0, started, &worktree).await,
             Prepared::Failed(e) => return fail(&e.kind, e.message, base, 0, None),
         }
-        let mut cancel = shared.cancel.clone();
+        let mut cancel = shared.cancel_for(i);
         let mut parent = base;
         let mut last_error = None;
         let mut output = String::new();
         for attempt in 1..=step.attempts {
-            if shared.cancelled() {
+            if shared.step_cancelled(i) {
                 return cancelled(&shared, i, base, attempt - 1, started, &worktree).await;
             }
             shared.emitter.emit(Body::StepStarted {
@@ -585,7 +585,7 @@ pub(crate) async fn prepare(
     };
     let mut spec = Spec::shell(&command, worktree, &log);
     spec.env = step_env(shared, &step.id, worktree, 1);
-    let mut cancel = shared.cancel.clone();
+    let mut cancel = shared.cancel_for(i);
     match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
         Ok(exit) if exit.success() => Prepared::Ready,
         Ok(Exit::Cancelled) => Prepared::Cancelled,
@@ -688,7 +688,7 @@ pub(crate) async fn run_gate(
     let timeout = i.map_or(std::time::Duration::from_secs(30 * 60), |i| {
         shared.plan.steps[i].timeout
     });
-    let mut cancel = shared.cancel.clone();
+    let mut cancel = i.map_or_else(|| shared.cancel.clone(), |i| shared.cancel_for(i));
     let exit = process::run(&spec, timeout, &mut cancel, shared.grace).await;
     let output_tail = tail(&log, TAIL_LINES);
     let exit = match exit {
