@@ -54,6 +54,8 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Run(RunArgs),
+    Watch(crate::commands::watch::WatchArgs),
+
     Validate(ValidateArgs),
     Graph(GraphArgs),
     Resume(crate::commands::history::ResumeArgs),

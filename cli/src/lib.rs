@@ -162,6 +162,8 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => commands::run::cmd_run(&ctx, args),
+        Command::Watch(args) => commands::watch::cmd_watch(&ctx, args),
+
         Command::Validate(args) => commands::validate::cmd_validate(&ctx, args),
         Command::Graph(args) => commands::graph::cmd_graph(&ctx, args),
         Command::Resume(args) => commands::history::cmd_resume(&ctx, args),

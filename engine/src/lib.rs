@@ -13,3 +13,4 @@ pub mod mission;
 pub mod plan;
 pub mod run;
 pub mod schema;
+pub mod watch;

@@ -10,6 +10,7 @@ mod corpus;
 mod missions;
 mod resume;
 mod run;
+mod watch;
 
 use medley_tests::{CommandOutput, TestEnv, workspace_root};
 

@@ -9,6 +9,7 @@ pub mod init;
 pub mod run;
 pub mod schema;
 pub mod validate;
+pub mod watch;
 
 use std::path::Path;
 
