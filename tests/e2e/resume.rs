@@ -197,3 +197,44 @@ fn a_passed_run_has_nothing_to_resume() {
         out.stderr
     );
 }
+
+#[test]
+fn a_run_killed_mid_agent_resumes_and_the_agent_runs_again() {
+    let env = env();
+    let dir = env.work().parent().unwrap().to_path_buf();
+    let pids = dir.join("agent.pids");
+    env.fakes(
+        env!("CARGO_BIN_EXE_fake-agent"),
+        &["claude"],
+        &format!(
+            "claude: pid {}; hang\nclaude: write fixed.txt yes\n",
+            pids.display()
+        ),
+    );
+    env.repo(&[(
+        "missions/a.toml",
+        &format!("[steps.prep]\nrun = \"echo prep >> {d}/prep.count; echo p > p.txt\"\n\n[steps.fix]\nneeds = [\"prep\"]\nagent = \"claude\"\nprompt = \"Fix.\"\n", d = dir.display()),
+    )]);
+    let mut child = env
+        .medley()
+        .args(["run", "a"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(|| lines(&pids) > 0);
+    signal_kill(child.id());
+    child.wait().unwrap();
+    for pid in fs_err::read_to_string(&pids).unwrap().split_whitespace() {
+        let pid = rustix::process::Pid::from_raw(pid.parse().unwrap()).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    let before = env.fingerprint();
+    let out = env.run(&["resume", "last"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(env.fingerprint(), before);
+    assert_eq!(lines(&dir.join("prep.count")), 1, "the passed step is kept");
+    assert_eq!(env.fake_calls().len(), 2, "the agent ran again");
+    let tree = env.tree(&env.result_branches()[0]);
+    assert_eq!(tree["fixed.txt"], "yes");
+    assert_eq!(tree["p.txt"], "p\n");
+}
