@@ -430,9 +430,18 @@ async fn cache_key(shared: &Arc<Shared>, i: usize, base: Oid) -> Result<String, 
                 let Some(profile) = shared.plan.agents.get(name) else {
                     continue;
                 };
-                let version = super::agent::which(&super::agent::program_of(profile))
-                    .and_then(|path| super::preflight::version(&path))
-                    .unwrap_or_default();
+                let path = super::agent::which(&super::agent::program_of(profile));
+                // A CLI's version; for a `command` profile's own program (which may not know
+                // `--version`), its path and modification time.
+                let version = match (profile.runtime, path) {
+                    (crate::mission::Runtime::Command, Some(path)) => fs_err::metadata(&path)
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .map(|t| format!("{} {t:?}", path.display()))
+                        .unwrap_or_default(),
+                    (_, Some(path)) => super::preflight::version(&path).unwrap_or_default(),
+                    (_, None) => String::new(),
+                };
                 runner.push(serde_json::json!({ "profile": profile, "version": version }));
             }
             (
