@@ -320,45 +320,12 @@ mod tests {
     use crate::agent::parse_all;
 
     macro_rules! sample {
-        ($case:literal, $previous:expr) => {
-            run(
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../shared/samples/",
-                    $case,
-                    ".stdout.jsonl"
-                ),
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../shared/samples/",
-                    $case,
-                    ".stderr.txt"
-                ),
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../shared/samples/",
-                    $case,
-                    ".exitcode"
-                ),
-                $previous,
-            )
+        ($case:literal) => {
+            crate::agent::parse_sample(&Codex, $case, None)
         };
-    }
-
-    fn run(
-        stdout: &str,
-        stderr: &str,
-        exit_code: &str,
-        previous: Option<SessionTotals>,
-    ) -> (Vec<Output>, AgentResult) {
-        let stdout = fs_err::read_to_string(stdout).unwrap();
-        let stderr = fs_err::read_to_string(stderr).unwrap();
-        let exit_code: i32 = fs_err::read_to_string(exit_code)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        parse_all(&Codex, &stdout, &stderr, Some(exit_code), previous)
+        ($case:literal, $previous:expr) => {
+            crate::agent::parse_sample(&Codex, $case, $previous)
+        };
     }
 
     #[test]

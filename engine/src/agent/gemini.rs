@@ -240,38 +240,8 @@ mod tests {
 
     macro_rules! sample {
         ($case:literal) => {
-            run(
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../shared/samples/",
-                    $case,
-                    ".stdout.jsonl"
-                ),
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../shared/samples/",
-                    $case,
-                    ".stderr.txt"
-                ),
-                concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/../../shared/samples/",
-                    $case,
-                    ".exitcode"
-                ),
-            )
+            crate::agent::parse_sample(&Gemini, $case, None)
         };
-    }
-
-    fn run(stdout: &str, stderr: &str, exit_code: &str) -> (Vec<Output>, AgentResult) {
-        let stdout = fs_err::read_to_string(stdout).unwrap();
-        let stderr = fs_err::read_to_string(stderr).unwrap();
-        let exit_code: i32 = fs_err::read_to_string(exit_code)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        parse_all(&Gemini, &stdout, &stderr, Some(exit_code), None)
     }
 
     #[test]

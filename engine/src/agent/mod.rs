@@ -390,3 +390,24 @@ mod one_line_tests {
         assert_eq!(one_line("abcdef gh", 6), "abcde…");
     }
 }
+
+/// Parses a captured sample of the real CLI, `shared/samples/<case>.*`, with `adapter`.
+#[cfg(test)]
+pub(crate) fn parse_sample(
+    adapter: &dyn Adapter,
+    case: &str,
+    previous: Option<SessionTotals>,
+) -> (Vec<Output>, AgentResult) {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/samples");
+    let read = |ext: &str| {
+        fs_err::read_to_string(format!("{dir}/{case}.{ext}")).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let exit_code: i32 = read("exitcode").trim().parse().expect("an exit code");
+    parse_all(
+        adapter,
+        &read("stdout.jsonl"),
+        &read("stderr.txt"),
+        Some(exit_code),
+        previous,
+    )
+}
