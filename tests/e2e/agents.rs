@@ -460,3 +460,37 @@ fn a_cli_that_lingers_after_its_final_event_is_stopped_and_its_result_stands() {
         "{call}"
     );
 }
+
+#[test]
+fn a_cli_of_an_untested_version_is_warned_about() {
+    let env = env();
+    env.fakes(FAKE, &["codex"], "codex: write a.txt a\n");
+    env.repo(&[(
+        "missions/v.toml",
+        "[steps.a]\nagent = \"codex\"\nprompt = \"A.\"\n",
+    )]);
+    let out = env
+        .medley()
+        .env("MEDLEY_FAKE_VERSION", "codex-cli 0.200.1")
+        .args(["run", "v", "--output", "plain"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "`codex` is version 0.200.1; medley's codex adapter was verified against 0.169.0"
+        ),
+        "{stderr}"
+    );
+    // The tested version draws no warning (a new environment: versions are cached by binary).
+    let env = crate::env();
+    env.fakes(FAKE, &["codex"], "codex: write a.txt a\n");
+    env.repo(&[(
+        "missions/v.toml",
+        "[steps.a]\nagent = \"codex\"\nprompt = \"A.\"\n",
+    )]);
+    let quiet = env.run(&["run", "v", "--output", "plain"]);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("warning"), "{}", quiet.stderr);
+}

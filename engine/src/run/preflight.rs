@@ -18,6 +18,17 @@ pub enum PreflightError {
     Unpriced { agents: Vec<String>, first: String },
 }
 
+/// The version each CLI's adapter was verified against (`shared/samples/`), if it was.
+pub fn tested_version(runtime: Runtime) -> Option<&'static str> {
+    match runtime {
+        Runtime::Claude => Some("2.1.330"),
+        Runtime::Codex => Some("0.169.0"),
+        Runtime::Gemini => Some("0.61.0"),
+        Runtime::Qwen => Some("0.24.4"),
+        Runtime::Cursor | Runtime::Kimi | Runtime::Command => None,
+    }
+}
+
 /// How to install each runtime's CLI.
 pub fn install_hint(runtime: Runtime) -> &'static str {
     crate::agent::adapter(runtime).install_hint()
@@ -59,6 +70,33 @@ pub fn preflight(plan: &Plan) -> Result<Vec<String>, PreflightError> {
                 step.id.clone(),
                 absent.into_iter().map(|(_, p)| p).collect(),
             );
+        }
+    }
+    // A CLI of another version than the adapter was verified against may print other events.
+    let mut checked: Vec<Runtime> = Vec::new();
+    for profile in plan
+        .steps
+        .iter()
+        .flat_map(|s| s.agents())
+        .filter_map(|a| plan.agents.get(a))
+    {
+        let runtime = profile.runtime;
+        if checked.contains(&runtime) {
+            continue;
+        }
+        checked.push(runtime);
+        let (Some(tested), Some(path)) = (tested_version(runtime), which(&program_of(profile)))
+        else {
+            continue;
+        };
+        if let Some(found) = version(&path)
+            && found != tested
+        {
+            warnings.push(format!(
+                "`{}` is version {found}; medley's {} adapter was verified against {tested}, so check its results",
+                program_of(profile),
+                runtime.name()
+            ));
         }
     }
     warnings.dedup();
