@@ -215,6 +215,16 @@ pub fn one_line(text: &str, max: usize) -> String {
             kept.push(' ');
             count += 1;
         }
+        let chars = if word.is_ascii() {
+            word.len()
+        } else {
+            word.chars().count()
+        };
+        if count + chars <= max {
+            kept.push_str(word);
+            count += chars;
+            continue;
+        }
         for c in word.chars() {
             if count == max {
                 return cut(kept);
