@@ -387,20 +387,6 @@ fn short_path<'a>(path: &'a str, cwd: Option<&str>) -> &'a str {
     }
 }
 
-#[cfg(test)]
-mod one_line_tests {
-    use super::one_line;
-
-    #[test]
-    fn shortens_to_one_line() {
-        assert_eq!(one_line("  a \n b\t c ", 10), "a b c");
-        assert_eq!(one_line("abcdef", 6), "abcdef");
-        assert_eq!(one_line("abcdefg", 6), "abcde…");
-        assert_eq!(one_line("abc defg", 6), "abc d…");
-        assert_eq!(one_line("abcdef gh", 6), "abcde…");
-    }
-}
-
 /// Parses a captured sample of the real CLI, `shared/samples/<case>.*`, with `adapter`.
 #[cfg(test)]
 pub(crate) fn parse_sample(
@@ -420,4 +406,18 @@ pub(crate) fn parse_sample(
         Some(exit_code),
         previous,
     )
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::one_line;
+
+    #[test]
+    fn shortens_to_one_line() {
+        assert_eq!(one_line("  a \n b\t c ", 10), "a b c");
+        assert_eq!(one_line("abcdef", 6), "abcdef");
+        assert_eq!(one_line("abcdefg", 6), "abcde…");
+        assert_eq!(one_line("abc defg", 6), "abc d…");
+        assert_eq!(one_line("abcdef gh", 6), "abcde…");
+    }
 }
