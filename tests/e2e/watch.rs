@@ -19,10 +19,15 @@ struct Watch {
 
 impl Watch {
     fn start(env: &TestEnv, mission: &str) -> Watch {
+        Watch::start_with(env, mission, &[])
+    }
+
+    fn start_with(env: &TestEnv, mission: &str, extra: &[&str]) -> Watch {
         let stderr = env.work().parent().unwrap().join("watch.stderr");
         let mut child = env
             .medley()
             .args(["watch", mission, "--debounce", "50ms", "--output", "json"])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(fs_err::File::create(&stderr).unwrap().into_parts().0)
             .spawn()
@@ -226,4 +231,21 @@ fn ctrl_c_stops_watch_and_leaves_no_process() {
             fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
         assert!(!alive, "process {pid} outlived watch");
     }
+}
+
+#[test]
+fn clear_clears_the_screen_before_each_rerun() {
+    let env = env();
+    env.repo(&[
+        ("missions/m.toml", TWO),
+        ("src/a.txt", "a\n"),
+        ("src/b.txt", "b\n"),
+    ]);
+    let watch = Watch::start_with(&env, "m", &["--clear"]);
+    watch.wait_runs(1);
+    env.write("src/a.txt", "a2\n");
+    watch.wait_runs(2);
+    let stderr = fs_err::read_to_string(&watch.stderr).unwrap();
+    assert!(stderr.contains("\x1b[2J\x1b[H"), "{stderr:?}");
+    assert_eq!(watch.stop(), 130);
 }
