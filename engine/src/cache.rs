@@ -80,19 +80,8 @@ pub fn narrowed_base(
     let Some(inputs) = inputs else {
         return Ok(tree.id().to_string());
     };
-    let mut globs = globset::GlobSetBuilder::new();
-    for input in inputs {
-        let glob = globset::GlobBuilder::new(input)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| GitError::Cli {
-                args: format!("inputs = [\"{input}\"]"),
-                stderr: e.to_string(),
-            })?;
-        globs.add(glob);
-    }
-    let globs = globs.build().map_err(|e| GitError::Cli {
-        args: "inputs".to_owned(),
+    let globs = input_globs(inputs).map_err(|e| GitError::Cli {
+        args: format!("inputs = {inputs:?}"),
         stderr: e.to_string(),
     })?;
     let mut hasher = blake3::Hasher::new();
@@ -110,6 +99,20 @@ pub fn narrowed_base(
     })
     .context(|| "walk the base tree".to_owned())?;
     Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// A step's `inputs` globs, matched against paths relative to the repository (`*` does not
+/// cross `/`; `**` does).
+pub fn input_globs(inputs: &[String]) -> Result<globset::GlobSet, globset::Error> {
+    let mut globs = globset::GlobSetBuilder::new();
+    for input in inputs {
+        globs.add(
+            globset::GlobBuilder::new(input)
+                .literal_separator(true)
+                .build()?,
+        );
+    }
+    globs.build()
 }
 
 /// The cached result of `key`, if its record and pinned commit are both there.

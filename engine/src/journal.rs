@@ -27,7 +27,7 @@ impl Journal {
             .append(true)
             .read(true)
             .open(path)?;
-        let torn = fs_err::read(path).is_ok_and(|bytes| bytes.last().is_some_and(|b| *b != b'\n'));
+        let torn = last_byte(&mut file)?.is_some_and(|b| b != b'\n');
         if torn {
             file.write_all(b"\n")?;
         }
@@ -57,6 +57,18 @@ impl Journal {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The last byte of a file, read by itself.
+fn last_byte(file: &mut fs_err::File) -> std::io::Result<Option<u8>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(None);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut byte = [0u8];
+    file.read_exact(&mut byte)?;
+    Ok(Some(byte[0]))
 }
 
 /// Reads a journal. A torn last line (a run killed mid-write) is ignored; so are lines a newer

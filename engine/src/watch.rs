@@ -133,33 +133,36 @@ fn load(options: &WatchOptions) -> Result<(Plan, RunRecord), Box<MissionErrors>>
     Ok((plan, record))
 }
 
+/// Each step's `inputs` globs; `None` when it has none (it sees every file) or they do not
+/// compile (then it is taken to see every file).
+type Inputs = std::collections::HashMap<String, Option<globset::GlobSet>>;
+
+fn inputs_of(plan: &Plan) -> Inputs {
+    plan.steps
+        .iter()
+        .map(|s| {
+            let globs = s
+                .inputs
+                .as_deref()
+                .and_then(|i| crate::cache::input_globs(i).ok());
+            (s.id.clone(), globs)
+        })
+        .collect()
+}
+
 /// Whether a change to `files` (or to the mission) can alter step `step`'s key.
-fn affects(plan: &Plan, step: &str, files: &BTreeSet<String>, mission: bool) -> bool {
-    if mission {
-        return true;
+fn affects(inputs: &Inputs, step: &str, files: &BTreeSet<String>, mission: bool) -> bool {
+    match inputs.get(step) {
+        Some(Some(globs)) if !mission => files.iter().any(|f| globs.is_match(f)),
+        _ => true,
     }
-    let Some(step) = plan.step(step) else {
-        return true;
-    };
-    let Some(inputs) = &step.inputs else {
-        return true;
-    };
-    let mut globs = globset::GlobSetBuilder::new();
-    for input in inputs {
-        match globset::GlobBuilder::new(input)
-            .literal_separator(true)
-            .build()
-        {
-            Ok(glob) => {
-                globs.add(glob);
-            }
-            Err(_) => return true,
-        }
-    }
-    match globs.build() {
-        Ok(globs) => files.iter().any(|f| globs.is_match(f)),
-        Err(_) => true,
-    }
+}
+
+/// Whether `paths` include the mission file.
+fn touches(paths: &[PathBuf], mission: &Path) -> bool {
+    paths
+        .iter()
+        .any(|p| p == mission || std::fs::canonicalize(p).is_ok_and(|c| c == mission))
 }
 
 /// Runs the mission, then again on every change, until `cancel` turns true.
@@ -217,9 +220,7 @@ pub async fn watch(
             while let Ok(more) = file_rx.try_recv() {
                 paths.extend(more);
             }
-            let mission_changed = paths.iter().any(|p| {
-                std::fs::canonicalize(p).unwrap_or(p.clone()) == mission_path || *p == mission_path
-            });
+            let mission_changed = touches(&paths, &mission_path);
             let files = relevant(&git, &root, &paths);
             if files.is_empty() && !mission_changed {
                 continue;
@@ -245,7 +246,7 @@ pub async fn watch(
         run_options.base = None;
         let (run_events_tx, mut run_events) = mpsc::unbounded_channel();
         let run_cancel = cancel.clone();
-        let plan_for_changes = std::sync::Arc::new(plan_clone_for_inputs(&plan));
+        let inputs = inputs_of(&plan);
         let mut task = tokio::spawn(crate::run::run(
             plan,
             run_options,
@@ -269,7 +270,7 @@ pub async fn watch(
                 }
                 received = file_rx.recv(), if !*cancel.borrow() => {
                     let Some(paths) = received else { continue };
-                    let mission_changed = paths.iter().any(|p| std::fs::canonicalize(p).unwrap_or(p.clone()) == mission_path || *p == mission_path);
+                    let mission_changed = touches(&paths, &mission_path);
                     let files = relevant(&git, &root, &paths);
                     if files.is_empty() && !mission_changed {
                         continue;
@@ -279,7 +280,7 @@ pub async fn watch(
                     let (stop, keep): (Vec<String>, Vec<String>) = running
                         .iter()
                         .cloned()
-                        .partition(|s| affects(&plan_for_changes, s, &pending_files, pending_mission));
+                        .partition(|s| affects(&inputs, s, &pending_files, pending_mission));
                     let _ = notices.send(Notice::Changed { files: files.into_iter().collect(), mission: mission_changed });
                     if !stop.is_empty() || !draining {
                         let _ = notices.send(Notice::Stopping { steps: stop.clone(), keeping: keep });
@@ -314,23 +315,5 @@ pub async fn watch(
             continue;
         }
         let _ = notices.send(Notice::Waiting);
-    }
-}
-
-/// What watch mode needs of a plan to decide which running steps a change affects.
-fn plan_clone_for_inputs(plan: &Plan) -> Plan {
-    Plan {
-        mission: plan.mission.clone(),
-        path: plan.path.clone(),
-        description: None,
-        max_parallel: plan.max_parallel,
-        budget_usd: None,
-        gate: None,
-        setup: None,
-        vars: plan.vars.clone(),
-        agents: plan.agents.clone(),
-        steps: plan.steps.clone(),
-        partial: plan.partial,
-        templates: crate::plan::Templates::new(),
     }
 }
