@@ -8,7 +8,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use medley_engine::agent;
 use medley_engine::mission::Runtime;
 
-const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/samples");
+const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/samples");
 const SIZE: usize = 100 * 1024 * 1024;
 
 /// The sample's event lines repeated to about 100 MB (the terminal event once, at the end).

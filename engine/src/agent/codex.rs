@@ -448,7 +448,7 @@ mod tests {
         let mut parser = adapter.parser(None);
         let stdout = fs_err::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/samples/codex-unreachable.stdout.jsonl"
+            "/../tests/samples/codex-unreachable.stdout.jsonl"
         ))
         .unwrap();
         for line in stdout.lines() {

@@ -394,7 +394,7 @@ pub(crate) fn parse_sample(
     case: &str,
     previous: Option<SessionTotals>,
 ) -> (Vec<Output>, AgentResult) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/samples");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/samples");
     let read = |ext: &str| {
         fs_err::read_to_string(format!("{dir}/{case}.{ext}")).unwrap_or_else(|e| panic!("{e}"))
     };
