@@ -35,7 +35,9 @@ impl Event {
             | Body::AgentSwitched { step, .. }
             | Body::StepFinished { step, .. }
             | Body::StepSkipped { step, .. } => Some(step),
-            Body::GateStarted { step, .. } | Body::GateFinished { step, .. } => step.as_deref(),
+            Body::GateStarted { step, .. }
+            | Body::GateFinished { step, .. }
+            | Body::Warning { step, .. } => step.as_deref(),
             Body::RunStarted { .. } | Body::RunFinished { .. } => None,
         }
     }
@@ -228,6 +230,12 @@ pub enum Body {
     StepSkipped {
         step: String,
         reason: SkipReason,
+    },
+    /// Something the user should know that does not stop the run (e.g. a nested repository the
+    /// snapshot holds as a gitlink). `step` is null for the run as a whole.
+    Warning {
+        step: Option<String>,
+        message: String,
     },
     RunFinished {
         outcome: RunOutcome,

@@ -170,6 +170,10 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             }
         }
         Body::StepSkipped { reason, .. } => format!("{step}: skipped: {}", skip_reason(reason)),
+        Body::Warning { message, .. } => {
+            let who = if step.is_empty() { "warning" } else { step };
+            format!("{}: {message}", crate::style::yellow(who, color))
+        }
         Body::RunFinished {
             outcome,
             reason,

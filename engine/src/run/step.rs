@@ -1,6 +1,6 @@
 //! One step: its base, its worktree, setup, attempts (command, commit, gate), and its end.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -780,22 +780,7 @@ fn copy_worktree_includes(root: &Path, worktree: &Path) -> std::io::Result<()> {
     let patterns = builder
         .build()
         .map_err(|e| std::io::Error::other(format!("{}: {e}", list.display())))?;
-    let repo = git2::Repository::open(root).map_err(std::io::Error::other)?;
-    let mut options = git2::StatusOptions::new();
-    options
-        .include_ignored(true)
-        .recurse_ignored_dirs(true)
-        .include_untracked(false)
-        .exclude_submodules(true);
-    let statuses = repo
-        .statuses(Some(&mut options))
-        .map_err(std::io::Error::other)?;
-    for status in statuses.iter() {
-        if !status.status().contains(git2::Status::IGNORED) {
-            continue;
-        }
-        let Ok(path) = status.path() else { continue };
-        let relative = PathBuf::from(path);
+    for relative in crate::git::ignored_files(root).map_err(std::io::Error::other)? {
         if !patterns
             .matched_path_or_any_parents(&relative, false)
             .is_ignore()
