@@ -93,17 +93,53 @@ impl Repo {
     /// working tree is the directory holding `.git` (a directory, or a file naming a separate
     /// git dir), or `core.worktree`. `GIT_DIR` and `GIT_WORK_TREE` are not read.
     pub fn discover(cwd: &Path) -> Result<Repo> {
-        let repo = Repository::discover(cwd).map_err(|_| GitError::NotARepo(cwd.to_owned()))?;
-        let root = repo
-            .workdir()
-            .ok_or_else(|| GitError::Bare(repo.path().to_owned()))?
-            .to_owned();
-        let git_dir = repo.commondir().to_owned();
-        Ok(Repo { root, git_dir })
+        // libgit2 takes a separate git dir's parent for the working tree; git itself is asked.
+        let out = env::scrub(&mut Command::new("git"))
+            .arg("-C")
+            .arg(cwd)
+            .args([
+                "rev-parse",
+                "--path-format=absolute",
+                "--is-bare-repository",
+                "--git-common-dir",
+                "--show-toplevel",
+            ])
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|source| GitError::Io {
+                path: PathBuf::from("git"),
+                source,
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        match (lines.next(), lines.next(), lines.next()) {
+            (Some("true"), Some(git_dir), _) => Err(GitError::Bare(PathBuf::from(git_dir))),
+            (Some("false"), Some(git_dir), Some(root)) if out.status.success() => {
+                use std::os::unix::ffi::OsStrExt as _;
+                // Byte-exact paths: rev-parse prints them raw, one per line.
+                let raw: Vec<&[u8]> = out.stdout.split(|b| *b == b'\n').collect();
+                let path = |i: usize, fallback: &str| {
+                    raw.get(i).map_or_else(
+                        || PathBuf::from(fallback),
+                        |b| PathBuf::from(std::ffi::OsStr::from_bytes(b)),
+                    )
+                };
+                Ok(Repo {
+                    root: path(2, root),
+                    git_dir: path(1, git_dir),
+                })
+            }
+            _ => Err(GitError::NotARepo(cwd.to_owned())),
+        }
     }
 
     pub fn open(&self) -> Result<Repository> {
-        Repository::open(&self.root).context(|| format!("open {}", self.root.display()))
+        let repo =
+            Repository::open(&self.root).context(|| format!("open {}", self.root.display()))?;
+        // What git says the working tree is, not libgit2's guess.
+        repo.set_workdir(&self.root, false)
+            .context(|| format!("open {}", self.root.display()))?;
+        Ok(repo)
     }
 
     /// A short stable id for this repository, for paths outside it: `<name>-<hash>`.
