@@ -197,6 +197,22 @@ fn gits_environment_reaches_neither_medleys_git_nor_the_steps() {
     );
     assert_eq!(blob(&env, &branch, "made.txt"), "made\n");
     assert_eq!(blob(&env, &branch, "staged.txt"), "staged work\n");
+    // apply with git's variables set still works on the repository of the current directory.
+    let out = env
+        .medley()
+        .args(["apply", "last"])
+        .env("GIT_INDEX_FILE", &index)
+        .env("GIT_DIR", other.join(".git"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.read("made.txt"), "made\n");
+    assert_eq!(other_git(&["for-each-ref"]), other_refs);
     // The step's git saw its own worktree.
     assert_eq!(
         blob(&env, &branch, "status.txt"),
@@ -287,6 +303,9 @@ fn non_utf8_file_names_are_kept() {
             b"step\xfd.txt"
         ]
     );
+    let out = env.run(&["apply", "last"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(fs_err::read(odd(b"step\xfd.txt")).unwrap(), b"s");
 }
 
 #[test]
@@ -419,6 +438,11 @@ fn autocrlf_stores_lf_as_git_add_does() {
     assert_eq!(tree_of(&env, &run_base(&env)), reference_tree(&env));
     assert_eq!(blob(&env, &branch, "user.txt"), "u\nv\n");
     assert_eq!(blob(&env, &branch, "step.txt"), "x\ny\n");
+    // apply writes what checkout writes: CRLF in the working tree with autocrlf.
+    let out = env.run(&["apply", "last"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(env.read("step.txt"), "x\r\ny\r\n");
+    assert_eq!(env.read("user.txt"), "u\r\nv\r\n");
 }
 
 #[test]
@@ -457,4 +481,9 @@ fn a_split_index_is_read_and_left_alone() {
     assert_eq!(tree_of(&env, &run_base(&env)), reference_tree(&env));
     assert_eq!(blob(&env, &branch, "b.txt"), "b\n");
     assert_eq!(blob(&env, &branch, "seen.txt"), "KEY=1\n");
+    let index = fs_err::read(git_dir.join("index")).unwrap();
+    let out = env.run(&["apply", "last"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(env.read("seen.txt"), "KEY=1\n");
+    assert_eq!(fs_err::read(git_dir.join("index")).unwrap(), index);
 }
