@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod corpus;
 mod git_fidelity;
+mod kimi;
 mod missions;
 mod resume;
 mod run;

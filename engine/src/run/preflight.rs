@@ -13,6 +13,9 @@ pub enum PreflightError {
     #[error("{message}")]
     #[diagnostic(help("{help}"))]
     NotInstalled { message: String, help: String },
+    #[error("{message}")]
+    #[diagnostic(help("fix the installation, or take the agent out of the mission's chains"))]
+    CannotStart { message: String },
     #[error("`budget_usd` is set, but medley cannot know what {} cost", .agents.join(", "))]
     #[diagnostic(help("their CLIs report no cost: give each profile a price, e.g. `[agents.{}] price = {{ input_per_mtok = 1.25, output_per_mtok = 10.0 }}`", .first))]
     Unpriced { agents: Vec<String>, first: String },
@@ -25,7 +28,8 @@ pub fn tested_version(runtime: Runtime) -> Option<&'static str> {
         Runtime::Codex => Some("0.169.0"),
         Runtime::Gemini => Some("0.61.0"),
         Runtime::Qwen => Some("0.24.4"),
-        Runtime::Cursor | Runtime::Kimi | Runtime::Command => None,
+        Runtime::Kimi => Some("2.1.0"),
+        Runtime::Cursor | Runtime::Command => None,
     }
 }
 
@@ -71,6 +75,31 @@ pub fn preflight(plan: &Plan) -> Result<Vec<String>, PreflightError> {
                 absent.into_iter().map(|(_, p)| p).collect(),
             );
         }
+    }
+    // An installed CLI that cannot run prompts at all (the legacy kimi stub, a Node too old).
+    let mut broken: Vec<String> = Vec::new();
+    let mut probed: Vec<String> = Vec::new();
+    for profile in plan
+        .steps
+        .iter()
+        .flat_map(|s| s.agents())
+        .filter_map(|a| plan.agents.get(a))
+    {
+        let program = program_of(profile);
+        if probed.contains(&program) {
+            continue;
+        }
+        probed.push(program.clone());
+        if let Some(path) = which(&program)
+            && let Some(problem) = cannot_start(profile.runtime, &path)
+        {
+            broken.push(problem);
+        }
+    }
+    if !broken.is_empty() {
+        return Err(PreflightError::CannotStart {
+            message: broken.join("; "),
+        });
     }
     // A CLI of another version than the adapter was verified against may print other events.
     let mut checked: Vec<Runtime> = Vec::new();
@@ -148,6 +177,8 @@ pub struct AgentStatus {
     pub version: Option<String>,
     /// Whether the adapter was checked against the real CLI's captured output.
     pub verified: bool,
+    /// Why the installed CLI cannot run prompts (see [`cannot_start`]).
+    pub problem: Option<String>,
 }
 
 /// Every CLI runtime: found on PATH or not, its version and path.
@@ -158,12 +189,18 @@ pub fn agent_status() -> Vec<AgentStatus> {
         .map(|runtime| {
             let adapter = crate::agent::adapter(runtime);
             let path = which(adapter.binary());
+            let problem = path.as_deref().and_then(|p| cannot_start(runtime, p));
             AgentStatus {
                 runtime,
                 binary: adapter.binary().to_owned(),
-                version: path.as_deref().and_then(version),
+                version: if problem.is_some() {
+                    None
+                } else {
+                    path.as_deref().and_then(version)
+                },
                 path,
                 verified: adapter.verified(),
+                problem,
             }
         })
         .collect()
@@ -218,6 +255,54 @@ pub fn version(binary: &std::path::Path) -> Option<String> {
         }
     }
     Some(found)
+}
+
+/// Why an installed CLI cannot run prompts: for kimi, the legacy Python stub or a Node too old
+/// for Kimi Code, told by running `kimi --version` (and `node --version`). `None` for the
+/// others, and when it can.
+pub fn cannot_start(runtime: Runtime, path: &std::path::Path) -> Option<String> {
+    if runtime != Runtime::Kimi {
+        return None;
+    }
+    let (succeeded, stdout, stderr) = probe(path, &["--version"])?;
+    let node = || {
+        which("node")
+            .and_then(|node| probe(&node, &["--version"]))
+            .map(|(_, out, _)| out)
+    };
+    let node = if succeeded { None } else { node() };
+    crate::agent::kimi::startup_problem(path, succeeded, &stdout, &stderr, node.as_deref())
+}
+
+/// Runs `binary ARGS` with stdin from `/dev/null` for at most 15 s: whether it exited 0, its
+/// stdout and stderr. `None` when it cannot be started or does not finish in time.
+fn probe(binary: &std::path::Path, args: &[&str]) -> Option<(bool, String, String)> {
+    let child = crate::git::env::scrub(&mut std::process::Command::new(binary))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(15)) {
+        Ok(Ok(out)) => Some((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )),
+        Ok(Err(_)) => None,
+        Err(_) => {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+            None
+        }
+    }
 }
 
 /// The first `\d+\.\d+\.\d+` in `text`.
