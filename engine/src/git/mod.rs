@@ -7,6 +7,7 @@
 //! runs without git's repository-local environment (`env`).
 
 pub mod env;
+pub mod pool;
 pub mod snapshot;
 
 use std::collections::BTreeSet;
