@@ -3,8 +3,11 @@
 //! base, so that what build tools leave in ignored files (`target/`, `node_modules/`, `.venv/`)
 //! carries over from one step (and run) to the next.
 //!
-//! - **Leases** are file locks (`<slot>.lock`, held for as long as the [`Lease`] lives), so two
-//!   medley processes never get the same slot, and a killed process's leases end with it.
+//! - **Leases** are file locks (`<slot>.lock`), so two medley processes never get the same
+//!   slot, and a killed process's leases end with it. A process keeps the locks of the slots it
+//!   has used until it exits and hands them out again itself: a lock released while another
+//!   thread forks a child would otherwise look held for a moment (the child shares the open
+//!   file until it execs), and the slot would be passed over.
 //! - **Reset** is git's own: `checkout --detach --force` of the base (it writes only the files
 //!   that differ, through filters and eol rules), `reset --hard` (index, merge state), then
 //!   `clean -ffd` (untracked files that are not ignored, nested repositories included). The
@@ -69,7 +72,24 @@ pub struct Lease {
     pub made: bool,
     pub state: SlotState,
     state_path: PathBuf,
-    _lock: File,
+    _guard: Guard,
+}
+
+/// The slot locks this process holds: each lock file, and whether a lease has it now.
+static HELD: std::sync::Mutex<BTreeMap<PathBuf, (File, bool)>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// Marks a slot free in this process when its lease ends (the file lock stays held).
+#[derive(Debug)]
+struct Guard(PathBuf);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, leased)) = held.get_mut(&self.0) {
+            *leased = false;
+        }
+    }
 }
 
 /// A slot that is not leased, as [`Pool::slots`] lists it.
@@ -245,27 +265,38 @@ impl Pool {
         Ok(names)
     }
 
-    /// Takes `slot`'s lock, or `None` when a live process holds it.
+    /// Takes `slot`'s lock, or `None` when a lease (of this or another live process) holds it.
     fn try_lock(&self, slot: &str) -> Result<Option<Lease>> {
         let lock_path = self.dir.join(format!("{slot}.lock"));
-        let file = fs_err::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?
-            .into_parts()
-            .0;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(GitError::Io {
-                    path: lock_path,
-                    source,
-                });
+        {
+            let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+            match held.get_mut(&lock_path) {
+                Some((_, true)) => return Ok(None),
+                Some((_, leased)) => *leased = true,
+                None => {
+                    let file = fs_err::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(&lock_path)
+                        .map_err(io(&lock_path))?
+                        .into_parts()
+                        .0;
+                    match file.try_lock() {
+                        Ok(()) => {}
+                        Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                        Err(std::fs::TryLockError::Error(source)) => {
+                            return Err(GitError::Io {
+                                path: lock_path,
+                                source,
+                            });
+                        }
+                    }
+                    held.insert(lock_path.clone(), (file, true));
+                }
             }
         }
+        let guard = Guard(lock_path);
         let state_path = self.dir.join(format!("{slot}.json"));
         let state = fs_err::read_to_string(&state_path)
             .ok()
@@ -277,7 +308,7 @@ impl Pool {
             made: false,
             state,
             state_path,
-            _lock: file,
+            _guard: guard,
         }))
     }
 
@@ -350,7 +381,11 @@ impl Pool {
     fn remove_slot(&self, lease: &Lease) -> Result<()> {
         self.discard(&lease.path)?;
         let _ = fs_err::remove_file(&lease.state_path);
-        let _ = fs_err::remove_file(self.dir.join(format!("{}.lock", lease.slot)));
+        let lock_path = self.dir.join(format!("{}.lock", lease.slot));
+        let _ = fs_err::remove_file(&lock_path);
+        HELD.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&lock_path);
         Ok(())
     }
 }
