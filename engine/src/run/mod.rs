@@ -2,6 +2,7 @@
 //! process groups, results merged from step to step, a journal of events, and a result branch.
 
 mod agent;
+mod includes;
 pub mod preflight;
 pub mod process;
 mod step;

@@ -567,10 +567,12 @@ pub(crate) async fn prepare(
     let path = worktree.to_owned();
     match blocking(move || {
         repo.add_worktree(&path, base)?;
-        copy_worktree_includes(&repo.root, &path).map_err(|e| crate::git::GitError::Io {
-            path: path.clone(),
-            source: e,
-        })
+        super::includes::copy(&repo.root, &path)
+            .map(|_| ())
+            .map_err(|e| crate::git::GitError::Io {
+                path: path.clone(),
+                source: e,
+            })
     })
     .await
     {
@@ -763,45 +765,6 @@ pub(crate) async fn final_gate(
     let repo = shared.repo.clone();
     let _ = blocking(move || repo.remove_worktree(&worktree)).await;
     Ok(matches!(result, GateResult::Passed))
-}
-
-/// Copies into a new worktree the ignored files of the repository that its
-/// `.worktreeinclude` (gitignore syntax) names, e.g. `.env`. Tracked files are never copied:
-/// the worktree already has them from the base.
-fn copy_worktree_includes(root: &Path, worktree: &Path) -> std::io::Result<()> {
-    let list = root.join(".worktreeinclude");
-    if !list.is_file() {
-        return Ok(());
-    }
-    let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
-    if let Some(e) = builder.add(&list) {
-        return Err(std::io::Error::other(format!("{}: {e}", list.display())));
-    }
-    let patterns = builder
-        .build()
-        .map_err(|e| std::io::Error::other(format!("{}: {e}", list.display())))?;
-    for relative in crate::git::ignored_files(root).map_err(std::io::Error::other)? {
-        if !patterns
-            .matched_path_or_any_parents(&relative, false)
-            .is_ignore()
-        {
-            continue;
-        }
-        let from = root.join(&relative);
-        let to = worktree.join(&relative);
-        if let Some(parent) = to.parent() {
-            fs_err::create_dir_all(parent)?;
-        }
-        let meta = fs_err::symlink_metadata(&from)?;
-        if meta.file_type().is_symlink() {
-            let target = fs_err::read_link(&from)?;
-            let _ = fs_err::remove_file(&to);
-            std::os::unix::fs::symlink(target, &to)?;
-        } else if meta.is_file() {
-            fs_err::copy(&from, &to)?;
-        }
-    }
-    Ok(())
 }
 
 /// The failure a retry prompt describes (`failure.*`).
