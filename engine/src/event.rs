@@ -34,8 +34,11 @@ impl Event {
             | Body::AttemptFailed { step, .. }
             | Body::AgentSwitched { step, .. }
             | Body::StepFinished { step, .. }
-            | Body::StepSkipped { step, .. } => Some(step),
-            Body::GateStarted { step, .. } | Body::GateFinished { step, .. } => step.as_deref(),
+            | Body::StepSkipped { step, .. }
+            | Body::StepKept { step, .. } => Some(step),
+            Body::GateStarted { step, .. }
+            | Body::GateFinished { step, .. }
+            | Body::Warning { step, .. } => step.as_deref(),
             Body::RunStarted { .. } | Body::RunFinished { .. } => None,
         }
     }
@@ -224,6 +227,25 @@ pub enum Body {
         duration_ms: u64,
         cached_from: Option<String>,
         error: Option<StepError>,
+        /// What `steps.<id>.output` hands on (the agent's final message, the command's
+        /// stdout); for a cached step, the output of the run that made it.
+        #[serde(default)]
+        output: String,
+        /// For a cached step: what making the result cost, in the run that made it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cached_cost_usd: Option<f64>,
+    },
+    /// A resumed run's step that keeps its result from before the resume.
+    StepKept {
+        step: String,
+        outcome: Outcome,
+        commit: Option<String>,
+    },
+    /// Something went wrong that does not stop the run (a cache entry that could not be
+    /// stored, a CLI whose version could not be learnt).
+    Warning {
+        step: Option<String>,
+        message: String,
     },
     StepSkipped {
         step: String,

@@ -129,12 +129,14 @@ fn load(options: &WatchOptions) -> Result<(Plan, RunRecord), Box<MissionErrors>>
         sets: options.sets.clone(),
         only: None,
         max_parallel: None,
+        ..RunRecord::default()
     };
     Ok((plan, record))
 }
 
-/// Each step's `inputs` globs; `None` when it has none (it sees every file) or they do not
-/// compile (then it is taken to see every file).
+/// Each step's `inputs` globs; `None` when it has none (it sees every file). A plan's globs
+/// compile (`validate` refuses a bad one, with its span); were one not to, its step would be
+/// taken to see every file.
 type Inputs = std::collections::HashMap<String, Option<globset::GlobSet>>;
 
 fn inputs_of(plan: &Plan) -> Inputs {
@@ -304,7 +306,14 @@ pub async fn watch(
             Ok(Err(e)) => {
                 let _ = notices.send(Notice::Failed(e));
             }
-            Err(_) => {}
+            Err(e) => {
+                let why = if e.is_panic() {
+                    "its task panicked"
+                } else {
+                    "its task was aborted"
+                };
+                let _ = notices.send(Notice::Failed(RunError::Internal(why.to_owned())));
+            }
         }
         if *cancel.borrow() {
             return Ok(());

@@ -89,7 +89,7 @@ pub fn preflight(plan: &Plan) -> Result<Vec<String>, PreflightError> {
         else {
             continue;
         };
-        if let Some(found) = version(&path)
+        if let Ok(found) = version(&path)
             && found != tested
         {
             warnings.push(format!(
@@ -161,7 +161,7 @@ pub fn agent_status() -> Vec<AgentStatus> {
             AgentStatus {
                 runtime,
                 binary: adapter.binary().to_owned(),
-                version: path.as_deref().and_then(version),
+                version: path.as_deref().and_then(|p| version(p).ok()),
                 path,
                 verified: adapter.verified(),
             }
@@ -169,11 +169,20 @@ pub fn agent_status() -> Vec<AgentStatus> {
         .collect()
 }
 
+/// How long a `--version` may take.
+const VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// `<binary> --version`, first `x.y.z` of its output; looked up once per binary path and mtime
-/// (cached in the user's cache dir: node CLIs take about a second to start).
-pub fn version(binary: &std::path::Path) -> Option<String> {
-    let mtime = fs_err::metadata(binary).ok()?.modified().ok()?;
-    let stamp = mtime.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+/// (cached in the user's cache dir: node CLIs take about a second to start). Blocking: call
+/// it off the async runtime. The error says why no version could be learnt.
+pub fn version(binary: &std::path::Path) -> Result<String, String> {
+    let mtime = fs_err::metadata(binary)
+        .and_then(|m| m.modified())
+        .map_err(|e| e.to_string())?;
+    let stamp = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_nanos();
     let key = format!("{}|{stamp}", binary.display());
     let cache = dirs::cache_dir().map(|d| d.join("medley").join("versions.json"));
     let mut known: std::collections::BTreeMap<String, String> = cache
@@ -182,32 +191,42 @@ pub fn version(binary: &std::path::Path) -> Option<String> {
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     if let Some(v) = known.get(&key) {
-        return Some(v.clone());
+        return Ok(v.clone());
     }
-    let mut child = std::process::Command::new(binary)
+    let child = std::process::Command::new(binary)
         .arg("--version")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .ok()?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+        .map_err(|e| format!("cannot start it: {e}"))?;
+    let pid = child.id();
+    // The child is waited for on a thread of its own, and killed if it takes too long.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = match rx.recv_timeout(VERSION_TIMEOUT) {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => return Err(format!("cannot wait for it: {e}")),
+        Err(_) => {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
+            return Err(format!(
+                "it did not answer within {}",
+                crate::plan::duration_text::format(VERSION_TIMEOUT)
+            ));
         }
-    }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut text).ok()?;
-    let found = first_version(&text)?;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let Some(found) = first_version(&text) else {
+        return Err(if output.status.success() {
+            "its output holds no version number".to_owned()
+        } else {
+            format!("it failed ({})", output.status)
+        });
+    };
     known.insert(key, found.clone());
     if let Some(cache) = cache {
         if let Some(dir) = cache.parent() {
@@ -217,7 +236,7 @@ pub fn version(binary: &std::path::Path) -> Option<String> {
             let _ = fs_err::write(cache, json);
         }
     }
-    Some(found)
+    Ok(found)
 }
 
 /// The first `\d+\.\d+\.\d+` in `text`.
