@@ -294,7 +294,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lock");
         // A probe (`medley runs`) holds its shared lock at the moment the run starts.
-        let probe = open_lock(&path).unwrap();
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap()
+        };
+        let probe = open();
         probe.try_lock_shared().unwrap();
         let starting = std::thread::spawn({
             let path = path.clone();
@@ -309,8 +317,7 @@ mod tests {
         );
         assert!(is_live(dir.path()));
         // Probes see a live run, and do not get in each other's way.
-        let other = open_lock(&path).unwrap();
-        assert!(other.try_lock_shared().is_err());
+        assert!(open().try_lock_shared().is_err());
         drop(lock);
         assert!(!is_live(dir.path()));
     }

@@ -342,3 +342,42 @@ fn a_result_that_cannot_be_cached_is_a_warning() {
         out.stderr
     );
 }
+
+#[test]
+fn a_diff_that_cannot_be_made_fails_the_step_that_renders_it() {
+    let env = env();
+    let dir = env.work().parent().unwrap().to_path_buf();
+    let go = dir.join("go");
+    env.repo(&[(
+        "missions/m.toml",
+        &format!(
+            "[steps.a]\nrun = \"echo a > a.txt\"\n\n\
+             [steps.b]\nneeds = [\"a\"]\nrun = \"printf %s {{{{ steps.a.diff }}}} > d.txt\"\n\
+             gate = \"test -e {}\"\nattempts = 1\n",
+            go.display()
+        ),
+    )]);
+    assert_eq!(env.run(&["run", "m"]).code, 1);
+    // The base a's diff is against is gone (as after a `git gc` of an unreferenced commit).
+    let run = runs(&env)[0].clone();
+    let journal = fs_err::read_to_string(run.join("events.jsonl")).unwrap();
+    let edited: Vec<String> = journal
+        .lines()
+        .map(|line| {
+            let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
+            if event["type"] == "step_ready" && event["step"] == "a" {
+                event["base"] = "1111111111111111111111111111111111111111".into();
+            }
+            event.to_string()
+        })
+        .collect();
+    fs_err::write(run.join("events.jsonl"), edited.join("\n") + "\n").unwrap();
+    fs_err::write(&go, "").unwrap();
+    let out = env.run(&["resume", "last", "--output", "plain"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot make the diff of step `a`"),
+        "not an empty diff: {}",
+        out.stderr
+    );
+}
