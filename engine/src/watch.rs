@@ -104,7 +104,16 @@ fn relevant(repo: &git2::Repository, root: &Path, paths: &[PathBuf]) -> BTreeSet
 
 fn load(options: &WatchOptions) -> Result<(Plan, RunRecord), Box<MissionErrors>> {
     let path = options.run.cwd.join(&options.mission);
-    let source = fs_err::read_to_string(&path).unwrap_or_default();
+    let source = fs_err::read_to_string(&path).map_err(|e| {
+        Box::new(MissionErrors::new(
+            &options.mission.display().to_string(),
+            "",
+            vec![crate::mission::MissionError::new(
+                crate::mission::ErrorKind::Value,
+                format!("cannot read the mission file: {e}"),
+            )],
+        ))
+    })?;
     let mission = Mission::parse(&options.mission, source.clone()).map_err(Box::new)?;
     let plan = compile(
         &mission,

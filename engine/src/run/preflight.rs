@@ -89,14 +89,18 @@ pub fn preflight(plan: &Plan) -> Result<Vec<String>, PreflightError> {
         else {
             continue;
         };
-        if let Ok(found) = version(&path)
-            && found != tested
-        {
-            warnings.push(format!(
+        match version(&path) {
+            Ok(found) if found != tested => warnings.push(format!(
                 "`{}` is version {found}; medley's {} adapter was verified against {tested}, so check its results",
                 program_of(profile),
                 runtime.name()
-            ));
+            )),
+            Ok(_) => {}
+            Err(why) => warnings.push(format!(
+                "cannot learn the version of `{}` (`--version`): {why}; medley's {} adapter was verified against {tested}, so check its results",
+                program_of(profile),
+                runtime.name()
+            )),
         }
     }
     warnings.dedup();
@@ -193,6 +197,31 @@ pub fn version(binary: &std::path::Path) -> Result<String, String> {
     if let Some(v) = known.get(&key) {
         return Ok(v.clone());
     }
+    // A probe that failed is not tried again by this process (it may have taken the timeout).
+    static FAILED: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    if let Some(why) = FAILED.lock().ok().and_then(|f| f.get(&key).cloned()) {
+        return Err(why);
+    }
+    let probed = probe(binary);
+    if let (Err(why), Ok(mut failed)) = (&probed, FAILED.lock()) {
+        failed.insert(key.clone(), why.clone());
+    }
+    let found = probed?;
+    known.insert(key, found.clone());
+    if let Some(cache) = cache {
+        if let Some(dir) = cache.parent() {
+            let _ = fs_err::create_dir_all(dir);
+        }
+        if let Ok(json) = serde_json::to_string_pretty(&known) {
+            let _ = fs_err::write(cache, json);
+        }
+    }
+    Ok(found)
+}
+
+/// Runs `<binary> --version` and finds the version in what it prints.
+fn probe(binary: &std::path::Path) -> Result<String, String> {
     let child = std::process::Command::new(binary)
         .arg("--version")
         .stdin(std::process::Stdio::null())
@@ -220,23 +249,13 @@ pub fn version(binary: &std::path::Path) -> Result<String, String> {
         }
     };
     let text = String::from_utf8_lossy(&output.stdout);
-    let Some(found) = first_version(&text) else {
-        return Err(if output.status.success() {
+    first_version(&text).ok_or_else(|| {
+        if output.status.success() {
             "its output holds no version number".to_owned()
         } else {
             format!("it failed ({})", output.status)
-        });
-    };
-    known.insert(key, found.clone());
-    if let Some(cache) = cache {
-        if let Some(dir) = cache.parent() {
-            let _ = fs_err::create_dir_all(dir);
         }
-        if let Ok(json) = serde_json::to_string_pretty(&known) {
-            let _ = fs_err::write(cache, json);
-        }
-    }
-    Ok(found)
+    })
 }
 
 /// The first `\d+\.\d+\.\d+` in `text`.
