@@ -178,6 +178,14 @@ fn a_budget_reached_stops_the_agent_steps_in_flight() {
             out.stderr
         );
     }
+    let stopped = events
+        .iter()
+        .find(|e| e["type"] == "step_finished" && e["step"] == "a")
+        .unwrap();
+    assert_eq!(
+        stopped["error"]["message"],
+        "the run reached its budget and stopped it"
+    );
     let pids = fs_err::read_to_string(&pids).unwrap();
     assert_eq!(pids.lines().count(), 2);
     for pid in pids.lines() {
@@ -378,6 +386,25 @@ fn a_diff_that_cannot_be_made_fails_the_step_that_renders_it() {
     assert!(
         out.stderr.contains("cannot make the diff of step `a`"),
         "not an empty diff: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn resume_says_when_the_runs_record_cannot_be_read() {
+    let env = env();
+    env.repo(&[(
+        "missions/m.toml",
+        "[steps.a]\nrun = \"false\"\nattempts = 1\n",
+    )]);
+    assert_eq!(env.run(&["run", "m"]).code, 1);
+    let run = runs(&env)[0].clone();
+    fs_err::write(run.join("run.json"), "{ torn").unwrap();
+    let out = env.run(&["resume", "last"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot read what the run was asked"),
+        "not \"made by an older medley\": {}",
         out.stderr
     );
 }

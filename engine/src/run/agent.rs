@@ -237,7 +237,7 @@ pub(crate) async fn run_agent_step(
         );
     }
     if runs.iter().any(|r| r.cancelled) {
-        let error = StepError::new("cancelled", "the run was cancelled");
+        let error = StepError::new("cancelled", shared.stop_reason());
         let agent = runs.last().map(|r| r.agent.clone());
         return step::finish_with(
             shared,

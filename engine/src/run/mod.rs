@@ -419,6 +419,15 @@ impl Shared {
         }
     }
 
+    /// Why a step in flight was stopped.
+    pub(crate) fn stop_reason(&self) -> &'static str {
+        if self.budget_hit.load(std::sync::atomic::Ordering::SeqCst) {
+            "the run reached its budget and stopped it"
+        } else {
+            "the run was cancelled"
+        }
+    }
+
     /// Whether step `i` may use and fill the cache.
     pub(crate) fn caching(&self, i: usize) -> bool {
         !self.no_cache && self.plan.steps[i].cache
@@ -576,6 +585,9 @@ pub enum ResumeError {
     #[error("run `{0}` did not record what it was asked (it was made by an older medley)")]
     #[diagnostic(help("start a new run with `medley run`"))]
     NoRecord(String),
+    #[error("cannot read what the run was asked, in `{path}`: {message}")]
+    #[diagnostic(help("start a new run with `medley run`"))]
+    BadRunRecord { path: PathBuf, message: String },
     #[error("the mission of run `{run}` no longer compiles")]
     #[diagnostic(help(
         "the run kept its mission as it was, but this medley reads it otherwise; start a new run with `medley run`"
@@ -639,10 +651,23 @@ pub async fn resume(
         return Err(resume_error(ResumeError::Passed(run)));
     }
     let record_path = journal::runs_dir(&repo.git_dir).join(&run).join("run.json");
-    let record: RunRecord = fs_err::read_to_string(&record_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| resume_error(ResumeError::NoRecord(run.clone())))?;
+    let record: RunRecord = match fs_err::read_to_string(&record_path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            resume_error(ResumeError::BadRunRecord {
+                path: record_path.clone(),
+                message: e.to_string(),
+            })
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(resume_error(ResumeError::NoRecord(run.clone())));
+        }
+        Err(e) => {
+            return Err(resume_error(ResumeError::BadRunRecord {
+                path: record_path.clone(),
+                message: e.to_string(),
+            }));
+        }
+    };
     let mission_error = |errors| {
         resume_error(ResumeError::Mission {
             run: run.clone(),

@@ -720,7 +720,7 @@ async fn cancelled(
         attempts,
         started,
         String::new(),
-        Some(StepError::new("cancelled", "the run was cancelled")),
+        Some(StepError::new("cancelled", shared.stop_reason())),
     )
 }
 
