@@ -795,11 +795,18 @@ async fn execute(
     let emitter = Emitter::new(&run, journal, events).map_err(state_error(&journal_path))?;
     let worktrees_base = worktrees_root(options.worktrees.as_deref(), &repo)?;
 
-    prune_dead_runs(&repo, &worktrees_base, Some(&run));
-    // What a killed run of this id left (half-made worktrees) goes before it goes on.
-    if worktrees_base.join(&run).exists() {
-        let _ = fs_err::remove_dir_all(worktrees_base.join(&run));
-        let _ = repo.prune_worktrees();
+    {
+        // Off the async runtime: removing worktrees is disk work.
+        let (repo, worktrees_base, run) = (repo.clone(), worktrees_base.clone(), run.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            prune_dead_runs(&repo, &worktrees_base, Some(&run));
+            // What a killed run of this id left (half-made worktrees) goes before it goes on.
+            if worktrees_base.join(&run).exists() {
+                let _ = fs_err::remove_dir_all(worktrees_base.join(&run));
+                let _ = repo.prune_worktrees();
+            }
+        })
+        .await;
     }
     repo.set_ref(&format!("refs/medley/{run}/base"), base, "medley: run base")?;
     let includes = {
