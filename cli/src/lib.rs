@@ -160,6 +160,16 @@ pub fn main() -> ExitCode {
         output,
         width,
     };
+    let git_vars = medley_engine::git::env::locating_vars_set();
+    if !git_vars.is_empty() {
+        ctx.status(&format!(
+            "{}: {} set: medley ignores {} and uses the repository of the current directory; \
+             it never passes them to git or to steps",
+            style::yellow("warning", color),
+            git_vars.join(", "),
+            if git_vars.len() == 1 { "it" } else { "them" },
+        ));
+    }
     let result = match cli.command {
         Command::Run(args) => commands::run::cmd_run(&ctx, args),
         Command::Watch(args) => commands::watch::cmd_watch(&ctx, args),

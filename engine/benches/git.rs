@@ -65,7 +65,7 @@ fn bench(c: &mut Criterion) {
                 })
             },
         );
-        let base = repo.snapshot().expect("a snapshot");
+        let base = repo.snapshot().expect("a snapshot").commit;
         let worktree = dir.path().join("../bench-worktree");
         group.bench_function(format!("worktree add + remove, {files} files"), |b| {
             b.iter(|| {

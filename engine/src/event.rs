@@ -241,15 +241,16 @@ pub enum Body {
         outcome: Outcome,
         commit: Option<String>,
     },
-    /// Something went wrong that does not stop the run (a cache entry that could not be
-    /// stored, a CLI whose version could not be learnt).
-    Warning {
-        step: Option<String>,
-        message: String,
-    },
     StepSkipped {
         step: String,
         reason: SkipReason,
+    },
+    /// Something the user should know that does not stop the run (e.g. a nested repository the
+    /// snapshot holds as a gitlink, a result the cache could not keep, a CLI whose version could
+    /// not be learnt). `step` is null for the run as a whole.
+    Warning {
+        step: Option<String>,
+        message: String,
     },
     RunFinished {
         outcome: RunOutcome,

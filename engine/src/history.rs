@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use git2::{ApplyLocation, DiffOptions, Oid};
+use git2::Oid;
 use indexmap::IndexMap;
 
 use crate::event::{Body, Outcome, RunOutcome, SkipReason, StepError, Tokens};
@@ -349,32 +349,57 @@ pub fn apply(repo: &Repo, info: &RunInfo, step: Option<&str>) -> Result<Vec<Stri
             .and_then(|c| c.tree())
             .context(|| format!("read commit {oid}"))
     };
-    let mut options = DiffOptions::new();
-    options.show_binary(true);
+    let (base_tree, result_tree) = (tree(base)?, tree(result)?);
     let diff = git
-        .diff_tree_to_tree(Some(&tree(base)?), Some(&tree(result)?), Some(&mut options))
+        .diff_tree_to_tree(Some(&base_tree), Some(&result_tree), None)
         .context(|| "diff the result".to_owned())?;
-    let base_tree = tree(base)?;
-    let mut touched = Vec::new();
-    let mut differing = Vec::new();
+    let mut paths: Vec<PathBuf> = Vec::new();
     for delta in diff.deltas() {
         for file in [delta.old_file(), delta.new_file()] {
-            let Some(path) = file.path() else { continue };
-            let path_text = path.to_string_lossy().into_owned();
-            if touched.contains(&path_text) {
-                continue;
-            }
-            touched.push(path_text.clone());
-            if !matches_base(&repo.root, &base_tree, path)? {
-                differing.push(path_text);
+            if let Some(path) = file.path()
+                && !paths.iter().any(|p| p == path)
+            {
+                paths.push(path.to_owned());
             }
         }
     }
+    // The working tree as `git add -A` would store it (filters, eol, sparse entries), so a
+    // file counts as unchanged exactly when git would say so.
+    let current = crate::git::snapshot::add_all(&repo.root, &git.path().join("index"))?;
+    let current = git
+        .find_tree(current.tree)
+        .context(|| "read the working tree's state".to_owned())?;
+    let entry = |tree: &git2::Tree<'_>, path: &Path| {
+        tree.get_path(path).ok().map(|e| (e.id(), e.filemode()))
+    };
+    let differing: Vec<String> = paths
+        .iter()
+        .filter(|p| entry(&current, p) != entry(&base_tree, p))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     if !differing.is_empty() {
         return Err(HistoryError::LocalChanges(differing));
     }
-    git.apply(&diff, ApplyLocation::WorkDir, None)
-        .context(|| "apply the change to the working tree".to_owned())?;
+    // Removed files go; the others are written by git as checkout writes them (smudge
+    // filters, eol, modes, symlinks), leaving the index alone.
+    let (gone, written): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        paths.iter().partition(|p| result_tree.get_path(p).is_err());
+    for path in gone {
+        let full = repo.root.join(path);
+        if fs_err::symlink_metadata(&full).is_ok() {
+            fs_err::remove_file(&full).map_err(|source| HistoryError::Io {
+                path: full.clone(),
+                source,
+            })?;
+        }
+    }
+    if !written.is_empty() {
+        restore(&repo.root, result, &written)?;
+    }
+    let touched: Vec<String> = paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     let marker = journal::runs_dir(&repo.git_dir)
         .join(&info.id)
         .join("applied");
@@ -382,35 +407,52 @@ pub fn apply(repo: &Repo, info: &RunInfo, step: Option<&str>) -> Result<Vec<Stri
     Ok(touched)
 }
 
-/// Whether the working tree's file at `path` is what the base has (both absent counts).
-fn matches_base(root: &Path, base: &git2::Tree<'_>, path: &Path) -> Result<bool, HistoryError> {
-    let full = root.join(path);
-    let on_disk = match fs_err::symlink_metadata(&full) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            let target = fs_err::read_link(&full).map_err(|source| HistoryError::Io {
-                path: full.clone(),
-                source,
-            })?;
-            Some(target.as_os_str().as_encoded_bytes().to_vec())
+/// `git restore --source=COMMIT --worktree` of `paths` (literal, byte paths): the files as
+/// checkout writes them, the index untouched.
+fn restore(root: &Path, commit: Oid, paths: &[&PathBuf]) -> Result<(), HistoryError> {
+    use std::io::Write as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut child = crate::git::env::scrub(&mut std::process::Command::new("git"))
+        .arg("-C")
+        .arg(root)
+        .args([
+            "restore",
+            "--worktree",
+            "--pathspec-from-file=-",
+            "--pathspec-file-nul",
+        ])
+        .arg(format!("--source={commit}"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| HistoryError::Io {
+            path: PathBuf::from("git"),
+            source,
+        })?;
+    let mut list = Vec::new();
+    for path in paths {
+        list.extend_from_slice(b":(literal)");
+        list.extend_from_slice(path.as_os_str().as_bytes());
+        list.push(0);
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&list);
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|source| HistoryError::Io {
+            path: PathBuf::from("git"),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(GitError::Cli {
+            args: "restore --worktree".to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         }
-        Ok(meta) if meta.is_file() => {
-            Some(fs_err::read(&full).map_err(|source| HistoryError::Io {
-                path: full.clone(),
-                source,
-            })?)
-        }
-        Ok(_) => return Ok(false),
-        Err(_) => None,
-    };
-    let in_base = base.get_path(path).ok().map(|e| e.id());
-    Ok(match (on_disk, in_base) {
-        (None, None) => true,
-        (Some(bytes), Some(id)) => {
-            Oid::hash_object(git2::ObjectType::Blob, &bytes).context(|| "hash a file".to_owned())?
-                == id
-        }
-        _ => false,
-    })
+        .into());
+    }
+    Ok(())
 }
 
 /// What `clean` removed.

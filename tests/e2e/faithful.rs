@@ -345,7 +345,7 @@ fn a_result_that_cannot_be_cached_is_a_warning() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("a: warning: its result could not be kept in the cache"),
+            .contains("a: its result could not be kept in the cache"),
         "{}",
         out.stderr
     );

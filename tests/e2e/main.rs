@@ -8,6 +8,8 @@ mod cache;
 mod cli;
 mod corpus;
 mod faithful;
+mod git_fidelity;
+mod kimi;
 mod missions;
 mod resume;
 mod run;

@@ -22,6 +22,10 @@
 //! - `sleep MS`; `pid PATH` (append this process's pid to PATH); `exit N` (after the stream);
 //! - `await PATH N`: wait until PATH has N lines (default 1), e.g. pids other calls wrote;
 //! - `linger`: after the stream, keep running (as Cursor and Kimi Code can).
+//! - kimi only: `429`, `nokey`, `noconfig` (the captured failures of those names), `legacy` (the
+//!   legacy Python kimi-cli stub's notice, exit 0). `MEDLEY_FAKE_KIMI=legacy` makes `--version`
+//!   answer as that stub; `MEDLEY_FAKE_KIMI=old-node` makes every call fail as Kimi Code does
+//!   on Node 20 (a `SyntaxError`, exit 1). Kimi's `unreachable` keeps retrying, never ending.
 //!
 //! Every call is recorded in `<script>.calls.jsonl`: the CLI, argv, cwd and prompt received.
 
@@ -77,6 +81,30 @@ struct Call {
 }
 
 fn run(cli: &str, argv: &[String]) -> i32 {
+    if cli == "kimi" {
+        match std::env::var("MEDLEY_FAKE_KIMI").as_deref() {
+            Ok("old-node") => {
+                eprintln!(
+                    "file:///usr/lib/node_modules/@moonshot-ai/kimi-code/dist/cli.js:1\nSyntaxError: The requested module 'node:zlib' does not provide an export named 'zstdCompressSync'\n\nNode.js v20.20.2"
+                );
+                return 1;
+            }
+            Ok("legacy") => {
+                let sample = if argv == ["--version"] {
+                    "kimi-legacy-version"
+                } else {
+                    "kimi-legacy-print"
+                };
+                print!(
+                    "{}",
+                    std::fs::read_to_string(format!("{SAMPLES}/{sample}.stdout.txt"))
+                        .unwrap_or_default()
+                );
+                return 0;
+            }
+            _ => {}
+        }
+    }
     if argv == ["--version"] {
         // The versions the samples were captured with, unless a test asks for another.
         if let Ok(version) = std::env::var("MEDLEY_FAKE_VERSION") {
@@ -90,6 +118,7 @@ fn run(cli: &str, argv: &[String]) -> i32 {
                 "codex" => "codex-cli 0.169.0",
                 "gemini" => "0.61.0",
                 "qwen" => "0.24.4",
+                "kimi" => "2.1.0",
                 _ => "0.1.0",
             }
         );
@@ -177,15 +206,33 @@ fn run(cli: &str, argv: &[String]) -> i32 {
                 prompt: flag(argv, "-p").unwrap_or("").to_owned(),
             }
         }
+        "kimi" => {
+            if ["--yolo", "--auto", "--plan"].iter().any(|f| has(argv, f)) && has(argv, "-p") {
+                eprintln!("error: Cannot combine --prompt with --yolo.");
+                return 1;
+            }
+            let resume = flag(argv, "-S").or(flag(argv, "--session"));
+            Call {
+                session: resume.map(str::to_owned).unwrap_or_else(|| {
+                    format!(
+                        "session_d9f2ee36-6d32-4057-8d10-{:012x}",
+                        std::process::id()
+                    )
+                }),
+                resumed: resume.is_some(),
+                can_write: true,
+                prompt: flag(argv, "-p").unwrap_or("").to_owned(),
+            }
+        }
         _ => {
-            // cursor-agent and kimi: not captured; the streams follow AGENTS.md sections 6-7.
-            let resume = flag(argv, "--resume").or(flag(argv, "-S"));
+            // cursor-agent: not captured; the stream follows AGENTS.md section 6.
+            let resume = flag(argv, "--resume");
             Call {
                 session: resume
                     .unwrap_or("c0ffee00-0000-4000-8000-000000000001")
                     .to_owned(),
                 resumed: resume.is_some(),
-                can_write: cli == "kimi" || has(argv, "--force"),
+                can_write: has(argv, "--force"),
                 prompt: flag(argv, "-p").unwrap_or("").to_owned(),
             }
         }
@@ -240,6 +287,9 @@ fn run(cli: &str, argv: &[String]) -> i32 {
             }
             (Some("exit"), Some(n), _) => exit = n.parse().ok(),
             (Some(c @ ("ok" | "401" | "unreachable" | "denied" | "hang")), _, _) => case = c,
+            (Some(c @ ("429" | "nokey" | "noconfig" | "legacy")), _, _) if cli == "kimi" => {
+                case = c
+            }
             _ => {
                 eprintln!("fake-agent: unknown action `{action}`");
                 return 2;
@@ -289,6 +339,13 @@ fn sample(cli: &str, case: &str, resumed: bool) -> Option<&'static str> {
         ("qwen", "ok" | "denied") => "qwen-yolo",
         ("qwen", "401") => "qwen-401",
         ("qwen", "unreachable") => "qwen-unreachable",
+        ("kimi", "ok" | "denied") if resumed => "kimi-resume",
+        ("kimi", "ok" | "denied") => "kimi-ok",
+        ("kimi", "401") => "kimi-401",
+        ("kimi", "429") => "kimi-429",
+        ("kimi", "nokey") => "kimi-nokey",
+        ("kimi", "noconfig") => "kimi-noconfig",
+        ("kimi", "unreachable") => "kimi-unreachable-defaultretries",
         _ => return None,
     })
 }
@@ -335,6 +392,18 @@ fn replay(cli: &str, case: &str, call: &Call, exit: Option<i32>) -> i32 {
         let _ = writeln!(out, "{}", swap(line));
         let _ = out.flush();
     }
+    if cli == "kimi" && case == "unreachable" {
+        // With its default retries Kimi Code goes on for minutes: retry events, no end.
+        for attempt in 5.. {
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = writeln!(
+                out,
+                r#"{{"role":"meta","type":"turn.step.retrying","failed_attempt":{attempt},"next_attempt":{},"max_attempts":1000,"delay_ms":200,"error_name":"APIConnectionError","error_message":"Connection error."}}"#,
+                attempt + 1
+            );
+            let _ = out.flush();
+        }
+    }
     if cli == "codex" && case == "unreachable" {
         // Codex never ends by itself when the model service is unreachable.
         loop {
@@ -364,25 +433,34 @@ fn session_of(stdout: &str) -> Option<String> {
     None
 }
 
-/// cursor-agent and kimi, following AGENTS.md (no captured sample exists).
+/// cursor-agent, following AGENTS.md (no captured sample exists), and kimi's legacy stub.
 fn hand_made(cli: &str, case: &str, call: &Call, exit: Option<i32>) -> i32 {
     let mut out = std::io::stdout().lock();
     let s = &call.session;
     let lines: Vec<String> = match (cli, case) {
         ("cursor-agent", "ok" | "denied") => vec![
-            format!(r#"{{"type":"system","subtype":"init","session_id":"{s}","model":"auto","cwd":".","permissionMode":"force"}}"#),
-            format!(r#"{{"type":"tool_call","subtype":"started","session_id":"{s}","tool_call":{{"writeToolCall":{{"args":{{"path":"hello_cursor.txt"}}}}}}}}"#),
-            format!(r#"{{"type":"tool_call","subtype":"completed","session_id":"{s}","tool_call":{{"writeToolCall":{{"args":{{"path":"hello_cursor.txt"}},"result":{{"success":{{}}}}}}}}}}"#),
-            format!(r#"{{"type":"assistant","session_id":"{s}","message":{{"role":"assistant","content":[{{"type":"text","text":"Done."}}]}}}}"#),
-            format!(r#"{{"type":"result","subtype":"success","is_error":false,"result":"Done.","session_id":"{s}","duration_ms":10}}"#),
+            format!(
+                r#"{{"type":"system","subtype":"init","session_id":"{s}","model":"auto","cwd":".","permissionMode":"force"}}"#
+            ),
+            format!(
+                r#"{{"type":"tool_call","subtype":"started","session_id":"{s}","tool_call":{{"writeToolCall":{{"args":{{"path":"hello_cursor.txt"}}}}}}}}"#
+            ),
+            format!(
+                r#"{{"type":"tool_call","subtype":"completed","session_id":"{s}","tool_call":{{"writeToolCall":{{"args":{{"path":"hello_cursor.txt"}},"result":{{"success":{{}}}}}}}}}}"#
+            ),
+            format!(
+                r#"{{"type":"assistant","session_id":"{s}","message":{{"role":"assistant","content":[{{"type":"text","text":"Done."}}]}}}}"#
+            ),
+            format!(
+                r#"{{"type":"result","subtype":"success","is_error":false,"result":"Done.","session_id":"{s}","duration_ms":10}}"#
+            ),
         ],
-        ("kimi", "ok" | "denied") => vec![
-            r#"{"role":"meta","type":"system.version","version":"0.38.0"}"#.to_owned(),
-            r#"{"role":"assistant","content":"","tool_calls":[{"id":"t1","type":"function","function":{"name":"WriteFile","arguments":"{\"path\":\"hello_kimi.txt\"}"}}]}"#.to_owned(),
-            r#"{"role":"tool","tool_call_id":"t1","content":"written"}"#.to_owned(),
-            r#"{"role":"assistant","content":"Done."}"#.to_owned(),
-            format!(r#"{{"role":"meta","type":"session.resume_hint","session_id":"{s}"}}"#),
-        ],
+        ("kimi", "legacy") => {
+            let notice = std::fs::read_to_string(format!("{SAMPLES}/kimi-legacy-print.stdout.txt"))
+                .unwrap_or_default();
+            let _ = write!(out, "{notice}");
+            return exit.unwrap_or(0);
+        }
         _ => {
             eprintln!("Error: authentication failed (fake {cli} {case})");
             return exit.unwrap_or(1);

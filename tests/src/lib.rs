@@ -138,9 +138,15 @@ pub type Fingerprint = std::collections::BTreeMap<String, Vec<u8>>;
 impl TestEnv {
     /// Runs `git ARGS...` in the work directory, hermetically; panics on failure.
     pub fn git(&self, args: &[&str]) -> String {
+        self.git_with(&[], args)
+    }
+
+    /// [`TestEnv::git`] with extra environment variables.
+    pub fn git_with(&self, envs: &[(&str, &std::ffi::OsStr)], args: &[&str]) -> String {
         let out = Command::new("git")
             .current_dir(self.work())
             .env_clear()
+            .envs(envs.iter().copied())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path().join("home"))
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -172,12 +178,17 @@ impl TestEnv {
         self.git(&["commit", "-q", "-m", "initial"]);
     }
 
-    /// HEAD, `.git/index` and every working-tree file, by content.
+    /// HEAD, the index file, every ref that is not medley's (the stash among them) and every
+    /// working-tree file, by content.
     pub fn fingerprint(&self) -> Fingerprint {
         let mut print = Fingerprint::new();
-        let git = self.work().join(".git");
+        let git_dir = PathBuf::from(
+            self.git(&["rev-parse", "--absolute-git-dir"])
+                .trim()
+                .to_owned(),
+        );
         for name in ["HEAD", "index"] {
-            if let Ok(bytes) = fs_err::read(git.join(name)) {
+            if let Ok(bytes) = fs_err::read(git_dir.join(name)) {
                 print.insert(format!(".git/{name}"), bytes);
             }
         }
@@ -185,21 +196,33 @@ impl TestEnv {
             "HEAD commit".to_owned(),
             self.git(&["rev-parse", "HEAD"]).into_bytes(),
         );
+        let refs: String = self
+            .git(&["for-each-ref", "--format=%(refname) %(objectname)"])
+            .lines()
+            .filter(|l| !l.starts_with("refs/medley/") && !l.starts_with("refs/heads/medley/"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        print.insert("refs".to_owned(), refs.into_bytes());
+        let work_git = self.work().join(".git");
         let mut stack = vec![self.work()];
         while let Some(dir) = stack.pop() {
             for entry in fs_err::read_dir(&dir).expect("a readable directory") {
                 let path = entry.expect("an entry").path();
-                if path == git {
+                if path == work_git {
                     continue;
                 }
-                if path.is_dir() {
+                let meta = fs_err::symlink_metadata(&path).expect("metadata");
+                let name = path
+                    .strip_prefix(self.work())
+                    .unwrap()
+                    .display()
+                    .to_string();
+                if meta.is_dir() {
                     stack.push(path);
+                } else if meta.file_type().is_symlink() {
+                    let target = fs_err::read_link(&path).expect("a link");
+                    print.insert(name, target.as_os_str().as_encoded_bytes().to_vec());
                 } else {
-                    let name = path
-                        .strip_prefix(self.work())
-                        .unwrap()
-                        .display()
-                        .to_string();
                     print.insert(name, fs_err::read(&path).unwrap_or_default());
                 }
             }
@@ -230,7 +253,8 @@ impl TestEnv {
 
     /// The events of the only (or newest) run's journal.
     pub fn journal(&self) -> Vec<serde_json::Value> {
-        let runs = self.work().join(".git/medley/runs");
+        let git_dir = self.git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]);
+        let runs = PathBuf::from(git_dir.trim()).join("medley/runs");
         let mut ids: Vec<_> = fs_err::read_dir(&runs)
             .expect("a runs directory")
             .map(|e| e.unwrap().path())

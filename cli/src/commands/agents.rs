@@ -9,8 +9,9 @@ use crate::{CliError, Context, exit, print_data};
 #[derive(Debug, Args)]
 #[command(
     long_about = "List each agent runtime: whether its CLI is on PATH, its version and path, and \
-        whether medley's adapter was verified against the real CLI's captured output (cursor and \
-        kimi were not: their adapters follow the CLIs' documentation only).",
+        whether medley's adapter was verified against the real CLI's captured output (cursor was \
+        not: its adapter follows the CLI's documentation only). An installed CLI that cannot run \
+        (the legacy Python kimi-cli, a Node too old for Kimi Code) is shown with the reason.",
     after_help = "Example:\n  medley agents"
 )]
 pub struct AgentsArgs {}
@@ -20,14 +21,25 @@ pub fn cmd_agents(_ctx: &Context, _args: AgentsArgs) -> Result<u8, CliError> {
         "{:<8}  {:<13}  {:<5}  {:<10}  {:<8}  path\n",
         "runtime", "binary", "found", "version", "verified"
     );
+    let mut problems = Vec::new();
     for agent in agent_status() {
+        if let Some(problem) = &agent.problem {
+            problems.push(format!("{}: cannot start: {problem}", agent.runtime.name()));
+        }
         let _ = writeln!(
             out,
             "{:<8}  {:<13}  {:<5}  {:<10}  {:<8}  {}",
             agent.runtime.name(),
             agent.binary,
             if agent.path.is_some() { "yes" } else { "no" },
-            agent.version.as_deref().unwrap_or("-"),
+            agent
+                .version
+                .as_deref()
+                .unwrap_or(if agent.problem.is_some() {
+                    "unusable"
+                } else {
+                    "-"
+                }),
             if agent.verified { "yes" } else { "no" },
             agent
                 .path
@@ -36,6 +48,9 @@ pub fn cmd_agents(_ctx: &Context, _args: AgentsArgs) -> Result<u8, CliError> {
         );
     }
     out.push_str("command   (any program)  -      -           yes       a profile's `program`\n");
+    for problem in problems {
+        let _ = writeln!(out, "\n{problem}");
+    }
     print_data(&out)?;
     Ok(exit::SUCCESS)
 }

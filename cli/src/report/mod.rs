@@ -178,12 +178,8 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             format!("{} ({}, {commit})", green(&head, color), outcome.name())
         }
         Body::Warning { message, .. } => {
-            let who = if step.is_empty() {
-                String::new()
-            } else {
-                format!("{step}: ")
-            };
-            format!("{who}{}: {message}", crate::style::yellow("warning", color))
+            let who = if step.is_empty() { "warning" } else { step };
+            format!("{}: {message}", crate::style::yellow(who, color))
         }
         Body::RunFinished {
             outcome,

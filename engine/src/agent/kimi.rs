@@ -1,6 +1,9 @@
-//! Kimi Code (`kimi`, npm `@moonshot-ai/kimi-code`): AGENTS.md section 7. Not checked against
-//! the real CLI: the stream follows its source (OpenAI-style messages and `meta` lines; no
-//! tokens, no cost).
+//! Kimi Code (`kimi`, npm `@moonshot-ai/kimi-code`): AGENTS.md section 7, verified against the
+//! real Kimi Code 2.1.0 (samples `kimi-*`). The stream is OpenAI-style messages and `meta`
+//! lines, with no tokens and no cost; a failure is exit 1 and one stderr line
+//! `error: failed to run prompt: <code>: <message>`, classified by its code. Kimi Code needs
+//! Node 22.19 or newer, and the legacy Python `kimi-cli` that also installs `kimi` is a stub that
+//! does nothing: [`startup_problem`] tells both apart before a run.
 
 use std::collections::VecDeque;
 
@@ -8,7 +11,7 @@ use serde_json::Value;
 
 use super::{
     Adapter, AgentOutcome, AgentResult, Invocation, Output, OutputKind, SessionTotals,
-    StreamParser, exit_error, guess_failure, one_line, push_tail, tool_summary,
+    StreamParser, exit_error, one_line, push_tail, tool_summary,
 };
 use crate::mission::Runtime;
 
@@ -28,7 +31,7 @@ impl Adapter for Kimi {
     }
 
     fn verified(&self) -> bool {
-        false
+        true
     }
 
     fn resumable(&self) -> bool {
@@ -63,6 +66,9 @@ struct KimiParser {
     final_text: Option<String>,
     /// The last `turn.step.retrying` error.
     last_retry: Option<String>,
+    /// A retry for a connection error came: the model service is unreachable, and Kimi Code
+    /// would go on retrying for minutes.
+    waiting: bool,
     /// stderr, and stdout lines that are not JSON (errors may be plain text there).
     tail: VecDeque<String>,
 }
@@ -93,6 +99,9 @@ impl StreamParser for KimiParser {
                     .to_owned();
                 if let Some(status) = event["status_code"].as_u64() {
                     error.push_str(&format!(" (status {status})"));
+                }
+                if event["error_name"] == "APIConnectionError" {
+                    self.waiting = true;
                 }
                 lines.push((
                     OutputKind::Error,
@@ -163,6 +172,10 @@ impl StreamParser for KimiParser {
         self.resume_hint
     }
 
+    fn waiting_for_network(&self) -> bool {
+        self.waiting && !self.resume_hint
+    }
+
     fn stderr_line(&mut self, line: &str) {
         push_tail(&mut self.tail, line);
     }
@@ -177,14 +190,136 @@ impl StreamParser for KimiParser {
             result.final_message = Some(self.final_text.clone().unwrap_or_default());
             return result;
         }
+        if let Some((outcome, error)) = classify(&self.tail) {
+            result.outcome = Some(outcome);
+            result.error = Some(error);
+            return result;
+        }
+        if exit_code.is_none() && self.waiting {
+            result.outcome = Some(AgentOutcome::Unreachable);
+            result.error = Some(format!(
+                "it kept retrying a connection error ({}) and was stopped",
+                self.last_retry.as_deref().unwrap_or("Connection error.")
+            ));
+            return result;
+        }
         let mut error = exit_error(&self.tail, exit_code);
         if let Some(retry) = &self.last_retry {
             error.push_str(&format!("\nlast retry: {retry}"));
         }
-        result.outcome = Some(guess_failure(&error));
+        result.outcome = Some(AgentOutcome::AgentError);
         result.error = Some(error);
         result
     }
+}
+
+/// How to give Kimi Code a model and a key (AGENTS.md section 7).
+pub const SETUP_HINT: &str = "give Kimi Code a provider: set `KIMI_MODEL_NAME`, \
+    `KIMI_MODEL_API_KEY`, `KIMI_MODEL_PROVIDER_TYPE` and `KIMI_MODEL_BASE_URL` in the profile's \
+    `env`, or a `config.toml` with `default_model` and a provider `api_key` under \
+    `KIMI_CODE_HOME` (by default `~/.kimi-code`; `kimi` and `/login` write one)";
+
+/// The notice the legacy Python kimi-cli prints for every call.
+const LEGACY_NOTICE: &str = "kimi-cli is no longer maintained";
+
+/// Classifies a failure by Kimi Code's own words: the stable `<code>` of
+/// `error: failed to run prompt: <code>: <message>` (never by searching the `See log:` path or
+/// other text for words), and the setup errors that have no code.
+fn classify(tail: &VecDeque<String>) -> Option<(AgentOutcome, String)> {
+    if let Some(line) = tail.iter().find(|l| l.starts_with(LEGACY_NOTICE)) {
+        return Some((
+            AgentOutcome::AuthError,
+            format!(
+                "this `kimi` is the legacy Python kimi-cli, a stub that runs nothing ({line}); \
+                 install Kimi Code: `npm install -g @moonshot-ai/kimi-code`"
+            ),
+        ));
+    }
+    let said = tail
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: failed to run prompt: "))?;
+    let code = said
+        .split_once(": ")
+        .map(|(code, _)| code)
+        .filter(|code| code.starts_with("provider.") && !code.contains(' '));
+    let outcome = match code {
+        Some("provider.auth_error" | "provider.oauth_managed") => AgentOutcome::AuthError,
+        Some("provider.rate_limit") => AgentOutcome::UsageLimit,
+        Some("provider.connection_error" | "provider.overloaded") => AgentOutcome::Unreachable,
+        Some(_) => AgentOutcome::AgentError,
+        None if said.contains("has no credential configured")
+            || said.starts_with("No model configured") =>
+        {
+            return Some((AgentOutcome::AuthError, format!("{said}; {SETUP_HINT}")));
+        }
+        None if said.starts_with("Model \"") && said.contains("is not configured") => {
+            return Some((
+                AgentOutcome::AuthError,
+                format!(
+                    "{said} (a profile's `model` is passed as `-m`, which names a \
+                     `[models.<alias>]` of config.toml, not a model id; with `KIMI_MODEL_*` set, \
+                     leave `model` out)"
+                ),
+            ));
+        }
+        None => AgentOutcome::AgentError,
+    };
+    Some((outcome, said.to_owned()))
+}
+
+/// Why the `kimi` at `path` cannot run prompts, from `kimi --version` (its stdout, stderr and
+/// whether it succeeded) and the `node --version` on PATH: the legacy Python stub, or a Node
+/// too old for Kimi Code. `None` when it can.
+pub fn startup_problem(
+    path: &std::path::Path,
+    succeeded: bool,
+    stdout: &str,
+    stderr: &str,
+    node: Option<&str>,
+) -> Option<String> {
+    let first = stdout.lines().next().unwrap_or("").trim();
+    if let Some(version) = first.strip_prefix("kimi, version ") {
+        return Some(format!(
+            "`{}` is the legacy Python kimi-cli {version}, which is no longer maintained and runs \
+             nothing; install Kimi Code instead: `npm install -g @moonshot-ai/kimi-code` (and \
+             remove kimi-cli, e.g. `pip uninstall kimi-cli` or `uv tool uninstall kimi-cli`)",
+            path.display()
+        ));
+    }
+    if succeeded {
+        return None;
+    }
+    let old_node = node.and_then(|v| {
+        let v = v.trim().trim_start_matches('v');
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next()?, parts.next().unwrap_or(0));
+        ((major, minor) < (22, 19)).then(|| v.to_owned())
+    });
+    if stderr.contains("SyntaxError")
+        && let Some(found) = old_node
+    {
+        return Some(format!(
+            "`{}` cannot start: Kimi Code needs Node 22.19 or newer, and the `node` on PATH is \
+             {found}; install a newer Node (e.g. with nvm, fnm or your package manager) and run \
+             again",
+            path.display()
+        ));
+    }
+    let said: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(3)
+        .collect();
+    Some(format!(
+        "`{} --version` failed, so it cannot start: {}",
+        path.display(),
+        if said.is_empty() {
+            "it printed nothing".to_owned()
+        } else {
+            said.join(" / ")
+        }
+    ))
 }
 
 /// A message's content: a string, or text parts.
@@ -205,79 +340,195 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::agent::parse_all;
+    use crate::agent::{parse_all, parse_sample};
 
-    /// A stream as Kimi Code's source writes it (hand-made: no captured sample).
-    const STREAM: &str = r#"{"role":"meta","type":"system.version","version":"0.38.0"}
-{"role":"assistant","content":"I'll create the file.","tool_calls":[{"type":"function","id":"tc_1","function":{"name":"WriteFile","arguments":"{\"path\":\"hello_kimi.txt\",\"content\":\"ok\"}"}}]}
-{"role":"tool","tool_call_id":"tc_1","content":"Wrote hello_kimi.txt"}
-{"role":"meta","type":"turn.step.retrying","failed_attempt":1,"next_attempt":2,"max_attempts":3,"delay_ms":500,"error_name":"APIError","error_message":"server overloaded","status_code":529}
-{"role":"assistant","tool_calls":[{"type":"function","id":"tc_2","function":{"name":"Shell","arguments":"{\"command\":\"cat hello_kimi.txt\"}"}}]}
-{"role":"tool","tool_call_id":"tc_2","content":"ok"}
-{"role":"assistant","content":"Created hello_kimi.txt."}
-{"role":"meta","type":"session.resume_hint","session_id":"k-42","command":"kimi -r k-42","content":"To resume this session: kimi -r k-42"}"#;
+    /// Every captured stream of the real Kimi Code 2.1.0: outcome, session id, final message and
+    /// the words of the error.
+    #[test]
+    fn every_captured_sample_parses() {
+        use AgentOutcome::*;
+        let session = "session_d9f2ee36-6d32-4057-8d10-d3617e3d19fa";
+        // The case, its outcome, session id, final message and a part of its error.
+        type Case<'a> = (
+            &'a str,
+            AgentOutcome,
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a str,
+        );
+        let cases: &[Case<'_>] = &[
+            (
+                "kimi-ok",
+                Ok,
+                Some(session),
+                Some("Created hello_kimi.txt."),
+                "",
+            ),
+            (
+                "kimi-resume",
+                Ok,
+                Some(session),
+                Some("Created second_kimi.txt."),
+                "",
+            ),
+            ("kimi-env", Ok, None, Some("Created hello_kimi.txt."), ""),
+            (
+                "kimi-401",
+                AuthError,
+                None,
+                None,
+                "provider.auth_error: 401 Incorrect API key",
+            ),
+            (
+                "kimi-429",
+                UsageLimit,
+                None,
+                None,
+                "provider.rate_limit: 429",
+            ),
+            (
+                "kimi-unreachable",
+                Unreachable,
+                None,
+                None,
+                "provider.connection_error",
+            ),
+            (
+                "kimi-unreachable-defaultretries",
+                Unreachable,
+                None,
+                None,
+                "provider.connection_error",
+            ),
+            ("kimi-nokey", AuthError, None, None, "KIMI_MODEL_API_KEY"),
+            ("kimi-noconfig", AuthError, None, None, "KIMI_MODEL_NAME"),
+            ("kimi-model-bad", AuthError, None, None, "not a model id"),
+            ("kimi-env-m", AuthError, None, None, "leave `model` out"),
+            ("kimi-resume-unknown", AgentError, None, None, "not found"),
+            (
+                "kimi-resume-othercwd",
+                AgentError,
+                None,
+                None,
+                "different directory",
+            ),
+        ];
+        for (case, outcome, session_id, message, error) in cases {
+            let (outputs, result) = parse_sample(&Kimi, case, None);
+            assert_eq!(result.outcome, Some(*outcome), "{case}: {result:?}");
+            if let Some(id) = session_id {
+                assert_eq!(result.session_id.as_deref(), Some(*id), "{case}");
+            }
+            assert_eq!(result.final_message.as_deref(), *message, "{case}");
+            let said = result.error.clone().unwrap_or_default();
+            assert!(said.contains(error), "{case}: {said}");
+            // The `See log:` path is never part of what is said.
+            assert!(!said.contains("See log"), "{case}: {said}");
+            // Kimi Code reports no usage: unknown, never zero.
+            assert_eq!((result.input_tokens, result.output_tokens), (None, None));
+            assert_eq!(result.cost_usd, None);
+            assert!(!outputs.is_empty(), "{case}");
+        }
+    }
 
     #[test]
-    fn documented_stream_is_ok_without_tokens_or_cost() {
-        let (outputs, result) = parse_all(&Kimi, STREAM, "thinking...\n", Some(0), None);
-        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
-        assert_eq!(result.session_id.as_deref(), Some("k-42"));
-        assert_eq!(
-            result.final_message.as_deref(),
-            Some("Created hello_kimi.txt.")
-        );
-        assert_eq!((result.input_tokens, result.output_tokens), (None, None));
-        assert_eq!(result.cost_usd, None);
+    fn tools_are_named_as_the_real_cli_names_them() {
+        let (outputs, _) = parse_sample(&Kimi, "kimi-ok", None);
         let tools: Vec<&str> = outputs
             .iter()
             .filter(|o| o.kind == OutputKind::Tool)
             .map(|o| o.summary.as_str())
             .collect();
-        assert_eq!(
-            tools,
-            ["WriteFile hello_kimi.txt", "Shell: cat hello_kimi.txt"]
-        );
-        assert!(outputs.iter().any(|o| o.kind == OutputKind::Error));
-        assert_eq!(outputs.last().unwrap().session_id.as_deref(), Some("k-42"));
+        assert_eq!(tools.len(), 1);
+        assert!(tools[0].starts_with("Write "), "{tools:?}");
+        assert!(tools[0].ends_with("hello_kimi.txt"), "{tools:?}");
     }
 
     #[test]
-    fn no_resume_hint_or_nonzero_exit_fails() {
-        let retry = r#"{"role":"meta","type":"turn.step.retrying","next_attempt":2,"max_attempts":2,"error_message":"Invalid Authentication","status_code":401}"#;
-        let (_, result) = parse_all(&Kimi, retry, "", Some(1), None);
-        assert_eq!(result.outcome, Some(AgentOutcome::AuthError));
-        assert_eq!(result.final_message, None);
-        let (_, result) = parse_all(
-            &Kimi,
-            "",
-            "connect ECONNREFUSED 127.0.0.1:443\n",
-            Some(1),
-            None,
-        );
+    fn a_connection_retry_is_waiting_for_the_network() {
+        let stdout = fs_err::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/samples/kimi-unreachable-defaultretries.stdout.jsonl"
+        ))
+        .unwrap();
+        let mut parser = Kimi.parser(None);
+        let mut lines = stdout.lines();
+        parser.stdout_line(lines.next().unwrap());
+        assert!(!parser.waiting_for_network());
+        parser.stdout_line(lines.next().unwrap());
+        assert!(parser.waiting_for_network());
+        // Stopped by medley while it retries: unreachable, and it says why.
+        let result = parser.finish(None);
         assert_eq!(result.outcome, Some(AgentOutcome::Unreachable));
-        let (_, result) = parse_all(
-            &Kimi,
-            "{\"role\":\"assistant\",\"content\":\"hi\"}",
-            "",
-            Some(0),
-            None,
-        );
-        assert_eq!(result.outcome, Some(AgentOutcome::AgentError));
-        assert_eq!(
-            result.error.as_deref(),
-            Some("exited with code 0 without a result")
-        );
+        assert!(result.error.unwrap().contains("Connection error."));
+        // A rate-limit retry is not a network wait.
+        let mut parser = Kimi.parser(None);
+        for line in fs_err::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/samples/kimi-429.stdout.jsonl"
+        ))
+        .unwrap()
+        .lines()
+        {
+            parser.stdout_line(line);
+        }
+        assert!(!parser.waiting_for_network());
     }
 
     #[test]
-    fn junk_and_unknown_events_do_not_break_parsing() {
-        let stdout =
-            "Error: quota exceeded\n{\"role\":\"meta\",\"type\":\"brand.new\"}\n{\"odd\":1}";
-        let (outputs, result) = parse_all(&Kimi, stdout, "", Some(1), None);
-        assert_eq!(outputs.len(), 2);
-        assert!(outputs.iter().all(|o| o.kind == OutputKind::Other));
-        // Plain-text errors on stdout count.
-        assert_eq!(result.outcome, Some(AgentOutcome::UsageLimit));
+    fn a_word_in_the_log_path_does_not_change_the_class() {
+        let stderr = "error: failed to run prompt: provider.api_error: 500 boom\nSee log: /home/quota-login-401/kimi-code.log\n";
+        let (_, result) = parse_all(&Kimi, "", stderr, Some(1), None);
+        assert_eq!(result.outcome, Some(AgentOutcome::AgentError));
+    }
+
+    #[test]
+    fn the_legacy_stub_is_never_taken_for_a_result() {
+        let stdout = fs_err::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/samples/kimi-legacy-print.stdout.txt"
+        ))
+        .unwrap();
+        let (_, result) = parse_all(&Kimi, &stdout, "", Some(0), None);
+        // Not an agent error to retry: it moves on at once, saying what to install.
+        assert_eq!(result.outcome, Some(AgentOutcome::AuthError));
+        assert!(result.error.unwrap().contains("@moonshot-ai/kimi-code"));
+    }
+
+    #[test]
+    fn startup_problems_name_the_legacy_stub_and_an_old_node() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/samples");
+        let read = |f: &str| fs_err::read_to_string(format!("{dir}/{f}")).unwrap();
+        let kimi = Path::new("/usr/bin/kimi");
+        assert_eq!(
+            startup_problem(
+                kimi,
+                true,
+                &read("kimi-version.stdout.txt"),
+                "",
+                Some("v22.22.0")
+            ),
+            None
+        );
+        let legacy = startup_problem(
+            kimi,
+            true,
+            &read("kimi-legacy-version.stdout.txt"),
+            "",
+            None,
+        )
+        .unwrap();
+        assert!(legacy.contains("legacy Python kimi-cli 1.52.0"), "{legacy}");
+        assert!(
+            legacy.contains("npm install -g @moonshot-ai/kimi-code"),
+            "{legacy}"
+        );
+        let syntax = "file:///x/kimi.js:1\nSyntaxError: The requested module 'node:zlib' does not provide an export named 'zstdCompressSync'\n";
+        let node = startup_problem(kimi, false, "", syntax, Some("v20.20.2\n")).unwrap();
+        assert!(node.contains("needs Node 22.19 or newer"), "{node}");
+        assert!(node.contains("20.20.2"), "{node}");
+        let other = startup_problem(kimi, false, "", "boom\n", Some("v22.22.0")).unwrap();
+        assert!(other.contains("boom"), "{other}");
     }
 
     #[test]
@@ -301,11 +552,12 @@ mod tests {
                 "--thinking"
             ]
         );
-        inv.resume = Some("k-42");
-        inv.model = Some("kimi-k2");
+        let session = "session_d9f2ee36-6d32-4057-8d10-d3617e3d19fa";
+        inv.resume = Some(session);
+        inv.model = Some("mock");
         assert_eq!(
             Kimi.argv(&inv)[4..],
-            ["-m", "kimi-k2", "-S", "k-42", "--thinking"]
+            ["-m", "mock", "-S", session, "--thinking"]
         );
     }
 }

@@ -1,17 +1,20 @@
 //! git: snapshots of a working tree, merges, commits, refs and worktrees.
 //!
-//! All object work goes through git2, in memory, never through the user's index: a snapshot
-//! reads a private copy of the index. Worktrees are made with the `git` CLI, so their files are
-//! exactly what `git checkout` writes (filters, attributes, LFS).
+//! Object work goes through git2, in memory, never through the user's index. What a working
+//! tree holds is read by git itself (`snapshot`: `git add -A` on a private copy of the index),
+//! so it is exactly what `git add` stores; worktrees are made with the `git` CLI, so their
+//! files are exactly what `git checkout` writes (filters, attributes, LFS). Every git process
+//! runs without git's repository-local environment (`env`).
+
+pub mod env;
+pub mod pool;
+pub mod snapshot;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use git2::{
-    DiffFormat, DiffOptions, ErrorCode, Index, IndexEntry, IndexTime, ObjectType, Oid, Repository,
-    Signature, Status, StatusOptions,
-};
+use git2::{DiffFormat, DiffOptions, ErrorCode, Oid, Repository, Signature};
 
 /// Why a git operation failed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -39,6 +42,17 @@ pub enum GitError {
     },
     #[error("`git {args}` failed: {stderr}")]
     Cli { args: String, stderr: String },
+    #[error(
+        "`{0}/` is a git repository with no commit: git cannot store it (`git add` refuses it \
+         too); make a commit in it, remove its `.git`, or add it to `.gitignore`"
+    )]
+    NestedRepoWithoutCommit(String),
+    #[error(
+        "the step made `{0}/` a git repository of its own: git would store only a link to its \
+         commit, not its files, so the step's result cannot hold them; do not run `git init` or \
+         `git clone` inside the worktree (or remove `{0}/.git` before the step ends)"
+    )]
+    NestedRepoInStep(String),
     #[error("cannot read `{path}`")]
     Io {
         path: PathBuf,
@@ -76,19 +90,57 @@ pub struct Repo {
 }
 
 impl Repo {
-    /// Finds the repository containing `cwd`.
+    /// Finds the repository containing `cwd` as git does with none of its environment set: the
+    /// working tree is the directory holding `.git` (a directory, or a file naming a separate
+    /// git dir), or `core.worktree`. `GIT_DIR` and `GIT_WORK_TREE` are not read.
     pub fn discover(cwd: &Path) -> Result<Repo> {
-        let repo = Repository::discover(cwd).map_err(|_| GitError::NotARepo(cwd.to_owned()))?;
-        let root = repo
-            .workdir()
-            .ok_or_else(|| GitError::Bare(repo.path().to_owned()))?
-            .to_owned();
-        let git_dir = repo.commondir().to_owned();
-        Ok(Repo { root, git_dir })
+        // libgit2 takes a separate git dir's parent for the working tree; git itself is asked.
+        let out = env::scrub(&mut Command::new("git"))
+            .arg("-C")
+            .arg(cwd)
+            .args([
+                "rev-parse",
+                "--path-format=absolute",
+                "--is-bare-repository",
+                "--git-common-dir",
+                "--show-toplevel",
+            ])
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|source| GitError::Io {
+                path: PathBuf::from("git"),
+                source,
+            })?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        match (lines.next(), lines.next(), lines.next()) {
+            (Some("true"), Some(git_dir), _) => Err(GitError::Bare(PathBuf::from(git_dir))),
+            (Some("false"), Some(git_dir), Some(root)) if out.status.success() => {
+                use std::os::unix::ffi::OsStrExt as _;
+                // Byte-exact paths: rev-parse prints them raw, one per line.
+                let raw: Vec<&[u8]> = out.stdout.split(|b| *b == b'\n').collect();
+                let path = |i: usize, fallback: &str| {
+                    raw.get(i).map_or_else(
+                        || PathBuf::from(fallback),
+                        |b| PathBuf::from(std::ffi::OsStr::from_bytes(b)),
+                    )
+                };
+                Ok(Repo {
+                    root: path(2, root),
+                    git_dir: path(1, git_dir),
+                })
+            }
+            _ => Err(GitError::NotARepo(cwd.to_owned())),
+        }
     }
 
     pub fn open(&self) -> Result<Repository> {
-        Repository::open(&self.root).context(|| format!("open {}", self.root.display()))
+        let repo =
+            Repository::open(&self.root).context(|| format!("open {}", self.root.display()))?;
+        // What git says the working tree is, not libgit2's guess.
+        repo.set_workdir(&self.root, false)
+            .context(|| format!("open {}", self.root.display()))?;
+        Ok(repo)
     }
 
     /// A short stable id for this repository, for paths outside it: `<name>-<hash>`.
@@ -125,10 +177,11 @@ impl Repo {
         Ok(commit.id())
     }
 
-    /// The working tree as it is (committed, staged, unstaged and untracked-not-ignored files)
-    /// as a commit on top of HEAD. HEAD itself when nothing differs. Touches no file, ref or
-    /// index of the user's.
-    pub fn snapshot(&self) -> Result<Oid> {
+    /// The working tree as it is (committed, staged, unstaged and untracked-not-ignored files,
+    /// as `git add -A` would store them) as a commit on top of HEAD; HEAD itself when nothing
+    /// differs. Touches no file, ref or index of the user's. `embedded` names nested
+    /// repositories stored as gitlinks.
+    pub fn snapshot(&self) -> Result<Snapshot> {
         let repo = self.open()?;
         let head = match repo.head() {
             Ok(head) => head.peel_to_commit().context(|| "read HEAD".to_owned())?,
@@ -137,16 +190,21 @@ impl Repo {
             }
             Err(e) => return Err(e).context(|| "read HEAD".to_owned()),
         };
-        let tree = snapshot_tree(&repo)?;
-        if tree == head.tree_id() {
-            return Ok(head.id());
-        }
-        commit_tree(
-            &repo,
-            tree,
-            &[head.id()],
-            "medley: snapshot of the working tree",
-        )
+        let added = snapshot::add_all(&self.root, &repo.path().join("index"))?;
+        let commit = if added.tree == head.tree_id() {
+            head.id()
+        } else {
+            commit_tree(
+                &repo,
+                added.tree,
+                &[head.id()],
+                "medley: snapshot of the working tree",
+            )?
+        };
+        Ok(Snapshot {
+            commit,
+            embedded: added.embedded,
+        })
     }
 
     /// Points `name` at `oid` (creating or moving it).
@@ -349,9 +407,10 @@ impl Repo {
         Ok(String::from_utf8_lossy(blob.content()).into_owned())
     }
 
-    /// Commits the whole state of a worktree (tracked and untracked-not-ignored files) on top
-    /// of `parent`, whatever the worktree's own HEAD and index say. Returns the commit and how
-    /// many files differ from `parent`.
+    /// Commits the whole state of a worktree (tracked and untracked-not-ignored files, as
+    /// `git add -A` would store them) on top of `parent`, whatever the worktree's own HEAD and
+    /// index say. Returns the commit and how many files differ from `parent`. A nested
+    /// repository the worktree gained is an error: its files could not be in the commit.
     pub fn commit_worktree(
         &self,
         worktree: &Path,
@@ -359,18 +418,34 @@ impl Repo {
         message: &str,
     ) -> Result<(Oid, usize)> {
         let repo = Repository::open(worktree).context(|| format!("open {}", worktree.display()))?;
-        let tree = snapshot_tree(&repo)?;
-        let commit = commit_tree(&repo, tree, &[parent], message)?;
+        let added =
+            snapshot::add_all(worktree, &repo.path().join("index")).map_err(|e| match e {
+                GitError::NestedRepoWithoutCommit(path) => GitError::NestedRepoInStep(path),
+                e => e,
+            })?;
         let parent_tree = repo
             .find_commit(parent)
             .and_then(|c| c.tree())
             .context(|| format!("read commit {parent}"))?;
-        let new_tree = repo.find_tree(tree).context(|| "read tree".to_owned())?;
-        let files = repo
+        let new_tree = repo
+            .find_tree(added.tree)
+            .context(|| "read tree".to_owned())?;
+        let diff = repo
             .diff_tree_to_tree(Some(&parent_tree), Some(&new_tree), None)
-            .context(|| "diff".to_owned())?
-            .deltas()
-            .len();
+            .context(|| "diff".to_owned())?;
+        if let Some(nested) = diff.deltas().find_map(|d| {
+            (d.new_file().mode() == git2::FileMode::Commit)
+                .then(|| {
+                    d.new_file()
+                        .path()
+                        .map(|p| p.to_string_lossy().into_owned())
+                })
+                .flatten()
+        }) {
+            return Err(GitError::NestedRepoInStep(nested));
+        }
+        let files = diff.deltas().len();
+        let commit = commit_tree(&repo, added.tree, &[parent], message)?;
         Ok((commit, files))
     }
 
@@ -458,7 +533,7 @@ impl Repo {
     }
 
     fn git(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("git")
+        let out = env::scrub(&mut Command::new("git"))
             .arg("-C")
             .arg(&self.root)
             .args(args)
@@ -476,6 +551,48 @@ impl Repo {
             })
         }
     }
+}
+
+/// The ignored files of the working tree (untracked and matched by `.gitignore` and the
+/// like), as git lists them: byte paths, relative to the root.
+pub fn ignored_files(root: &Path) -> Result<Vec<PathBuf>> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let out = env::scrub(&mut Command::new("git"))
+        .arg("-C")
+        .arg(root)
+        .args([
+            "ls-files",
+            "-z",
+            "--others",
+            "--ignored",
+            "--exclude-standard",
+        ])
+        .output()
+        .map_err(|source| GitError::Io {
+            path: PathBuf::from("git"),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(GitError::Cli {
+            args: "ls-files --others --ignored --exclude-standard".to_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+        .collect())
+}
+
+/// A snapshot of the user's working tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub commit: Oid,
+    /// Nested repositories stored as gitlinks, as `git add` stores them (their files are not
+    /// in the snapshot).
+    pub embedded: Vec<String>,
 }
 
 /// The result of merging needs.
@@ -518,105 +635,4 @@ fn commit_tree(repo: &Repository, tree: Oid, parents: &[Oid], message: &str) -> 
     let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
     repo.commit(None, &sig, &sig, message, &tree, &refs)
         .context(|| "commit".to_owned())
-}
-
-/// The tree of a working directory as it is, built from a private copy of its index (so
-/// unchanged tracked files are skipped by stat) plus blobs for untracked files.
-fn snapshot_tree(repo: &Repository) -> Result<Oid> {
-    let workdir = repo
-        .workdir()
-        .ok_or_else(|| GitError::Bare(repo.path().to_owned()))?
-        .to_owned();
-    let private = tempfile::Builder::new()
-        .prefix("medley-index-")
-        .tempfile()
-        .map_err(|source| GitError::Io {
-            path: std::env::temp_dir(),
-            source,
-        })?;
-    let user_index = repo.path().join("index");
-    if user_index.exists() {
-        fs_err::copy(&user_index, private.path()).map_err(|source| GitError::Io {
-            path: user_index.clone(),
-            source,
-        })?;
-    } else {
-        fs_err::remove_file(private.path()).map_err(|source| GitError::Io {
-            path: private.path().to_owned(),
-            source,
-        })?;
-    }
-    let mut index = Index::open(private.path()).context(|| "open index copy".to_owned())?;
-    // A separate handle owns the private index; the caller's handle and the user's index
-    // file are never changed.
-    let handle = Repository::open(repo.path()).context(|| "open repository".to_owned())?;
-    handle
-        .set_index(&mut index)
-        .context(|| "attach index copy".to_owned())?;
-    index
-        .update_all(["*"], None)
-        .context(|| "update index copy".to_owned())?;
-    let mut options = StatusOptions::new();
-    options
-        .include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(false)
-        .exclude_submodules(true);
-    let statuses = handle
-        .statuses(Some(&mut options))
-        .context(|| "list untracked files".to_owned())?;
-    let odb = handle.odb().context(|| "open object database".to_owned())?;
-    for status in statuses.iter() {
-        if !status.status().contains(Status::WT_NEW) {
-            continue;
-        }
-        let Ok(path) = status.path() else { continue };
-        let full = workdir.join(path);
-        let meta = match fs_err::symlink_metadata(&full) {
-            Ok(meta) => meta,
-            Err(_) => continue, // gone since the status was read
-        };
-        let (content, mode) = if meta.file_type().is_symlink() {
-            let target = fs_err::read_link(&full).map_err(|source| GitError::Io {
-                path: full.clone(),
-                source,
-            })?;
-            (target.as_os_str().as_encoded_bytes().to_vec(), 0o120000)
-        } else if meta.is_file() {
-            use std::os::unix::fs::PermissionsExt as _;
-            let content = fs_err::read(&full).map_err(|source| GitError::Io {
-                path: full.clone(),
-                source,
-            })?;
-            let mode = if meta.permissions().mode() & 0o111 != 0 {
-                0o100755
-            } else {
-                0o100644
-            };
-            (content, mode)
-        } else {
-            continue;
-        };
-        let id = odb
-            .write(ObjectType::Blob, &content)
-            .context(|| format!("store {path}"))?;
-        let entry = IndexEntry {
-            ctime: IndexTime::new(0, 0),
-            mtime: IndexTime::new(0, 0),
-            dev: 0,
-            ino: 0,
-            mode,
-            uid: 0,
-            gid: 0,
-            file_size: content.len() as u32,
-            id,
-            flags: (path.len().min(0xfff)) as u16,
-            flags_extended: 0,
-            path: path.as_bytes().to_vec(),
-        };
-        index.add(&entry).context(|| format!("add {path}"))?;
-    }
-    index
-        .write_tree_to(&handle)
-        .context(|| "write snapshot tree".to_owned())
 }

@@ -522,18 +522,29 @@ pub async fn run(
     let plan = checked(plan).await?;
     let repo = Repo::discover(&options.cwd)?;
     repo.check_branch_namespace()?;
-    let base = match &options.base {
-        Some(name) => repo.resolve(name)?,
+    let (base, embedded) = match &options.base {
+        Some(name) => (repo.resolve(name)?, Vec::new()),
         None => {
             let repo = repo.clone();
-            tokio::task::spawn_blocking(move || repo.snapshot())
+            let snapshot = tokio::task::spawn_blocking(move || repo.snapshot())
                 .await
                 .map_err(|e| RunError::State {
                     path: PathBuf::from("snapshot"),
                     source: std::io::Error::other(e),
-                })??
+                })??;
+            (snapshot.commit, snapshot.embedded)
         }
     };
+    let warnings = embedded
+        .iter()
+        .map(|path| {
+            format!(
+                "`{path}/` is a git repository of its own: as `git add` does, the snapshot holds \
+                 it as a gitlink, so its files are not in the steps' worktrees (make it a \
+                 submodule, or add it to `.gitignore`)"
+            )
+        })
+        .collect();
     let run = uuid::Uuid::now_v7().to_string();
     let run_dir = journal::runs_dir(&repo.git_dir).join(&run);
     fs_err::create_dir_all(run_dir.join("logs")).map_err(state_error(&run_dir))?;
@@ -563,6 +574,7 @@ pub async fn run(
         run,
         base,
         Vec::new(),
+        warnings,
         events,
         cancel,
         started,
@@ -757,7 +769,16 @@ pub async fn resume(
         ));
     }
     execute(
-        plan, options, repo, run, base, done, events, cancel, started,
+        plan,
+        options,
+        repo,
+        run,
+        base,
+        done,
+        Vec::new(),
+        events,
+        cancel,
+        started,
     )
     .await
 }
@@ -771,6 +792,7 @@ async fn execute(
     run: String,
     base: Oid,
     done: Vec<(usize, StepRecord)>,
+    warnings: Vec<String>,
     events: mpsc::UnboundedSender<Event>,
     cancel: watch::Receiver<bool>,
     started: Instant,
@@ -855,6 +877,12 @@ async fn execute(
         base: base.to_string(),
         steps: shared.plan.steps.len(),
     });
+    for message in warnings {
+        shared.emitter.emit(Body::Warning {
+            step: None,
+            message,
+        });
+    }
     // A resumed run's steps that keep their results from before.
     for (i, record) in &done {
         shared.emitter.emit(Body::StepKept {

@@ -13,6 +13,9 @@ pub enum PreflightError {
     #[error("{message}")]
     #[diagnostic(help("{help}"))]
     NotInstalled { message: String, help: String },
+    #[error("{message}")]
+    #[diagnostic(help("fix the installation, or take the agent out of the mission's chains"))]
+    CannotStart { message: String },
     #[error("`budget_usd` is set, but medley cannot know what {} cost", .agents.join(", "))]
     #[diagnostic(help("their CLIs report no cost: give each profile a price, e.g. `[agents.{}] price = {{ input_per_mtok = 1.25, output_per_mtok = 10.0 }}`", .first))]
     Unpriced { agents: Vec<String>, first: String },
@@ -25,7 +28,8 @@ pub fn tested_version(runtime: Runtime) -> Option<&'static str> {
         Runtime::Codex => Some("0.169.0"),
         Runtime::Gemini => Some("0.61.0"),
         Runtime::Qwen => Some("0.24.4"),
-        Runtime::Cursor | Runtime::Kimi | Runtime::Command => None,
+        Runtime::Kimi => Some("2.1.0"),
+        Runtime::Cursor | Runtime::Command => None,
     }
 }
 
@@ -71,6 +75,31 @@ pub fn preflight(plan: &Plan) -> Result<Vec<String>, PreflightError> {
                 absent.into_iter().map(|(_, p)| p).collect(),
             );
         }
+    }
+    // An installed CLI that cannot run prompts at all (the legacy kimi stub, a Node too old).
+    let mut broken: Vec<String> = Vec::new();
+    let mut probed: Vec<String> = Vec::new();
+    for profile in plan
+        .steps
+        .iter()
+        .flat_map(|s| s.agents())
+        .filter_map(|a| plan.agents.get(a))
+    {
+        let program = program_of(profile);
+        if probed.contains(&program) {
+            continue;
+        }
+        probed.push(program.clone());
+        if let Some(path) = which(&program)
+            && let Some(problem) = cannot_start(profile.runtime, &path)
+        {
+            broken.push(problem);
+        }
+    }
+    if !broken.is_empty() {
+        return Err(PreflightError::CannotStart {
+            message: broken.join("; "),
+        });
     }
     // A CLI of another version than the adapter was verified against may print other events.
     let mut checked: Vec<Runtime> = Vec::new();
@@ -152,6 +181,8 @@ pub struct AgentStatus {
     pub version: Option<String>,
     /// Whether the adapter was checked against the real CLI's captured output.
     pub verified: bool,
+    /// Why the installed CLI cannot run prompts (see [`cannot_start`]).
+    pub problem: Option<String>,
 }
 
 /// Every CLI runtime: found on PATH or not, its version and path.
@@ -162,12 +193,18 @@ pub fn agent_status() -> Vec<AgentStatus> {
         .map(|runtime| {
             let adapter = crate::agent::adapter(runtime);
             let path = which(adapter.binary());
+            let problem = path.as_deref().and_then(|p| cannot_start(runtime, p));
             AgentStatus {
                 runtime,
                 binary: adapter.binary().to_owned(),
-                version: path.as_deref().and_then(|p| version(p).ok()),
+                version: if problem.is_some() {
+                    None
+                } else {
+                    path.as_deref().and_then(|p| version(p).ok())
+                },
                 path,
                 verified: adapter.verified(),
+                problem,
             }
         })
         .collect()
@@ -203,7 +240,7 @@ pub fn version(binary: &std::path::Path) -> Result<String, String> {
     if let Some(why) = FAILED.lock().ok().and_then(|f| f.get(&key).cloned()) {
         return Err(why);
     }
-    let probed = probe(binary);
+    let probed = probe_version(binary);
     if let (Err(why), Ok(mut failed)) = (&probed, FAILED.lock()) {
         failed.insert(key.clone(), why.clone());
     }
@@ -220,42 +257,69 @@ pub fn version(binary: &std::path::Path) -> Result<String, String> {
     Ok(found)
 }
 
-/// Runs `<binary> --version` and finds the version in what it prints.
-fn probe(binary: &std::path::Path) -> Result<String, String> {
-    let child = std::process::Command::new(binary)
-        .arg("--version")
+/// Runs `<binary> --version` (see [`probe`]) and finds the version in what it prints.
+fn probe_version(binary: &std::path::Path) -> Result<String, String> {
+    let (succeeded, stdout, _) = probe(binary, &["--version"]).ok_or_else(|| {
+        format!(
+            "it could not be started, or did not answer within {}",
+            crate::plan::duration_text::format(VERSION_TIMEOUT)
+        )
+    })?;
+    first_version(&stdout).ok_or_else(|| {
+        if succeeded {
+            "its output holds no version number".to_owned()
+        } else {
+            "it failed".to_owned()
+        }
+    })
+}
+
+/// Why an installed CLI cannot run prompts: for kimi, the legacy Python stub or a Node too old
+/// for Kimi Code, told by running `kimi --version` (and `node --version`). `None` for the
+/// others, and when it can.
+pub fn cannot_start(runtime: Runtime, path: &std::path::Path) -> Option<String> {
+    if runtime != Runtime::Kimi {
+        return None;
+    }
+    let (succeeded, stdout, stderr) = probe(path, &["--version"])?;
+    let node = || {
+        which("node")
+            .and_then(|node| probe(&node, &["--version"]))
+            .map(|(_, out, _)| out)
+    };
+    let node = if succeeded { None } else { node() };
+    crate::agent::kimi::startup_problem(path, succeeded, &stdout, &stderr, node.as_deref())
+}
+
+/// Runs `binary ARGS` with stdin from `/dev/null` for at most [`VERSION_TIMEOUT`]: whether it exited 0, its
+/// stdout and stderr. `None` when it cannot be started or does not finish in time.
+fn probe(binary: &std::path::Path, args: &[&str]) -> Option<(bool, String, String)> {
+    let child = crate::git::env::scrub(&mut std::process::Command::new(binary))
+        .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start it: {e}"))?;
+        .ok()?;
     let pid = child.id();
-    // The child is waited for on a thread of its own, and killed if it takes too long.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    let output = match rx.recv_timeout(VERSION_TIMEOUT) {
-        Ok(Ok(output)) => output,
-        Ok(Err(e)) => return Err(format!("cannot wait for it: {e}")),
+    match rx.recv_timeout(VERSION_TIMEOUT) {
+        Ok(Ok(out)) => Some((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )),
+        Ok(Err(_)) => None,
         Err(_) => {
             if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
-            return Err(format!(
-                "it did not answer within {}",
-                crate::plan::duration_text::format(VERSION_TIMEOUT)
-            ));
+            None
         }
-    };
-    let text = String::from_utf8_lossy(&output.stdout);
-    first_version(&text).ok_or_else(|| {
-        if output.status.success() {
-            "its output holds no version number".to_owned()
-        } else {
-            format!("it failed ({})", output.status)
-        }
-    })
+    }
 }
 
 /// The first `\d+\.\d+\.\d+` in `text`.

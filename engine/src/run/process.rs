@@ -43,7 +43,8 @@ pub struct Spec {
     pub stdout: PathBuf,
     /// stderr goes here; the same path as stdout interleaves them.
     pub stderr: PathBuf,
-    /// Variables removed from the inherited environment.
+    /// Variables removed from the inherited environment (git's repository-local ones always
+    /// are: `git::env`).
     pub env_remove: Vec<String>,
 }
 
@@ -148,6 +149,10 @@ pub async fn run(
         .stderr(Stdio::from(stderr))
         .process_group(0)
         .kill_on_drop(false);
+    for name in &spec.env_remove {
+        command.env_remove(name);
+    }
+    crate::git::env::scrub_async(&mut command);
     let mut child = command.spawn().map_err(|source| SpawnError {
         program: spec.program.display().to_string(),
         action: "start",
@@ -223,6 +228,7 @@ pub async fn run_streaming(
     for name in &spec.env_remove {
         command.env_remove(name);
     }
+    crate::git::env::scrub_async(&mut command);
     let mut child = command.spawn().map_err(spawn_error)?;
     let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {

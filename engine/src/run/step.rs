@@ -1,6 +1,6 @@
 //! One step: its base, its worktree, setup, attempts (command, commit, gate), and its end.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -841,7 +841,7 @@ pub(crate) async fn final_gate(
 /// The ignored files of the repository that its `.worktreeinclude` (gitignore syntax) names,
 /// e.g. `.env`, relative to its root. Tracked files are never among them: a worktree already
 /// has them from its base.
-fn included_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+fn included_files(root: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     let list = root.join(".worktreeinclude");
     if !list.is_file() {
         return Ok(Vec::new());
@@ -853,23 +853,8 @@ fn included_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     let patterns = builder
         .build()
         .map_err(|e| std::io::Error::other(format!("{}: {e}", list.display())))?;
-    let repo = git2::Repository::open(root).map_err(std::io::Error::other)?;
-    let mut options = git2::StatusOptions::new();
-    options
-        .include_ignored(true)
-        .recurse_ignored_dirs(true)
-        .include_untracked(false)
-        .exclude_submodules(true);
-    let statuses = repo
-        .statuses(Some(&mut options))
-        .map_err(std::io::Error::other)?;
     let mut files = Vec::new();
-    for status in statuses.iter() {
-        if !status.status().contains(git2::Status::IGNORED) {
-            continue;
-        }
-        let Ok(path) = status.path() else { continue };
-        let relative = PathBuf::from(path);
+    for relative in crate::git::ignored_files(root).map_err(std::io::Error::other)? {
         if patterns
             .matched_path_or_any_parents(&relative, false)
             .is_ignore()

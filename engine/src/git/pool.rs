@@ -1,0 +1,844 @@
+//! The pool of warm worktrees: real, registered, detached git worktrees under
+//! `<cache>/medley/worktrees/<repo-id>/pool/<slot>`, leased one at a time and reset to a step's
+//! base, so that what build tools leave in ignored files (`target/`, `node_modules/`, `.venv/`)
+//! carries over from one step (and run) to the next.
+//!
+//! - **Leases** are file locks (`<slot>.lock`, held for as long as the [`Lease`] lives), so two
+//!   medley processes never get the same slot, and a killed process's leases end with it.
+//! - **Reset** is git's own: `checkout --detach --force` of the base (it writes only the files
+//!   that differ, through filters and eol rules), `reset --hard` (index, merge state), then
+//!   `clean -ffd` (untracked files that are not ignored, nested repositories included). The
+//!   tracked and untracked-not-ignored content is then exactly a fresh `git worktree add`'s;
+//!   ignored files stay. A reset that was interrupted is done again; one that fails discards
+//!   the slot and makes a new one.
+//! - **State** (`<slot>.json`): the base it was last reset to, when it was last leased (for
+//!   trimming the least recently used), whether a failed step keeps it for a look, and what the
+//!   runner records there (setup stamps, copied include files).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use git2::Oid;
+use serde::{Deserialize, Serialize};
+
+use super::{GitError, Repo, Result, env};
+
+/// The pool of one repository.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    dir: PathBuf,
+    repo: Repo,
+}
+
+/// What a slot remembers between leases.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlotState {
+    /// The commit it was last reset to.
+    #[serde(default)]
+    pub base: Option<String>,
+    /// A reset started and has not finished.
+    #[serde(default)]
+    pub resetting: bool,
+    /// When it was last leased (seconds since the epoch).
+    #[serde(default)]
+    pub used: u64,
+    /// A failed step keeps the slot for a look until the next run of its mission.
+    #[serde(default)]
+    pub kept: Option<Kept>,
+    /// Free for the runner: e.g. the stamp of the last `setup` that passed here.
+    #[serde(default)]
+    pub notes: BTreeMap<String, String>,
+}
+
+/// Who keeps a slot after a failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kept {
+    pub mission: String,
+    pub run: String,
+    pub step: String,
+}
+
+/// A slot leased to one step (or one agent of a step): its path, held until dropped.
+#[derive(Debug)]
+pub struct Lease {
+    pub path: PathBuf,
+    pub slot: String,
+    /// Made for this lease (nothing carried over).
+    pub made: bool,
+    pub state: SlotState,
+    state_path: PathBuf,
+    _lock: File,
+}
+
+/// A slot that is not leased, as [`Pool::slots`] lists it.
+#[derive(Debug, Clone)]
+pub struct FreeSlot {
+    pub slot: String,
+    pub path: PathBuf,
+    pub state: SlotState,
+}
+
+impl Pool {
+    /// The pool of `repo` under `worktrees` (`<cache>/medley/worktrees/<repo-id>`).
+    pub fn new(repo: &Repo, worktrees: &Path) -> Pool {
+        Pool {
+            dir: worktrees.join("pool"),
+            repo: repo.clone(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Leases a free slot reset to `base`, or makes a new one. A slot already at `base` is
+    /// preferred (nothing to write), then the most recently used. Slots kept by a failed step
+    /// of another mission are skipped; those of `mission` are released first (this is its next
+    /// run).
+    pub fn lease(&self, base: Oid, mission: &str) -> Result<Lease> {
+        fs_err::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let mut free: Vec<Lease> = Vec::new();
+        for slot in self.slot_names()? {
+            let Some(mut lease) = self.try_lock(&slot)? else {
+                continue;
+            };
+            if let Some(kept) = &lease.state.kept {
+                if kept.mission != mission {
+                    continue;
+                }
+                lease.state.kept = None;
+                lease.save()?;
+            }
+            if lease.path.is_dir() {
+                free.push(lease);
+            }
+        }
+        let wanted = base.to_string();
+        free.sort_by_key(|l| {
+            (
+                l.state.base.as_deref() != Some(wanted.as_str()) || l.state.resetting,
+                std::cmp::Reverse(l.state.used),
+            )
+        });
+        let mut free = free.into_iter();
+        if let Some(mut lease) = free.next() {
+            drop(free);
+            if self.reset(&mut lease, base).is_ok() {
+                return self.touch(lease);
+            }
+            // Half-made or broken beyond a reset: made again under the same name.
+            self.discard(&lease.path)?;
+            self.make(&mut lease, base)?;
+            return self.touch(lease);
+        }
+        // No free slot: a new one, under the first name no live lease holds.
+        for n in 0.. {
+            let slot = format!("s{n}");
+            if self.dir.join(&slot).is_dir() {
+                continue;
+            }
+            let Some(mut lease) = self.try_lock(&slot)? else {
+                continue;
+            };
+            if lease.path.exists() {
+                // Made by another process between the check and the lock.
+                continue;
+            }
+            self.make(&mut lease, base)?;
+            return self.touch(lease);
+        }
+        unreachable!("an unbounded range ends only by returning")
+    }
+
+    /// Every slot that no live process leases.
+    pub fn slots(&self) -> Result<Vec<FreeSlot>> {
+        let mut out = Vec::new();
+        for slot in self.slot_names()? {
+            if let Some(lease) = self.try_lock(&slot)? {
+                out.push(FreeSlot {
+                    slot: lease.slot.clone(),
+                    path: lease.path.clone(),
+                    state: lease.state.clone(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the least recently used free slots beyond `keep` (kept ones count, and go last).
+    /// Returns the removed slots' paths.
+    pub fn trim(&self, keep: usize) -> Result<Vec<PathBuf>> {
+        let mut locked: Vec<Lease> = Vec::new();
+        for slot in self.slot_names()? {
+            if let Some(lease) = self.try_lock(&slot)? {
+                locked.push(lease);
+            }
+        }
+        let total = self.slot_names()?.len();
+        if total <= keep {
+            return Ok(Vec::new());
+        }
+        locked.sort_by_key(|l| (l.state.kept.is_some(), l.state.used));
+        let mut removed = Vec::new();
+        for lease in locked.into_iter().take(total - keep) {
+            self.remove_slot(&lease)?;
+            removed.push(lease.path.clone());
+        }
+        Ok(removed)
+    }
+
+    /// Removes every slot no live process leases (`medley clean --pool`).
+    pub fn clear(&self) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for slot in self.slot_names()? {
+            if let Some(lease) = self.try_lock(&slot)? {
+                self.remove_slot(&lease)?;
+                removed.push(lease.path.clone());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The bytes the pool holds on disk.
+    pub fn disk_usage(&self) -> u64 {
+        let mut total = 0;
+        let mut stack = vec![self.dir.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = fs_err::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.path().symlink_metadata() else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    total += meta.len();
+                }
+            }
+        }
+        total
+    }
+
+    /// Slot names: the pool's directories and lock files (a lock without a directory is a slot
+    /// whose making was interrupted).
+    fn slot_names(&self) -> Result<Vec<String>> {
+        let mut names = std::collections::BTreeSet::new();
+        let Ok(entries) = fs_err::read_dir(&self.dir) else {
+            return Ok(Vec::new());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let slot = name
+                .strip_suffix(".lock")
+                .or_else(|| name.strip_suffix(".json"))
+                .unwrap_or(&name);
+            if slot.starts_with('s') && slot[1..].chars().all(|c| c.is_ascii_digit()) {
+                names.insert(slot.to_owned());
+            }
+        }
+        let mut names: Vec<String> = names.into_iter().collect();
+        names.sort_by_key(|n| n[1..].parse::<u64>().unwrap_or(u64::MAX));
+        Ok(names)
+    }
+
+    /// Takes `slot`'s lock, or `None` when a live process holds it.
+    fn try_lock(&self, slot: &str) -> Result<Option<Lease>> {
+        let lock_path = self.dir.join(format!("{slot}.lock"));
+        let file = fs_err::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?
+            .into_parts()
+            .0;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(GitError::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        let state_path = self.dir.join(format!("{slot}.json"));
+        let state = fs_err::read_to_string(&state_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        Ok(Some(Lease {
+            path: self.dir.join(slot),
+            slot: slot.to_owned(),
+            made: false,
+            state,
+            state_path,
+            _lock: file,
+        }))
+    }
+
+    fn make(&self, lease: &mut Lease, base: Oid) -> Result<()> {
+        self.repo.add_worktree(&lease.path, base)?;
+        lease.made = true;
+        lease.state = SlotState {
+            base: Some(base.to_string()),
+            ..SlotState::default()
+        };
+        Ok(())
+    }
+
+    /// Resets a slot to `base` (see the module's documentation).
+    fn reset(&self, lease: &mut Lease, base: Oid) -> Result<()> {
+        lease.state.resetting = true;
+        lease.save()?;
+        let path = &lease.path;
+        let base_text = base.to_string();
+        // checkout rewrites only files whose content differs; a changed eol or filter rule
+        // in a `.gitattributes` changes how unchanged files must be written, so then all are.
+        let head = git_out(path, &["rev-parse", "--verify", "-q", "HEAD"])?;
+        let attributes_changed = [head.trim(), lease.state.base.as_deref().unwrap_or("")]
+            .into_iter()
+            .filter(|old| !old.is_empty() && *old != base_text)
+            .any(|old| {
+                git_in(
+                    path,
+                    &["diff", "--quiet", old, &base_text, "--", "*.gitattributes"],
+                )
+                .is_err()
+            })
+            || git_in(path, &["diff", "--quiet", "HEAD", "--", "*.gitattributes"]).is_err();
+        git_in(
+            path,
+            &["checkout", "--detach", "--force", "--quiet", &base_text],
+        )?;
+        if attributes_changed {
+            let index = git_out(
+                path,
+                &["rev-parse", "--path-format=absolute", "--git-path", "index"],
+            )?;
+            let _ = fs_err::remove_file(index.trim());
+        }
+        git_in(path, &["reset", "--hard", "--quiet"])?;
+        clear_operation_state(path);
+        git_in(path, &["clean", "-ffdq"])?;
+        lease.state.resetting = false;
+        lease.state.base = Some(base.to_string());
+        lease.save()
+    }
+
+    fn touch(&self, mut lease: Lease) -> Result<Lease> {
+        lease.state.used = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        lease.save()?;
+        Ok(lease)
+    }
+
+    fn discard(&self, path: &Path) -> Result<()> {
+        self.repo.remove_worktree(path)?;
+        if path.exists() {
+            fs_err::remove_dir_all(path).map_err(io(path))?;
+        }
+        Ok(())
+    }
+
+    fn remove_slot(&self, lease: &Lease) -> Result<()> {
+        self.discard(&lease.path)?;
+        let _ = fs_err::remove_file(&lease.state_path);
+        let _ = fs_err::remove_file(self.dir.join(format!("{}.lock", lease.slot)));
+        Ok(())
+    }
+}
+
+impl Lease {
+    /// Writes the slot's state (call after changing [`Lease::state`]).
+    pub fn save(&self) -> Result<()> {
+        let json = serde_json::to_string(&self.state).map_err(|e| GitError::Io {
+            path: self.state_path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        let tmp = self.state_path.with_extension("json.tmp");
+        fs_err::write(&tmp, json).map_err(io(&tmp))?;
+        fs_err::rename(&tmp, &self.state_path).map_err(io(&self.state_path))
+    }
+
+    /// Keeps the slot for a look after a failed step, until the next run of `kept.mission` (or
+    /// `clean`); the lease ends.
+    pub fn keep(mut self, kept: Kept) -> Result<()> {
+        self.state.kept = Some(kept);
+        self.save()
+    }
+}
+
+/// Removes what an interrupted merge, rebase, cherry-pick, revert or bisect left in a
+/// worktree's admin directory (`reset --hard` clears only some of it).
+fn clear_operation_state(worktree: &Path) {
+    let Some(admin) = fs_err::read_to_string(worktree.join(".git"))
+        .ok()
+        .and_then(|t| t.strip_prefix("gitdir:").map(|d| PathBuf::from(d.trim())))
+    else {
+        return;
+    };
+    for dir in ["rebase-merge", "rebase-apply", "sequencer"] {
+        let _ = fs_err::remove_dir_all(admin.join(dir));
+    }
+    for file in [
+        "MERGE_HEAD",
+        "MERGE_MSG",
+        "MERGE_MODE",
+        "AUTO_MERGE",
+        "CHERRY_PICK_HEAD",
+        "REVERT_HEAD",
+        "BISECT_LOG",
+        "BISECT_START",
+        "BISECT_NAMES",
+        "BISECT_TERMS",
+        "BISECT_EXPECTED_REV",
+        "BISECT_ANCESTORS_OK",
+    ] {
+        let _ = fs_err::remove_file(admin.join(file));
+    }
+}
+
+fn git_in(worktree: &Path, args: &[&str]) -> Result<()> {
+    git_out(worktree, args).map(|_| ())
+}
+
+fn git_out(worktree: &Path, args: &[&str]) -> Result<String> {
+    let out = env::scrub(&mut Command::new("git"))
+        .arg("-C")
+        .arg(worktree)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| GitError::Io {
+            path: PathBuf::from("git"),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(GitError::Cli {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> GitError + '_ {
+    move |source| GitError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::path::{Path, PathBuf};
+
+    use proptest::prelude::{Just, Strategy, prop, prop_oneof, proptest};
+    use proptest::test_runner::Config;
+
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A change to the history's working tree.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Write(usize, String),
+        Delete(usize),
+        Rename(usize, usize),
+        Chmod(usize),
+        Symlink(usize, usize),
+        /// `x` becomes a directory holding a file (or a file again).
+        Flip,
+        /// An eol rule in `.gitattributes`, on or off.
+        Eol(bool),
+    }
+
+    const PATHS: [&str; 6] = ["a.txt", "b.txt", "d/c.sh", "d/e/f.txt", "x", "x/y.txt"];
+
+    fn op() -> impl Strategy<Value = Op> {
+        let i = 0..PATHS.len();
+        prop_oneof![
+            (i.clone(), "[a-z\n]{0,12}").prop_map(|(i, t)| Op::Write(i, t)),
+            i.clone().prop_map(Op::Delete),
+            (i.clone(), i.clone()).prop_map(|(a, b)| Op::Rename(a, b)),
+            i.clone().prop_map(Op::Chmod),
+            (i.clone(), i).prop_map(|(a, b)| Op::Symlink(a, b)),
+            Just(Op::Flip),
+            prop::bool::ANY.prop_map(Op::Eol),
+        ]
+    }
+
+    /// Makes room for a file at `path`: no file where a parent directory goes, no directory
+    /// where the file goes.
+    fn clear_for(root: &Path, path: &str) {
+        let full = root.join(path);
+        let mut parent = full.parent();
+        while let Some(p) = parent {
+            if p == root {
+                break;
+            }
+            if p.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+                fs_err::remove_file(p).unwrap();
+            }
+            parent = p.parent();
+        }
+        if let Ok(meta) = full.symlink_metadata() {
+            if meta.is_dir() {
+                fs_err::remove_dir_all(&full).unwrap();
+            } else {
+                fs_err::remove_file(&full).unwrap();
+            }
+        }
+        fs_err::create_dir_all(full.parent().unwrap()).unwrap();
+    }
+
+    fn apply(root: &Path, op: &Op) {
+        let is_file = |p: &str| root.join(p).symlink_metadata().is_ok_and(|m| !m.is_dir());
+        match op {
+            Op::Write(i, text) => {
+                clear_for(root, PATHS[*i]);
+                fs_err::write(root.join(PATHS[*i]), text).unwrap();
+            }
+            Op::Delete(i) if is_file(PATHS[*i]) => {
+                fs_err::remove_file(root.join(PATHS[*i])).unwrap()
+            }
+            Op::Rename(a, b) if a != b && is_file(PATHS[*a]) => {
+                let text = fs_err::read(root.join(PATHS[*a])).unwrap_or_default();
+                fs_err::remove_file(root.join(PATHS[*a])).unwrap();
+                clear_for(root, PATHS[*b]);
+                fs_err::write(root.join(PATHS[*b]), text).unwrap();
+            }
+            Op::Chmod(i) if is_file(PATHS[*i]) => {
+                let full = root.join(PATHS[*i]);
+                if full.symlink_metadata().unwrap().file_type().is_symlink() {
+                    return;
+                }
+                let mut perms = fs_err::metadata(&full).unwrap().permissions();
+                perms.set_mode(perms.mode() ^ 0o111);
+                fs_err::set_permissions(&full, perms).unwrap();
+            }
+            Op::Symlink(a, b) if a != b => {
+                clear_for(root, PATHS[*a]);
+                std::os::unix::fs::symlink(PATHS[*b], root.join(PATHS[*a])).unwrap();
+            }
+            Op::Flip => {
+                if is_file("x") {
+                    clear_for(root, "x/y.txt");
+                    fs_err::write(root.join("x/y.txt"), "in x\n").unwrap();
+                } else {
+                    clear_for(root, "x");
+                    fs_err::write(root.join("x"), "x is a file\n").unwrap();
+                }
+            }
+            Op::Eol(on) => {
+                let rules = if *on { "*.txt text eol=crlf\n" } else { "" };
+                fs_err::write(root.join(".gitattributes"), rules).unwrap();
+            }
+            _ => {}
+        }
+    }
+
+    /// Ways a step can leave its worktree.
+    #[derive(Debug, Clone)]
+    enum Dirt {
+        EditTracked,
+        Untracked,
+        UntrackedDir,
+        NestedRepo,
+        Stage,
+        MoveHead,
+        HalfMerge,
+        DeleteAll,
+    }
+
+    fn dirt() -> impl Strategy<Value = Dirt> {
+        prop_oneof![
+            Just(Dirt::EditTracked),
+            Just(Dirt::Untracked),
+            Just(Dirt::UntrackedDir),
+            Just(Dirt::NestedRepo),
+            Just(Dirt::Stage),
+            Just(Dirt::MoveHead),
+            Just(Dirt::HalfMerge),
+            Just(Dirt::DeleteAll),
+        ]
+    }
+
+    fn dirty(slot: &Path, dirt: &Dirt, commits: &[String]) {
+        match dirt {
+            Dirt::EditTracked => {
+                for path in git(slot, &["ls-files"]).lines() {
+                    let full = slot.join(path);
+                    if full.symlink_metadata().is_ok_and(|m| m.is_file()) {
+                        fs_err::write(full, "edited by a step\n").unwrap();
+                    }
+                }
+            }
+            Dirt::Untracked => fs_err::write(slot.join("new.txt"), "untracked\n").unwrap(),
+            Dirt::UntrackedDir => {
+                fs_err::create_dir_all(slot.join("u/v")).unwrap();
+                fs_err::write(slot.join("u/v/w.txt"), "deep\n").unwrap();
+            }
+            Dirt::NestedRepo => {
+                fs_err::create_dir_all(slot.join("nested")).unwrap();
+                git(&slot.join("nested"), &["init", "-q"]);
+                fs_err::write(slot.join("nested/n.txt"), "n\n").unwrap();
+            }
+            Dirt::Stage => {
+                fs_err::write(slot.join("staged.txt"), "staged\n").unwrap();
+                git(slot, &["add", "staged.txt"]);
+            }
+            Dirt::MoveHead => {
+                git(
+                    slot,
+                    &["checkout", "-q", "--detach", "--force", &commits[0]],
+                );
+            }
+            Dirt::HalfMerge => {
+                let head = git(slot, &["rev-parse", "HEAD"]);
+                let admin = git(slot, &["rev-parse", "--absolute-git-dir"]);
+                fs_err::write(Path::new(admin.trim()).join("MERGE_HEAD"), head).unwrap();
+                fs_err::create_dir_all(Path::new(admin.trim()).join("rebase-merge")).unwrap();
+            }
+            Dirt::DeleteAll => {
+                for path in git(slot, &["ls-files"]).lines() {
+                    let _ = fs_err::remove_file(slot.join(path));
+                }
+            }
+        }
+    }
+
+    /// Every file under `root` but `.git` and the ignored ones: path -> (link target or
+    /// content, executable).
+    fn files(root: &Path) -> BTreeMap<String, (Vec<u8>, bool)> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs_err::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                if rel == ".git" || rel.starts_with("ignored") || rel.ends_with(".log") {
+                    continue;
+                }
+                let meta = path.symlink_metadata().unwrap();
+                if meta.file_type().is_symlink() {
+                    let target = fs_err::read_link(&path).unwrap();
+                    out.insert(rel, (target.as_os_str().as_encoded_bytes().to_vec(), false));
+                } else if meta.is_dir() {
+                    stack.push(path);
+                } else {
+                    let exec = meta.permissions().mode() & 0o111 != 0;
+                    out.insert(rel, (fs_err::read(&path).unwrap(), exec));
+                }
+            }
+        }
+        out
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        repo: Repo,
+        pool: Pool,
+        commits: Vec<String>,
+        fresh: PathBuf,
+    }
+
+    fn fixture(history: &[Vec<Op>]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        fs_err::create_dir_all(&root).unwrap();
+        git(&root, &["init", "-q", "-b", "main"]);
+        fs_err::write(root.join(".gitignore"), "ignored/\n*.log\n").unwrap();
+        let mut commits = Vec::new();
+        for ops in history {
+            for op in ops {
+                apply(&root, op);
+            }
+            git(&root, &["add", "-A"]);
+            git(&root, &["commit", "-q", "--allow-empty", "-m", "c"]);
+            commits.push(git(&root, &["rev-parse", "HEAD"]).trim().to_owned());
+        }
+        let repo = Repo::discover(&root).unwrap();
+        let pool = Pool::new(&repo, &dir.path().join("worktrees"));
+        let fresh = dir.path().join("fresh");
+        Fixture {
+            _dir: dir,
+            repo,
+            pool,
+            commits,
+            fresh,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(Config { cases: 16, ..Config::default() })]
+
+        /// A slot left dirty in any way and reset to any commit holds exactly what a fresh
+        /// `git worktree add` of that commit holds, and its ignored files are still there.
+        #[test]
+        fn a_reset_slot_equals_a_fresh_worktree(
+            history in prop::collection::vec(prop::collection::vec(op(), 1..5), 2..5),
+            dirts in prop::collection::vec(dirt(), 0..4),
+            from in 0usize..8,
+            to in 0usize..8,
+        ) {
+            let f = fixture(&history);
+            let from = &f.commits[from % f.commits.len()];
+            let to = &f.commits[to % f.commits.len()];
+            let first = f.pool.lease(Oid::from_str(from).unwrap(), "m").unwrap();
+            assert!(first.made);
+            let slot = first.path.clone();
+            fs_err::create_dir_all(slot.join("ignored")).unwrap();
+            fs_err::write(slot.join("ignored/build.bin"), "a build cache").unwrap();
+            fs_err::write(slot.join("run.log"), "a log").unwrap();
+            for d in &dirts {
+                dirty(&slot, d, &f.commits);
+            }
+            drop(first);
+
+            let second = f.pool.lease(Oid::from_str(to).unwrap(), "m").unwrap();
+            assert_eq!(second.path, slot, "the free slot is reused");
+            assert!(!second.made);
+            f.repo.add_worktree(&f.fresh, Oid::from_str(to).unwrap()).unwrap();
+            assert_eq!(files(&slot), files(&f.fresh));
+            assert_eq!(git(&slot, &["status", "--porcelain", "--ignored=no"]), "");
+            assert_eq!(git(&slot, &["rev-parse", "HEAD"]).trim(), to.as_str());
+            assert_eq!(fs_err::read_to_string(slot.join("ignored/build.bin")).unwrap(), "a build cache");
+            assert_eq!(fs_err::read_to_string(slot.join("run.log")).unwrap(), "a log");
+            let admin = git(&slot, &["rev-parse", "--absolute-git-dir"]);
+            assert!(!Path::new(admin.trim()).join("MERGE_HEAD").exists());
+        }
+    }
+
+    #[test]
+    fn an_eol_rule_that_changes_alone_rewrites_the_files_it_covers() {
+        let f = fixture(&[
+            vec![Op::Write(0, "x\ny\n".to_owned())],
+            vec![Op::Eol(true)],
+            vec![Op::Eol(false)],
+        ]);
+        let oid = |i: usize| Oid::from_str(&f.commits[i]).unwrap();
+        for (from, to) in [(0, 1), (1, 2), (2, 1)] {
+            drop(f.pool.lease(oid(from), "m").unwrap());
+            let lease = f.pool.lease(oid(to), "m").unwrap();
+            let fresh = f.fresh.with_extension(format!("{from}-{to}"));
+            f.repo.add_worktree(&fresh, oid(to)).unwrap();
+            assert_eq!(files(&lease.path), files(&fresh), "{from} -> {to}");
+            assert_eq!(git(&lease.path, &["status", "--porcelain"]), "");
+        }
+    }
+
+    #[test]
+    fn two_leases_never_share_a_slot_and_a_dropped_one_is_reused() {
+        let f = fixture(&[vec![Op::Write(0, "a".to_owned())]]);
+        let base = Oid::from_str(&f.commits[0]).unwrap();
+        let a = f.pool.lease(base, "m").unwrap();
+        let b = f.pool.lease(base, "m").unwrap();
+        assert_ne!(a.path, b.path);
+        assert_eq!((a.slot.as_str(), b.slot.as_str()), ("s0", "s1"));
+        drop(a);
+        let c = f.pool.lease(base, "m").unwrap();
+        assert_eq!(c.slot, "s0");
+        assert!(!c.made);
+    }
+
+    #[test]
+    fn a_kept_slot_waits_for_the_next_run_of_its_mission() {
+        let f = fixture(&[vec![Op::Write(0, "a".to_owned())]]);
+        let base = Oid::from_str(&f.commits[0]).unwrap();
+        let failed = f.pool.lease(base, "m").unwrap();
+        let kept_path = failed.path.clone();
+        fs_err::write(kept_path.join("left.txt"), "for a look").unwrap();
+        failed
+            .keep(Kept {
+                mission: "m".to_owned(),
+                run: "r1".to_owned(),
+                step: "s".to_owned(),
+            })
+            .unwrap();
+        // Another mission does not take it; it is still there to look at.
+        let other = f.pool.lease(base, "other").unwrap();
+        assert_ne!(other.path, kept_path);
+        assert!(kept_path.join("left.txt").exists());
+        drop(other);
+        // The mission's next run takes it back (reset).
+        let next = f.pool.lease(base, "m").unwrap();
+        assert!(next.state.kept.is_none());
+        let slots = f.pool.slots().unwrap();
+        assert!(slots.iter().all(|s| s.state.kept.is_none()), "{slots:?}");
+        drop(next);
+    }
+
+    #[test]
+    fn a_half_reset_or_broken_slot_is_made_again() {
+        let f = fixture(&[
+            vec![Op::Write(0, "a".to_owned())],
+            vec![Op::Write(1, "b".to_owned())],
+        ]);
+        let (c0, c1) = (
+            Oid::from_str(&f.commits[0]).unwrap(),
+            Oid::from_str(&f.commits[1]).unwrap(),
+        );
+        let lease = f.pool.lease(c0, "m").unwrap();
+        let path = lease.path.clone();
+        drop(lease);
+        // Its git link is broken: the reset fails, and the slot is made again in place.
+        fs_err::write(path.join(".git"), "gitdir: /nowhere\n").unwrap();
+        let again = f.pool.lease(c1, "m").unwrap();
+        assert_eq!(again.path, path);
+        assert!(again.made);
+        assert_eq!(fs_err::read_to_string(path.join("b.txt")).unwrap(), "b");
+    }
+
+    #[test]
+    fn trim_removes_the_least_recently_used_free_slots_and_clear_all_free_ones() {
+        let f = fixture(&[vec![Op::Write(0, "a".to_owned())]]);
+        let base = Oid::from_str(&f.commits[0]).unwrap();
+        let leases: Vec<Lease> = (0..4).map(|_| f.pool.lease(base, "m").unwrap()).collect();
+        drop(leases);
+        let held = f.pool.lease(base, "m").unwrap();
+        assert!(f.pool.disk_usage() > 0);
+        let removed = f.pool.trim(2).unwrap();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(held.path.exists(), "a leased slot is never removed");
+        let cleared = f.pool.clear().unwrap();
+        assert_eq!(cleared.len(), 1);
+        assert!(held.path.exists());
+        drop(held);
+        assert_eq!(f.pool.clear().unwrap().len(), 1);
+        let listed = git(&f.repo.root, &["worktree", "list"]);
+        assert_eq!(listed.lines().count(), 1, "{listed}");
+    }
+}

@@ -1,0 +1,141 @@
+//! The tree of a working tree as `git add -A` would store it, made through a private copy of
+//! its index so that the user's index (or a worktree's) is never written.
+//!
+//! This is git's own `add`, not a re-implementation: clean filters, `text`/`eol` attributes and
+//! `core.autocrlf`, git-lfs pointers, byte (non-UTF-8) paths, skip-worktree and
+//! assume-unchanged entries (kept as the index has them: `--sparse` keeps a sparse checkout's
+//! entries outside the cone and adds new files there, as `git add --sparse -A` does), split
+//! indexes and fsmonitor are all git's business. Nested repositories are what `git add` makes
+//! of them: a gitlink for one with a commit, an error for one without.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use git2::Oid;
+
+use super::{GitError, Result, env};
+
+/// A working tree's content as a tree in the object database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    pub tree: Oid,
+    /// Nested repositories stored as gitlinks (their files are not in the tree), as `git add`
+    /// warns about them.
+    pub embedded: Vec<String>,
+}
+
+/// `git add -A --sparse` then `git write-tree` in `workdir`, on a private copy of `index` (the
+/// working tree's own index file; a missing one starts empty).
+pub fn add_all(workdir: &Path, index: &Path) -> Result<Added> {
+    let private = tempfile::Builder::new()
+        .prefix("medley-index-")
+        .tempfile()
+        .map_err(|source| GitError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    // git wants to create the index itself (with its own lock file next to it).
+    let private_path = private.path().to_owned();
+    match fs_err::copy(index, &private_path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs_err::remove_file(&private_path).map_err(|source| GitError::Io {
+                path: private_path.clone(),
+                source,
+            })?;
+        }
+        Err(source) => {
+            return Err(GitError::Io {
+                path: index.to_owned(),
+                source,
+            });
+        }
+    }
+    let add = git_with_index(
+        workdir,
+        &private_path,
+        &[
+            // A split index would be written as a new shared index file in the user's git dir.
+            "-c",
+            "core.splitIndex=false",
+            "-c",
+            "advice.addEmbeddedRepo=false",
+            "add",
+            "-A",
+            "--sparse",
+        ],
+    )?;
+    let stderr = String::from_utf8_lossy(&add.stderr).into_owned();
+    if !add.status.success() {
+        if let Some(path) = no_commit_repo(&stderr) {
+            return Err(GitError::NestedRepoWithoutCommit(path));
+        }
+        return Err(GitError::Cli {
+            args: "add -A".to_owned(),
+            stderr: stderr.trim().to_owned(),
+        });
+    }
+    let embedded = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("warning: adding embedded git repository: "))
+        .map(|p| p.trim().to_owned())
+        .collect();
+    let written = git_with_index(workdir, &private_path, &["write-tree"])?;
+    if !written.status.success() {
+        return Err(GitError::Cli {
+            args: "write-tree".to_owned(),
+            stderr: String::from_utf8_lossy(&written.stderr).trim().to_owned(),
+        });
+    }
+    let text = String::from_utf8_lossy(&written.stdout);
+    let tree = Oid::from_str(text.trim()).map_err(|source| GitError::Git {
+        context: format!("read the tree id `git write-tree` printed: {}", text.trim()),
+        source,
+    })?;
+    Ok(Added { tree, embedded })
+}
+
+/// `error: 'app/' does not have a commit checked out` names a nested repository `git add`
+/// cannot store.
+fn no_commit_repo(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|line| {
+        let rest = line.strip_prefix("error: '")?;
+        let (path, tail) = rest.split_once("' ")?;
+        tail.starts_with("does not have a commit checked out")
+            .then(|| path.trim_end_matches('/').to_owned())
+    })
+}
+
+fn git_with_index(workdir: &Path, index: &Path, args: &[&str]) -> Result<std::process::Output> {
+    let mut command = Command::new("git");
+    env::scrub(&mut command);
+    command
+        .arg("-C")
+        .arg(workdir)
+        .args(args)
+        .env("GIT_INDEX_FILE", absolute(index))
+        // Its messages are read (nested repositories), so they must not be translated.
+        .env("LC_ALL", "C")
+        .output()
+        .map_err(|source| GitError::Io {
+            path: PathBuf::from("git"),
+            source,
+        })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_commit_repo;
+
+    #[test]
+    fn reads_the_nested_repository_git_add_refuses() {
+        let stderr =
+            "error: 'app/' does not have a commit checked out\nfatal: adding files failed\n";
+        assert_eq!(no_commit_repo(stderr).as_deref(), Some("app"));
+        assert_eq!(no_commit_repo("fatal: something else\n"), None);
+    }
+}
