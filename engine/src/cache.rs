@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use crate::git::{Context as _, GitError, Repo};
 
 /// Bumped when what goes into a key changes.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// A cached result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// The run that made it.
     pub run: String,
@@ -26,6 +26,12 @@ pub struct Entry {
     pub base: String,
     /// Its result commit.
     pub commit: String,
+    /// What it handed on as `steps.<id>.output`.
+    #[serde(default)]
+    pub output: String,
+    /// What making it cost (`null` when unknown, as for a command).
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
 }
 
 /// What a key is made of.
@@ -38,6 +44,8 @@ pub struct KeyParts<'a> {
     pub runner: &'a str,
     /// The digest of the base tree narrowed to the step's inputs ([`narrowed_base`]).
     pub base: &'a str,
+    /// The digest of the `.worktreeinclude` files the step can see (empty: none).
+    pub includes: &'a str,
 }
 
 /// The cache key of a step.
@@ -50,6 +58,7 @@ pub fn key(parts: &KeyParts<'_>) -> String {
         parts.setup,
         parts.runner,
         parts.base,
+        parts.includes,
     ] {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
@@ -168,6 +177,7 @@ mod tests {
             setup: "",
             runner: "command",
             base: "t",
+            includes: "",
         };
         let base = key(&parts);
         assert_eq!(key(&parts), base);
@@ -180,6 +190,13 @@ mod tests {
         );
         assert_ne!(key(&KeyParts { gate: "", ..parts }), base);
         assert_ne!(key(&KeyParts { base: "u", ..parts }), base);
+        assert_ne!(
+            key(&KeyParts {
+                includes: "i",
+                ..parts
+            }),
+            base
+        );
         // Parts are length-prefixed: moving text between them changes the key.
         assert_ne!(
             key(&KeyParts {

@@ -34,7 +34,8 @@ impl Event {
             | Body::AttemptFailed { step, .. }
             | Body::AgentSwitched { step, .. }
             | Body::StepFinished { step, .. }
-            | Body::StepSkipped { step, .. } => Some(step),
+            | Body::StepSkipped { step, .. }
+            | Body::StepKept { step, .. } => Some(step),
             Body::GateStarted { step, .. }
             | Body::GateFinished { step, .. }
             | Body::Warning { step, .. } => step.as_deref(),
@@ -226,13 +227,27 @@ pub enum Body {
         duration_ms: u64,
         cached_from: Option<String>,
         error: Option<StepError>,
+        /// What `steps.<id>.output` hands on (the agent's final message, the command's
+        /// stdout); for a cached step, the output of the run that made it.
+        #[serde(default)]
+        output: String,
+        /// For a cached step: what making the result cost, in the run that made it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cached_cost_usd: Option<f64>,
+    },
+    /// A resumed run's step that keeps its result from before the resume.
+    StepKept {
+        step: String,
+        outcome: Outcome,
+        commit: Option<String>,
     },
     StepSkipped {
         step: String,
         reason: SkipReason,
     },
     /// Something the user should know that does not stop the run (e.g. a nested repository the
-    /// snapshot holds as a gitlink). `step` is null for the run as a whole.
+    /// snapshot holds as a gitlink, a result the cache could not keep, a CLI whose version could
+    /// not be learnt). `step` is null for the run as a whole.
     Warning {
         step: Option<String>,
         message: String,

@@ -45,6 +45,17 @@ pub struct StepInfo {
     pub agent: Option<String>,
     pub tokens: Tokens,
     pub cost_usd: Option<f64>,
+    /// The base it was ready on (its diff is against it).
+    #[serde(skip)]
+    pub base: Option<String>,
+    /// What it handed on as `steps.<id>.output`.
+    #[serde(skip)]
+    pub output: String,
+    /// For a cached step: what its result cost when it was made.
+    #[serde(skip)]
+    pub cached_cost_usd: Option<f64>,
+    /// Kept from before a resume (not run again).
+    pub kept: bool,
 }
 
 impl RunInfo {
@@ -118,7 +129,25 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
         live: journal::is_live(&dir),
         steps: IndexMap::new(),
     };
+    // A resumed run has a segment per start: its duration is the sum of theirs (a segment
+    // killed before its end lasted until its last event).
+    let mut segments_ms: u64 = 0;
+    let mut segment: Option<(std::time::SystemTime, std::time::SystemTime)> = None;
+    let ts = |t: &str| humantime::parse_rfc3339(t).ok();
+    let close = |segment: &mut Option<(std::time::SystemTime, std::time::SystemTime)>,
+                 total: &mut u64| {
+        if let Some((start, last)) = segment.take() {
+            *total += last
+                .duration_since(start)
+                .map_or(0, |d| d.as_millis() as u64);
+        }
+    };
     for event in events {
+        if !matches!(event.body, Body::RunStarted { .. })
+            && let (Some(at), Some((_, last))) = (ts(&event.ts), segment.as_mut())
+        {
+            *last = at;
+        }
         match event.body {
             Body::RunStarted {
                 mission,
@@ -126,10 +155,19 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 base,
                 ..
             } => {
-                info.mission = mission;
-                info.mission_path = mission_path;
-                info.base = base;
-                info.started = event.ts;
+                close(&mut segment, &mut segments_ms);
+                segment = ts(&event.ts).map(|t| (t, t));
+                // How the run ended is what its newest segment says.
+                info.outcome = None;
+                info.reason = None;
+                info.result_branch = None;
+                info.duration_ms = None;
+                if info.started.is_empty() {
+                    info.mission = mission;
+                    info.mission_path = mission_path;
+                    info.base = base;
+                    info.started = event.ts;
+                }
             }
             Body::StepStarted {
                 step,
@@ -141,8 +179,11 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 s.attempts = s.attempts.max(attempt);
                 s.worktree = Some(worktree);
             }
-            Body::StepReady { step, .. } => {
-                info.steps.entry(step).or_default();
+            Body::StepReady { step, base } => {
+                info.steps.entry(step).or_default().base = Some(base);
+            }
+            Body::StepKept { step, .. } => {
+                info.steps.entry(step).or_default().kept = true;
             }
             Body::StepFinished {
                 step,
@@ -154,9 +195,14 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 tokens,
                 cost_usd,
                 agent,
+                output,
+                cached_cost_usd,
                 ..
             } => {
                 let s = info.steps.entry(step).or_default();
+                s.output = output;
+                s.cached_cost_usd = cached_cost_usd;
+                s.kept = false;
                 s.outcome = Some(outcome);
                 s.commit = commit;
                 s.attempts = attempts;
@@ -188,10 +234,17 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 info.outcome = Some(outcome);
                 info.reason = reason;
                 info.result_branch = result_branch;
-                info.duration_ms = Some(duration_ms);
+                segments_ms += duration_ms;
+                info.duration_ms = Some(segments_ms);
+                segment = None;
             }
             _ => {}
         }
+    }
+    if info.outcome.is_none() && segments_ms > 0 {
+        // A resume killed (or still running): the segments before it, and this one so far.
+        close(&mut segment, &mut segments_ms);
+        info.duration_ms = Some(segments_ms);
     }
     Ok(info)
 }
@@ -462,4 +515,63 @@ pub fn clean(
         cleaned.runs.push(run.id.clone());
     }
     Ok(cleaned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn at(ts: &str, body: Body) -> String {
+        let mut event = Event::new("r1", body);
+        event.ts = ts.to_owned();
+        serde_json::to_string(&event).unwrap() + "\n"
+    }
+
+    fn started(ts: &str) -> String {
+        at(
+            ts,
+            Body::RunStarted {
+                mission: "m".into(),
+                mission_path: "missions/m.toml".into(),
+                base: "b".into(),
+                steps: 1,
+            },
+        )
+    }
+
+    fn finished(ts: &str, outcome: RunOutcome, duration_ms: u64) -> String {
+        at(
+            ts,
+            Body::RunFinished {
+                outcome,
+                reason: None,
+                result_branch: None,
+                tokens: Tokens::default(),
+                cost_usd: 0.0,
+                unpriced_steps: 0,
+                duration_ms,
+            },
+        )
+    }
+
+    #[test]
+    fn a_resumed_run_lasts_as_long_as_all_its_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = journal::runs_dir(dir.path()).join("r1");
+        fs_err::create_dir_all(&run).unwrap();
+        let journal = [
+            started("2026-01-01T00:00:00Z"),
+            finished("2026-01-01T00:00:01Z", RunOutcome::Failed, 1000),
+            // Resumed an hour later: the hour between does not count.
+            started("2026-01-01T01:00:00Z"),
+            finished("2026-01-01T01:00:02Z", RunOutcome::Passed, 2000),
+        ]
+        .concat();
+        fs_err::write(run.join("events.jsonl"), journal).unwrap();
+        let info = load(dir.path(), "r1").unwrap();
+        assert_eq!(info.duration_ms, Some(3000));
+        assert_eq!(info.outcome, Some(RunOutcome::Passed));
+        assert_eq!(info.started, "2026-01-01T00:00:00Z");
+    }
 }

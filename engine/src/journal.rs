@@ -20,16 +20,15 @@ pub struct Journal {
 
 impl Journal {
     /// Opens (or creates) a journal for appending. A torn last line, left by a killed run, is
-    /// ended first, so the next event starts a line of its own (readers skip the torn one).
+    /// cut off first, so that a torn line can only ever be the last one.
     pub fn create(path: &Path) -> std::io::Result<Journal> {
         let mut file = fs_err::OpenOptions::new()
             .create(true)
             .append(true)
             .read(true)
             .open(path)?;
-        let torn = last_byte(&mut file)?.is_some_and(|b| b != b'\n');
-        if torn {
-            file.write_all(b"\n")?;
+        if let Some(whole) = whole_lines_len(&mut file)? {
+            file.file().set_len(whole)?;
         }
         Ok(Journal {
             path: path.to_owned(),
@@ -59,26 +58,55 @@ impl Journal {
     }
 }
 
-/// The last byte of a file, read by itself.
-fn last_byte(file: &mut fs_err::File) -> std::io::Result<Option<u8>> {
+/// When the file ends in a torn line (no newline after it), the length of its whole lines.
+/// Reads backwards from the end, a block at a time.
+fn whole_lines_len(file: &mut fs_err::File) -> std::io::Result<Option<u64>> {
     use std::io::{Read as _, Seek as _, SeekFrom};
-    if file.metadata()?.len() == 0 {
-        return Ok(None);
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut block = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(block.len() as u64);
+        let n = (end - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut block[..n])?;
+        if end == len && block[n - 1] == b'\n' {
+            return Ok(None);
+        }
+        if let Some(at) = block[..n].iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(start + at as u64 + 1));
+        }
+        end = start;
     }
-    file.seek(SeekFrom::End(-1))?;
-    let mut byte = [0u8];
-    file.read_exact(&mut byte)?;
-    Ok(Some(byte[0]))
+    Ok((len > 0).then_some(0))
 }
 
-/// Reads a journal. A torn last line (a run killed mid-write) is ignored; so are lines a newer
-/// medley wrote that this one cannot read.
+/// Reads a journal. A torn last line (a run killed mid-write) is skipped, and so are events of
+/// types a newer medley wrote; any other line that is not an event is an error that names it.
 pub fn read(path: &Path) -> std::io::Result<Vec<Event>> {
     let text = fs_err::read_to_string(path)?;
-    Ok(text
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect())
+    let torn_tail = !text.is_empty() && !text.ends_with('\n');
+    let count = text.lines().count();
+    let mut events = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        match serde_json::from_str::<Event>(line) {
+            Ok(event) => events.push(event),
+            Err(_) if torn_tail && n + 1 == count => {}
+            Err(e) => {
+                // A line of a newer medley: an event (`v`, `type`, `run`) this one cannot read.
+                let newer = serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .is_some_and(|v| v.get("type").is_some() && v.get("run").is_some());
+                if !newer {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}: line {} is not an event: {e}", path.display(), n + 1),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(events)
 }
 
 /// The run ids under `runs`, oldest first (UUIDv7 ids sort by time).
@@ -102,27 +130,54 @@ pub struct RunLock {
     _file: std::fs::File,
 }
 
+/// How many times a starting run looks again while a probe holds its lock.
+const PROBE_RETRIES: u32 = 1000;
+
 impl RunLock {
-    /// Takes the lock, or `None` if a live process holds it.
+    /// Takes the lock (exclusive), or `None` if a live run holds it. A probe ([`is_live`])
+    /// holds a shared lock for a moment: taking the lock then waits for the probe to go, so
+    /// `medley runs` at the moment a run starts never makes it fail.
     pub fn try_take(path: &Path) -> std::io::Result<Option<RunLock>> {
-        let file = fs_err::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?
-            .into_parts()
-            .0;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(RunLock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        let file = open_lock(path)?;
+        for _ in 0..PROBE_RETRIES {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(RunLock { _file: file })),
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+            }
+            // Held: by a live run (exclusive, so a shared lock is refused too), or by probes.
+            let probe = open_lock(path)?;
+            match probe.try_lock_shared() {
+                Ok(()) => drop(probe),
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        Ok(None)
     }
 }
 
-/// Whether a live process holds the run's lock.
+fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    Ok(fs_err::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?
+        .into_parts()
+        .0)
+}
+
+/// Whether a live run holds the run's lock. The probe takes a shared lock for a moment, which
+/// a starting run waits out (see [`RunLock::try_take`]).
 pub fn is_live(run_dir: &Path) -> bool {
-    matches!(RunLock::try_take(&run_dir.join("lock")), Ok(None))
+    let Ok(file) = open_lock(&run_dir.join("lock")) else {
+        return false;
+    };
+    matches!(
+        file.try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    )
 }
 
 #[cfg(test)]
@@ -182,6 +237,95 @@ mod tests {
             text.contains(r#""type":"gate_finished","step":null"#),
             "{text}"
         );
+    }
+
+    fn event(step: &str) -> Event {
+        Event::new(
+            "r1",
+            Body::StepSkipped {
+                step: step.into(),
+                reason: SkipReason::If {
+                    expression: "false".into(),
+                },
+            },
+        )
+    }
+
+    #[test]
+    fn a_corrupt_line_before_the_last_is_an_error_that_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let good = serde_json::to_string(&event("a")).unwrap();
+        fs_err::write(&path, format!("{good}\nnot json\n{good}\n")).unwrap();
+        let error = read(&path).unwrap_err();
+        assert!(
+            error.to_string().contains("line 2 is not an event"),
+            "{error}"
+        );
+        // An event of a type a newer medley wrote is skipped.
+        let newer =
+            r#"{"v":1,"ts":"2026-01-01T00:00:00Z","run":"r1","type":"approval_given","step":"a"}"#;
+        fs_err::write(&path, format!("{good}\n{newer}\n{good}\n")).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_torn_line_is_cut_off_before_appending() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let good = serde_json::to_string(&event("a")).unwrap();
+        fs_err::write(&path, format!("{good}\n{{\"v\":1,\"ts\":\"20")).unwrap();
+        let mut journal = Journal::create(&path).unwrap();
+        journal.append(&event("b")).unwrap();
+        let steps: Vec<String> = read(&path)
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.step().map(str::to_owned))
+            .collect();
+        assert_eq!(steps, ["a", "b"]);
+        // A torn first (and only) line goes too.
+        fs_err::write(&path, "{\"v\":1").unwrap();
+        drop(Journal::create(&path).unwrap());
+        assert_eq!(fs_err::read_to_string(&path).unwrap(), "");
+    }
+
+    #[test]
+    fn a_probe_never_makes_a_starting_run_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        // A probe (`medley runs`) holds its shared lock at the moment the run starts.
+        let open = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap()
+        };
+        let probe = open();
+        probe.try_lock_shared().unwrap();
+        let starting = std::thread::spawn({
+            let path = path.clone();
+            move || RunLock::try_take(&path).unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(probe);
+        let lock = starting.join().unwrap();
+        assert!(
+            lock.is_some(),
+            "the run took its lock once the probe was gone"
+        );
+        assert!(is_live(dir.path()));
+        // Probes see a live run, and do not get in each other's way.
+        assert!(open().try_lock_shared().is_err());
+        drop(lock);
+        // A child another test thread forks at this moment shares the lock's open file until
+        // it execs, so the release can take a moment to be seen.
+        let released = (0..1000).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            !is_live(dir.path())
+        });
+        assert!(released);
     }
 
     #[test]

@@ -104,7 +104,16 @@ fn relevant(repo: &git2::Repository, root: &Path, paths: &[PathBuf]) -> BTreeSet
 
 fn load(options: &WatchOptions) -> Result<(Plan, RunRecord), Box<MissionErrors>> {
     let path = options.run.cwd.join(&options.mission);
-    let source = fs_err::read_to_string(&path).unwrap_or_default();
+    let source = fs_err::read_to_string(&path).map_err(|e| {
+        Box::new(MissionErrors::new(
+            &options.mission.display().to_string(),
+            "",
+            vec![crate::mission::MissionError::new(
+                crate::mission::ErrorKind::Value,
+                format!("cannot read the mission file: {e}"),
+            )],
+        ))
+    })?;
     let mission = Mission::parse(&options.mission, source.clone()).map_err(Box::new)?;
     let plan = compile(
         &mission,
@@ -129,12 +138,14 @@ fn load(options: &WatchOptions) -> Result<(Plan, RunRecord), Box<MissionErrors>>
         sets: options.sets.clone(),
         only: None,
         max_parallel: None,
+        ..RunRecord::default()
     };
     Ok((plan, record))
 }
 
-/// Each step's `inputs` globs; `None` when it has none (it sees every file) or they do not
-/// compile (then it is taken to see every file).
+/// Each step's `inputs` globs; `None` when it has none (it sees every file). A plan's globs
+/// compile (`validate` refuses a bad one, with its span); were one not to, its step would be
+/// taken to see every file.
 type Inputs = std::collections::HashMap<String, Option<globset::GlobSet>>;
 
 fn inputs_of(plan: &Plan) -> Inputs {
@@ -304,7 +315,14 @@ pub async fn watch(
             Ok(Err(e)) => {
                 let _ = notices.send(Notice::Failed(e));
             }
-            Err(_) => {}
+            Err(e) => {
+                let why = if e.is_panic() {
+                    "its task panicked"
+                } else {
+                    "its task was aborted"
+                };
+                let _ = notices.send(Notice::Failed(RunError::Internal(why.to_owned())));
+            }
         }
         if *cancel.borrow() {
             return Ok(());

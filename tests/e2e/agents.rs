@@ -213,7 +213,9 @@ fn a_race_is_won_by_the_first_to_pass_and_the_loser_is_stopped() {
         FAKE,
         &["claude", "codex"],
         &format!(
-            "claude: pid {}; hang\ncodex: write won.txt codex\n",
+            // codex wins only once claude is running, so the loser has a process to stop.
+            "claude: pid {}; hang\ncodex: await {}; write won.txt codex\n",
+            pids.display(),
             pids.display()
         ),
     );

@@ -7,6 +7,7 @@ mod agents;
 mod cache;
 mod cli;
 mod corpus;
+mod faithful;
 mod git_fidelity;
 mod kimi;
 mod missions;

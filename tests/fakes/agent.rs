@@ -20,6 +20,7 @@
 //!   never ends: it keeps printing "waiting for network" errors);
 //! - `hang`: print the first event, then wait until killed;
 //! - `sleep MS`; `pid PATH` (append this process's pid to PATH); `exit N` (after the stream);
+//! - `await PATH N`: wait until PATH has N lines (default 1), e.g. pids other calls wrote;
 //! - `linger`: after the stream, keep running (as Cursor and Kimi Code can).
 //! - kimi only: `429`, `nokey`, `noconfig` (the captured failures of those names), `legacy` (the
 //!   legacy Python kimi-cli stub's notice, exit 0). `MEDLEY_FAKE_KIMI=legacy` makes `--version`
@@ -276,6 +277,13 @@ fn run(cli: &str, argv: &[String]) -> i32 {
                     .open(path)
                     .expect("a pid file");
                 writeln!(file, "{}", std::process::id()).expect("a write");
+            }
+            (Some("await"), Some(path), n) => {
+                // Until PATH has N lines (1 by default): another call got somewhere.
+                let n: usize = n.and_then(|n| n.parse().ok()).unwrap_or(1);
+                while std::fs::read_to_string(path).map_or(0, |t| t.lines().count()) < n {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
             (Some("exit"), Some(n), _) => exit = n.parse().ok(),
             (Some(c @ ("ok" | "401" | "unreachable" | "denied" | "hang")), _, _) => case = c,

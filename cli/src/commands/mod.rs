@@ -34,10 +34,21 @@ pub fn compile_path(
     path: &Path,
     options: &CompileOptions,
 ) -> Result<Plan, CliError> {
-    let source = match fs_err::read_to_string(ctx.cwd.join(path)) {
-        Ok(source) => source,
-        Err(e) => return Err(CliError::invalid(LoadError::Read(e))),
-    };
+    let source = read_mission(ctx, path)?;
+    compile_source(path, source, options)
+}
+
+/// The text of a mission file.
+pub fn read_mission(ctx: &Context, path: &Path) -> Result<String, CliError> {
+    fs_err::read_to_string(ctx.cwd.join(path)).map_err(|e| CliError::invalid(LoadError::Read(e)))
+}
+
+/// Compiles a mission from its text (read once: what runs is what is recorded).
+pub fn compile_source(
+    path: &Path,
+    source: String,
+    options: &CompileOptions,
+) -> Result<Plan, CliError> {
     let mission = Mission::parse(path, source).map_err(CliError::invalid)?;
     plan::compile(&mission, options).map_err(|e| match e {
         CompileError::Mission(errors) => CliError::invalid(*errors),

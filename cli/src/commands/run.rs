@@ -60,13 +60,16 @@ pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
     };
     let path =
         crate::missions::resolve(&ctx.cwd, args.mission.as_deref()).map_err(CliError::invalid)?;
-    let mut plan = super::compile_path(ctx, &path, &options)?;
+    // Read once: the plan that runs and the mission recorded for `resume` are the same text.
+    let source = super::read_mission(ctx, &path)?;
+    let mut plan = super::compile_source(&path, source.clone(), &options)?;
     let record = RunRecord {
         mission_path: path.display().to_string(),
-        mission_source: fs_err::read_to_string(ctx.cwd.join(&path)).unwrap_or_default(),
+        mission_source: source,
         sets: args.sets.clone(),
         only: args.only.clone(),
         max_parallel: args.max_parallel.map(|n| n as usize),
+        ..RunRecord::default()
     };
     if let Some(only) = &args.only {
         plan.only(only).map_err(CliError::invalid)?;

@@ -170,6 +170,13 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             }
         }
         Body::StepSkipped { reason, .. } => format!("{step}: skipped: {}", skip_reason(reason)),
+        Body::StepKept {
+            outcome, commit, ..
+        } => {
+            let commit = commit.as_deref().map(short).unwrap_or("no commit");
+            let head = format!("{step}: kept from before the resume");
+            format!("{} ({}, {commit})", green(&head, color), outcome.name())
+        }
         Body::Warning { message, .. } => {
             let who = if step.is_empty() { "warning" } else { step };
             format!("{}: {message}", crate::style::yellow(who, color))

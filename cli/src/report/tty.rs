@@ -123,6 +123,20 @@ impl Live {
                 self.totals = Some((tokens.input, tokens.output, *cost_usd, *unpriced_steps));
                 self.print(event);
             }
+            Body::StepKept {
+                outcome, commit, ..
+            } => {
+                self.rows.push(Row {
+                    step: step.clone(),
+                    outcome: *outcome,
+                    attempts: 0,
+                    ms: 0,
+                    commit: commit.clone(),
+                    tokens: None,
+                    cost: None,
+                });
+                self.print(event);
+            }
             Body::AttemptFailed { .. }
             | Body::AgentSwitched { .. }
             | Body::RunStarted { .. }

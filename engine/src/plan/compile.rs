@@ -764,11 +764,21 @@ impl<'m> Compiler<'m> {
                 .or(defaults.gate.as_ref())
                 .filter(|g| !g.get_ref().trim().is_empty())
                 .map(|g| template_ref("gate", g));
-            let inputs = step
-                .inputs
-                .as_ref()
-                .or(defaults.inputs.as_ref())
-                .map(|i| i.iter().map(|s| s.get_ref().clone()).collect());
+            let inputs = step.inputs.as_ref().or(defaults.inputs.as_ref());
+            for glob in inputs.into_iter().flatten() {
+                if let Err(e) = crate::cache::input_globs(std::slice::from_ref(glob.get_ref())) {
+                    self.push(
+                        MissionError::new(
+                            ErrorKind::Value,
+                            format!("`{}` in `inputs` is not a valid glob", glob.get_ref()),
+                        )
+                        .label(glob.span(), e.kind().to_string())
+                        .help("write a glob relative to the repository root, e.g. `src/**` or `*.md` (`*` stays within a directory, `**` crosses them)"),
+                    );
+                }
+            }
+            let inputs: Option<Vec<String>> =
+                inputs.map(|i| i.iter().map(|s| s.get_ref().clone()).collect());
             let Some(action) = action else { continue };
             let need_ids: Vec<String> = resolved
                 .iter()

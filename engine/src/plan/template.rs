@@ -233,7 +233,9 @@ pub const CONTEXT_NAMES: &[&str] = &[
 ];
 
 /// The fields of `steps.<id>`.
-pub const STEP_FIELDS: &[&str] = &["outcome", "output", "diff", "files", "commit", "cost_usd"];
+pub const STEP_FIELDS: &[&str] = &[
+    "outcome", "cached", "output", "diff", "files", "commit", "cost_usd",
+];
 
 /// The fields of `failure` in a retry prompt.
 pub const FAILURE_FIELDS: &[&str] = &["kind", "command", "exit_code", "output"];
@@ -299,6 +301,7 @@ use minijinja::value::ObjectExt as _;
 pub fn placeholder_step() -> Value {
     map([
         ("outcome", Value::from("passed")),
+        ("cached", Value::from(false)),
         ("output", Value::from("")),
         ("diff", Value::from("")),
         ("files", Value::from(Vec::<Value>::new())),

@@ -219,6 +219,7 @@ pub(crate) async fn run_agent_step(
         cost_usd: if unpriced { None } else { cost },
         unpriced,
         cached_from: None,
+        cached_cost_usd: None,
     };
     if let Some(run) = winner {
         let (commit, output) = run.passed.clone().unwrap_or((base, String::new()));
@@ -236,7 +237,7 @@ pub(crate) async fn run_agent_step(
         );
     }
     if runs.iter().any(|r| r.cancelled) {
-        let error = StepError::new("cancelled", "the run was cancelled");
+        let error = StepError::new("cancelled", shared.stop_reason());
         let agent = runs.last().map(|r| r.agent.clone());
         return step::finish_with(
             shared,
@@ -269,12 +270,17 @@ pub(crate) async fn run_agent_step(
 async fn race(shared: &Arc<Shared>, i: usize, base: Oid, agents: &[&String]) -> Vec<AgentRun> {
     let mut senders = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut names = std::collections::HashMap::new();
     for name in agents {
         let (tx, rx) = watch::channel(false);
         senders.push(tx);
         let shared = shared.clone();
         let name = (*name).clone();
-        tasks.spawn(async move { run_agent(&shared, i, &name, base, rx).await });
+        let task = tasks.spawn({
+            let name = name.clone();
+            async move { run_agent(&shared, i, &name, base, rx).await }
+        });
+        names.insert(task.id(), name);
     }
     let senders = Arc::new(senders);
     // The run's own cancel reaches every racer.
@@ -290,7 +296,31 @@ async fn race(shared: &Arc<Shared>, i: usize, base: Oid, agents: &[&String]) -> 
     };
     let mut runs = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        let Ok(run) = joined else { continue };
+        let run = match joined {
+            Ok(run) => run,
+            // A racer whose task panicked or was aborted failed; the race goes on without it.
+            Err(e) => {
+                let why = if e.is_panic() {
+                    "panicked"
+                } else {
+                    "was aborted"
+                };
+                AgentRun {
+                    agent: names.get(&e.id()).cloned().unwrap_or_default(),
+                    passed: None,
+                    attempts: 0,
+                    tokens: Tokens::default(),
+                    cost: None,
+                    unpriced: false,
+                    reason: FailReason::AgentError,
+                    error: Some(StepError::new(
+                        "internal",
+                        format!("medley's task for this agent {why} (a bug: please report it)"),
+                    )),
+                    cancelled: false,
+                }
+            }
+        };
         if run.passed.is_some() && !runs.iter().any(|r: &AgentRun| r.passed.is_some()) {
             for tx in senders.iter() {
                 let _ = tx.send(true);
@@ -367,7 +397,7 @@ async fn run_agent(
         return run;
     };
     let adapter = adapter_of(&profile);
-    let original = match render(shared, Some(i), prompt, Flavor::Text, 1, base, None) {
+    let original = match render(shared, Some(i), prompt, Flavor::Text, 1, base, None).await {
         Ok(p) => p,
         Err(e) => {
             run.error = Some(StepError::new(
@@ -400,15 +430,18 @@ async fn run_agent(
             None => original.clone(),
             Some(f) => {
                 let retry = match retry_prompt {
-                    Some(t) => render(
-                        shared,
-                        Some(i),
-                        t,
-                        Flavor::Text,
-                        attempt,
-                        base,
-                        Some(f.value()),
-                    ),
+                    Some(t) => {
+                        render(
+                            shared,
+                            Some(i),
+                            t,
+                            Flavor::Text,
+                            attempt,
+                            base,
+                            Some(f.value()),
+                        )
+                        .await
+                    }
                     None => Ok(f.default_text()),
                 };
                 let retry = match retry {

@@ -11,11 +11,13 @@
 
 use std::path::Path;
 
-/// Copies the included files from `root` into `worktree`; returns how many were written.
-pub(crate) fn copy(root: &Path, worktree: &Path) -> std::io::Result<usize> {
+/// The ignored files of the repository that its `.worktreeinclude` (gitignore syntax) names,
+/// e.g. `.env`, relative to its root. Tracked files are never among them: a worktree already
+/// has them from its base.
+fn included_files(root: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
     let list = root.join(".worktreeinclude");
     if !list.is_file() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let mut builder = ignore::gitignore::GitignoreBuilder::new(root);
     if let Some(e) = builder.add(&list) {
@@ -24,15 +26,43 @@ pub(crate) fn copy(root: &Path, worktree: &Path) -> std::io::Result<usize> {
     let patterns = builder
         .build()
         .map_err(|e| std::io::Error::other(format!("{}: {e}", list.display())))?;
-    let mut written = 0;
-    // Tracked files are never copied: the worktree has them from its base.
+    let mut files = Vec::new();
     for relative in crate::git::ignored_files(root).map_err(std::io::Error::other)? {
-        if !patterns
+        if patterns
             .matched_path_or_any_parents(&relative, false)
             .is_ignore()
         {
-            continue;
+            files.push(relative);
         }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Each `.worktreeinclude` file (see [`included_files`]) with a digest of its content (of its
+/// target, for a symlink), for the cache keys of the steps that can see it.
+pub(crate) fn included_digests(root: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut digests = Vec::new();
+    for relative in included_files(root).map_err(|e| e.to_string())? {
+        let path = root.join(&relative);
+        let meta = fs_err::symlink_metadata(&path).map_err(|e| e.to_string())?;
+        let digest = if meta.file_type().is_symlink() {
+            let target = fs_err::read_link(&path).map_err(|e| e.to_string())?;
+            blake3::hash(target.as_os_str().as_encoded_bytes()).to_hex()
+        } else if meta.is_file() {
+            blake3::hash(&fs_err::read(&path).map_err(|e| e.to_string())?).to_hex()
+        } else {
+            continue;
+        };
+        digests.push((relative.to_string_lossy().into_owned(), digest.to_string()));
+    }
+    Ok(digests)
+}
+
+/// Copies the included files from `root` into `worktree`; returns how many were written.
+pub(crate) fn copy(root: &Path, worktree: &Path) -> std::io::Result<usize> {
+    let mut written = 0;
+    for relative in included_files(root)? {
         if copy_one(&root.join(&relative), &worktree.join(&relative))? {
             written += 1;
         }

@@ -64,6 +64,18 @@ pub struct RunRecord {
     pub sets: Vec<(String, String)>,
     pub only: Option<String>,
     pub max_parallel: Option<usize>,
+    /// `--no-cache` (filled in by [`run`]).
+    #[serde(default)]
+    pub no_cache: bool,
+    /// `--base REF`, as given (the base itself is pinned as `refs/medley/<run>/base`).
+    #[serde(default)]
+    pub base: Option<String>,
+    /// The stages of a staged stop, in milliseconds: after SIGINT, after SIGTERM.
+    #[serde(default)]
+    pub grace_ms: Option<[u64; 2]>,
+    /// Where the run's worktrees went, when not the default place.
+    #[serde(default)]
+    pub worktrees: Option<PathBuf>,
 }
 
 /// How a run ended.
@@ -96,6 +108,9 @@ pub enum RunError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Resume(Box<ResumeError>),
+    #[error("the run did not end: {0}")]
+    #[diagnostic(help("this is a bug in medley: please report it"))]
+    Internal(String),
     #[error("no cache directory for worktrees")]
     #[diagnostic(help(
         "set HOME (or XDG_CACHE_HOME) so medley can keep worktrees outside your repository"
@@ -122,26 +137,84 @@ impl RunError {
     }
 }
 
-/// Writes events to the journal and to the reporters. The first write error is kept; the run
-/// stops on it.
+/// Writes events to the journal and to the reporters. The journal is written (and fsynced at
+/// step boundaries) by a thread of its own, so no task of the async runtime waits on the disk.
+/// The first write error is kept; the run stops on it.
 pub(crate) struct Emitter {
     run: String,
-    journal: Mutex<Journal>,
+    journal: Mutex<Option<std::sync::mpsc::Sender<Event>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     sender: mpsc::UnboundedSender<Event>,
-    error: Mutex<Option<std::io::Error>>,
+    error: Arc<Mutex<Option<std::io::Error>>>,
 }
 
 impl Emitter {
+    fn new(
+        run: &str,
+        mut journal: Journal,
+        sender: mpsc::UnboundedSender<Event>,
+    ) -> std::io::Result<Emitter> {
+        let (tx, rx) = std::sync::mpsc::channel::<Event>();
+        let error: Arc<Mutex<Option<std::io::Error>>> = Arc::new(Mutex::new(None));
+        let slot = error.clone();
+        let writer = std::thread::Builder::new()
+            .name("medley-journal".to_owned())
+            .spawn(move || {
+                for event in rx {
+                    if let (Err(e), Ok(mut slot)) = (journal.append(&event), slot.lock()) {
+                        slot.get_or_insert(e);
+                    }
+                }
+            })?;
+        Ok(Emitter {
+            run: run.to_owned(),
+            journal: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            sender,
+            error,
+        })
+    }
+
     pub(crate) fn emit(&self, body: Body) {
         let event = Event::new(&self.run, body);
-        let written = match self.journal.lock() {
-            Ok(mut journal) => journal.append(&event),
-            Err(_) => Err(std::io::Error::other("the journal's lock is poisoned")),
+        let queued = match self.journal.lock() {
+            Ok(journal) => journal
+                .as_ref()
+                .is_some_and(|tx| tx.send(event.clone()).is_ok()),
+            Err(_) => false,
         };
-        if let (Err(e), Ok(mut slot)) = (written, self.error.lock()) {
-            slot.get_or_insert(e);
+        if !queued && let Ok(mut slot) = self.error.lock() {
+            slot.get_or_insert(std::io::Error::other("the journal's writer has stopped"));
         }
         let _ = self.sender.send(event);
+    }
+
+    /// A warning for the user, in the event stream.
+    pub(crate) fn warn(&self, step: Option<&str>, message: String) {
+        self.emit(Body::Warning {
+            step: step.map(str::to_owned),
+            message,
+        });
+    }
+
+    /// Whether writing the journal has failed.
+    fn failed(&self) -> bool {
+        self.error.lock().map(|e| e.is_some()).unwrap_or(true)
+    }
+
+    /// Waits until every event emitted so far is in the journal (blocking: call it off the
+    /// async runtime); later events are not written.
+    fn close(&self) {
+        if let Ok(mut journal) = self.journal.lock() {
+            journal.take();
+        }
+        let writer = self.writer.lock().ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer
+            && writer.join().is_err()
+            && let Ok(mut slot) = self.error.lock()
+        {
+            slot.get_or_insert(std::io::Error::other("the journal's writer panicked"));
+        }
     }
 
     fn take_error(&self) -> Option<std::io::Error> {
@@ -152,10 +225,13 @@ impl Emitter {
 /// What a finished step leaves for the steps after it.
 #[derive(Debug, Clone)]
 pub(crate) struct StepRecord {
+    /// `cached` for a reused result (templates see it as `passed`, with `cached` true).
     pub outcome: Outcome,
     pub base: Oid,
     pub commit: Option<Oid>,
     pub output: String,
+    /// What making its result cost (for a cached result: when it was made).
+    pub cost_usd: Option<f64>,
 }
 
 /// Everything the step tasks share.
@@ -177,6 +253,9 @@ pub(crate) struct Shared {
     no_cache: bool,
     pub records: Mutex<Vec<Option<StepRecord>>>,
     pub upstream: Upstream,
+    /// The `.worktreeinclude` files and digests of their contents, read once at the start
+    /// (they are part of the cache keys of the steps that can see them).
+    pub includes: Result<Vec<(String, String)>, String>,
     /// Tokens, known cost and unpriced steps so far.
     pub usage: Mutex<Usage>,
 }
@@ -190,19 +269,20 @@ pub(crate) struct Usage {
 }
 
 impl Shared {
-    /// The template context of step `i` (or of the mission's gate, with `None`).
+    /// The template context of step `i` (or of the mission's gate, with `None`). It reads git
+    /// (diffs, and `file()` while rendering): build and use it off the async runtime.
     pub(crate) fn context(
         &self,
         i: Option<usize>,
         attempt: u32,
         base: Oid,
         uses_steps: bool,
-    ) -> Value {
+    ) -> Result<Value, String> {
         let plan = &self.plan;
         let matrix = i.map(|i| plan.steps[i].matrix.clone()).unwrap_or_default();
         let repo = self.repo.clone();
         let steps = if uses_steps {
-            self.steps_value(i)
+            self.steps_value(i)?
         } else {
             Value::from_object(StepsContext {
                 keys: self.upstream.keys.clone(),
@@ -211,7 +291,7 @@ impl Shared {
                 default: None,
             })
         };
-        template::context(vec![
+        Ok(template::context(vec![
             ("vars", Value::from(minijinja::value::Serde(&plan.vars))),
             (
                 "mission",
@@ -231,12 +311,13 @@ impl Shared {
                 "file",
                 template::file_function(move |path| repo.read_file(base, path)),
             ),
-        ])
+        ]))
     }
 
     /// `steps.<id>` for step `i`: the results of the steps upstream of it (every step for the
-    /// mission's gate), with matrix steps summed up over their children.
-    fn steps_value(&self, i: Option<usize>) -> Value {
+    /// mission's gate), with matrix steps summed up over their children. A reused result is
+    /// `passed` with `cached` true, and hands on what the run that made it handed on.
+    fn steps_value(&self, i: Option<usize>) -> Result<Value, String> {
         let plan = &self.plan;
         let visible = match i {
             Some(i) => self.upstream.of(i),
@@ -253,6 +334,8 @@ impl Shared {
                 continue;
             }
             let mut outcome = Outcome::Passed;
+            let mut cached = !members.is_empty();
+            let mut cost_usd = Some(0.0);
             let mut diff = String::new();
             let mut files: Vec<String> = Vec::new();
             let mut output = String::new();
@@ -260,20 +343,30 @@ impl Shared {
             for &m in members {
                 let Some(record) = &records[m] else {
                     outcome = Outcome::Skipped;
+                    cached = false;
+                    cost_usd = None;
                     continue;
                 };
                 if !record.outcome.ok() && outcome.ok() {
                     outcome = record.outcome;
                 }
-                if record.outcome == Outcome::Cached
-                    && outcome == Outcome::Passed
-                    && members.len() == 1
-                {
-                    outcome = Outcome::Cached;
-                }
+                cached &= record.outcome == Outcome::Cached;
+                cost_usd = match (cost_usd, record.cost_usd) {
+                    (Some(sum), Some(c)) => Some(sum + c),
+                    _ => None,
+                };
                 if let Some(c) = record.commit {
-                    diff.push_str(&self.repo.diff_text(record.base, c).unwrap_or_default());
-                    for f in self.repo.changed_files(record.base, c).unwrap_or_default() {
+                    let id = &plan.steps[m].id;
+                    let text = self
+                        .repo
+                        .diff_text(record.base, c)
+                        .map_err(|e| format!("cannot make the diff of step `{id}`: {e}"))?;
+                    diff.push_str(&text);
+                    let changed = self
+                        .repo
+                        .changed_files(record.base, c)
+                        .map_err(|e| format!("cannot list the files of step `{id}`: {e}"))?;
+                    for f in changed {
                         if !files.contains(&f) {
                             files.push(f);
                         }
@@ -289,20 +382,21 @@ impl Shared {
                 key.clone(),
                 template::map([
                     ("outcome", Value::from(outcome.name())),
+                    ("cached", Value::from(cached)),
                     ("output", Value::from(output)),
                     ("diff", Value::from(diff)),
                     ("files", Value::from(files)),
                     ("commit", commit.map_or(Value::from(()), Value::from)),
-                    ("cost_usd", Value::from(())),
+                    ("cost_usd", cost_usd.map_or(Value::from(()), Value::from)),
                 ]),
             );
         }
-        Value::from_object(StepsContext {
+        Ok(Value::from_object(StepsContext {
             keys: self.upstream.keys.clone(),
             visible,
             values: Arc::new(values),
             default: None,
-        })
+        }))
     }
 
     pub(crate) fn cancelled(&self) -> bool {
@@ -326,12 +420,22 @@ impl Shared {
         }
     }
 
+    /// Why a step in flight was stopped.
+    pub(crate) fn stop_reason(&self) -> &'static str {
+        if self.budget_hit.load(std::sync::atomic::Ordering::SeqCst) {
+            "the run reached its budget and stopped it"
+        } else {
+            "the run was cancelled"
+        }
+    }
+
     /// Whether step `i` may use and fill the cache.
     pub(crate) fn caching(&self, i: usize) -> bool {
         !self.no_cache && self.plan.steps[i].cache
     }
 
-    /// Adds a known cost; at the budget's cap the run stops (steps in flight too).
+    /// Adds a known cost; at the budget's cap the run stops: no attempt starts, and every step
+    /// in flight is stopped, in stages.
     pub(crate) fn spend(&self, usd: f64) {
         if let Ok(mut usage) = self.usage.lock() {
             usage.cost_usd += usd;
@@ -339,7 +443,7 @@ impl Shared {
         if self.budget_reached() {
             self.budget_hit
                 .store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = self.stop.send(true);
+            self.stop_all();
         }
     }
 
@@ -416,7 +520,7 @@ pub async fn run(
     cancel: watch::Receiver<bool>,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    preflight::preflight(&plan)?;
+    let plan = checked(plan).await?;
     let repo = Repo::discover(&options.cwd)?;
     repo.check_branch_namespace()?;
     let (base, embedded) = match &options.base {
@@ -446,8 +550,19 @@ pub async fn run(
     let run_dir = journal::runs_dir(&repo.git_dir).join(&run);
     fs_err::create_dir_all(run_dir.join("logs")).map_err(state_error(&run_dir))?;
     if let Some(record) = &options.record {
+        // Everything that shapes the run, so that `resume` goes on as it was.
+        let record = RunRecord {
+            no_cache: options.no_cache,
+            base: options.base.clone(),
+            grace_ms: Some([
+                options.grace.interrupt.as_millis() as u64,
+                options.grace.terminate.as_millis() as u64,
+            ]),
+            worktrees: options.worktrees.clone(),
+            ..record.clone()
+        };
         let path = run_dir.join("run.json");
-        let json = serde_json::to_string_pretty(record).map_err(|e| RunError::State {
+        let json = serde_json::to_string_pretty(&record).map_err(|e| RunError::State {
             path: path.clone(),
             source: std::io::Error::other(e),
         })?;
@@ -483,11 +598,49 @@ pub enum ResumeError {
     #[error("run `{0}` did not record what it was asked (it was made by an older medley)")]
     #[diagnostic(help("start a new run with `medley run`"))]
     NoRecord(String),
-    #[error("the mission of run `{0}` no longer compiles")]
+    #[error("cannot read what the run was asked, in `{path}`: {message}")]
+    #[diagnostic(help("start a new run with `medley run`"))]
+    BadRunRecord { path: PathBuf, message: String },
+    #[error("the mission of run `{run}` no longer compiles")]
     #[diagnostic(help(
-        "this should not happen: the run kept its mission as it was; start a new run"
+        "the run kept its mission as it was, but this medley reads it otherwise; start a new run with `medley run`"
     ))]
-    Mission(String),
+    Mission {
+        run: String,
+        #[source]
+        #[diagnostic_source]
+        errors: crate::plan::compile::CompileError,
+    },
+    #[error("the mission of run `{run}` no longer has the step it was run with")]
+    #[diagnostic(help("start a new run with `medley run`"))]
+    Only {
+        run: String,
+        #[source]
+        #[diagnostic_source]
+        error: crate::plan::UnknownStep,
+    },
+    #[error("run `{run}` recorded a result for step `{step}` that is not a commit: `{commit}`")]
+    #[diagnostic(help("start a new run with `medley run`"))]
+    BadRecord {
+        run: String,
+        step: String,
+        commit: String,
+    },
+}
+
+/// Checks the plan's agents (preflight) off the async runtime: it runs `--version` probes.
+async fn checked(plan: Plan) -> Result<Plan, RunError> {
+    let (plan, checked) = tokio::task::spawn_blocking(move || {
+        let checked = preflight::preflight(&plan);
+        (plan, checked)
+    })
+    .await
+    .map_err(|e| RunError::State {
+        path: PathBuf::from("preflight"),
+        source: std::io::Error::other(e),
+    })?;
+    checked?;
+    Ok(plan)
 }
 
 /// Continues a failed, cancelled or killed run under the same id: the steps that passed keep
@@ -511,56 +664,108 @@ pub async fn resume(
         return Err(resume_error(ResumeError::Passed(run)));
     }
     let record_path = journal::runs_dir(&repo.git_dir).join(&run).join("run.json");
-    let record: RunRecord = fs_err::read_to_string(&record_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| resume_error(ResumeError::NoRecord(run.clone())))?;
+    let record: RunRecord = match fs_err::read_to_string(&record_path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            resume_error(ResumeError::BadRunRecord {
+                path: record_path.clone(),
+                message: e.to_string(),
+            })
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(resume_error(ResumeError::NoRecord(run.clone())));
+        }
+        Err(e) => {
+            return Err(resume_error(ResumeError::BadRunRecord {
+                path: record_path.clone(),
+                message: e.to_string(),
+            }));
+        }
+    };
+    let mission_error = |errors| {
+        resume_error(ResumeError::Mission {
+            run: run.clone(),
+            errors,
+        })
+    };
     let mission = crate::mission::Mission::parse(
         std::path::Path::new(&record.mission_path),
         record.mission_source.clone(),
     )
-    .map_err(|_| resume_error(ResumeError::Mission(run.clone())))?;
+    .map_err(|e| mission_error(crate::plan::compile::CompileError::Mission(Box::new(e))))?;
     let options_compile = crate::plan::CompileOptions {
         sets: record.sets.clone(),
     };
-    let mut plan = crate::plan::compile(&mission, &options_compile)
-        .map_err(|_| resume_error(ResumeError::Mission(run.clone())))?;
+    let mut plan = crate::plan::compile(&mission, &options_compile).map_err(mission_error)?;
     if let Some(only) = &record.only {
-        plan.only(only)
-            .map_err(|_| resume_error(ResumeError::Mission(run.clone())))?;
+        plan.only(only).map_err(|error| {
+            resume_error(ResumeError::Only {
+                run: run.clone(),
+                error,
+            })
+        })?;
     }
     if let Some(n) = record.max_parallel {
         plan.max_parallel = n;
     }
-    preflight::preflight(&plan)?;
+    // The run goes on as it was started: with its cache setting, its grace periods and its
+    // worktrees' place.
+    let mut options = options;
+    options.no_cache |= record.no_cache;
+    if let Some([interrupt, terminate]) = record.grace_ms {
+        options.grace = Grace {
+            interrupt: Duration::from_millis(interrupt),
+            terminate: Duration::from_millis(terminate),
+        };
+    }
+    if options.worktrees.is_none() {
+        options.worktrees = record.worktrees.clone();
+    }
+    let plan = checked(plan).await?;
     let base = repo
         .find_ref(&format!("refs/medley/{run}/base"))?
         .ok_or_else(|| resume_error(ResumeError::NoRecord(run.clone())))?;
-    // Steps that passed keep their results, as long as their refs still hold them.
+    // Steps that passed keep their results, as long as their refs still hold them, and hand on
+    // what they handed on the first time (output, cost, the base their diff is against).
     let mut done = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
         let Some(seen) = info.steps.get(&step.id) else {
             continue;
         };
-        if !seen.outcome.is_some_and(Outcome::ok) {
+        let Some(outcome) = seen.outcome.filter(|o| o.ok()) else {
             continue;
-        }
+        };
         let Some(commit) = repo.find_ref(&step_ref(&run, &step.id))? else {
             continue;
         };
-        let step_base = repo
-            .open()?
-            .find_commit(commit)
-            .ok()
-            .and_then(|c| c.parent_id(0).ok())
-            .unwrap_or(base);
+        let step_base = match &seen.base {
+            Some(b) => Oid::from_str(b).map_err(|_| {
+                resume_error(ResumeError::BadRecord {
+                    run: run.clone(),
+                    step: step.id.clone(),
+                    commit: b.clone(),
+                })
+            })?,
+            // A journal of an older medley: the result's parent.
+            None => repo
+                .open()?
+                .find_commit(commit)
+                .ok()
+                .and_then(|c| c.parent_id(0).ok())
+                .unwrap_or(base),
+        };
+        let cost_usd = if outcome == Outcome::Cached {
+            seen.cached_cost_usd
+        } else {
+            seen.cost_usd
+        };
         done.push((
             i,
             StepRecord {
-                outcome: Outcome::Passed,
+                outcome,
                 base: step_base,
                 commit: Some(commit),
-                output: String::new(),
+                output: seen.output.clone(),
+                cost_usd,
             },
         ));
     }
@@ -596,7 +801,13 @@ async fn execute(
     let run_dir = journal::runs_dir(&repo.git_dir).join(&run);
     fs_err::create_dir_all(run_dir.join("logs")).map_err(state_error(&run_dir))?;
     let lock_path = run_dir.join("lock");
-    let _lock = RunLock::try_take(&lock_path)
+    let taken = {
+        let lock_path = lock_path.clone();
+        tokio::task::spawn_blocking(move || RunLock::try_take(&lock_path))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    let _lock = taken
         .map_err(state_error(&lock_path))?
         .ok_or_else(|| RunError::State {
             path: lock_path.clone(),
@@ -604,15 +815,29 @@ async fn execute(
         })?;
     let journal_path = run_dir.join("events.jsonl");
     let journal = Journal::create(&journal_path).map_err(state_error(&journal_path))?;
+    let emitter = Emitter::new(&run, journal, events).map_err(state_error(&journal_path))?;
     let worktrees_base = worktrees_root(options.worktrees.as_deref(), &repo)?;
 
-    prune_dead_runs(&repo, &worktrees_base, Some(&run));
-    // What a killed run of this id left (half-made worktrees) goes before it goes on.
-    if worktrees_base.join(&run).exists() {
-        let _ = fs_err::remove_dir_all(worktrees_base.join(&run));
-        let _ = repo.prune_worktrees();
+    {
+        // Off the async runtime: removing worktrees is disk work.
+        let (repo, worktrees_base, run) = (repo.clone(), worktrees_base.clone(), run.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            prune_dead_runs(&repo, &worktrees_base, Some(&run));
+            // What a killed run of this id left (half-made worktrees) goes before it goes on.
+            if worktrees_base.join(&run).exists() {
+                let _ = fs_err::remove_dir_all(worktrees_base.join(&run));
+                let _ = repo.prune_worktrees();
+            }
+        })
+        .await;
     }
     repo.set_ref(&format!("refs/medley/{run}/base"), base, "medley: run base")?;
+    let includes = {
+        let root = repo.root.clone();
+        tokio::task::spawn_blocking(move || includes::included_digests(&root))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    };
 
     // The steps listen to the run's own stop, which the user's cancel also turns on.
     let (stop, stopped) = watch::channel(false);
@@ -627,12 +852,7 @@ async fn execute(
         worktrees: worktrees_base.join(&run),
         base,
         grace: options.grace,
-        emitter: Emitter {
-            run: run.clone(),
-            journal: Mutex::new(journal),
-            sender: events,
-            error: Mutex::new(None),
-        },
+        emitter,
         cancel: stopped.clone(),
         stop,
         step_stops: (0..plan.steps.len())
@@ -648,6 +868,7 @@ async fn execute(
             records
         }),
         upstream: order_upstream,
+        includes,
         usage: Mutex::new(Usage::default()),
         plan: Arc::new(plan),
     });
@@ -663,6 +884,14 @@ async fn execute(
             message,
         });
     }
+    // A resumed run's steps that keep their results from before.
+    for (i, record) in &done {
+        shared.emitter.emit(Body::StepKept {
+            step: shared.plan.steps[*i].id.clone(),
+            outcome: record.outcome,
+            commit: record.commit.map(|c| c.to_string()),
+        });
+    }
 
     let forward = {
         let shared = shared.clone();
@@ -672,7 +901,7 @@ async fn execute(
             shared.stop_all();
         })
     };
-    let done: Vec<usize> = done.iter().map(|(i, _)| *i).collect();
+    let done: Vec<(usize, Outcome)> = done.iter().map(|(i, r)| (*i, r.outcome)).collect();
     let (outcome, reason) = schedule(&shared, stopped, &done, options.control.clone()).await;
     forward.abort();
     let (outcome, reason) = if shared.budget_hit.load(std::sync::atomic::Ordering::SeqCst) {
@@ -697,6 +926,10 @@ async fn execute(
         unpriced_steps: usage.unpriced_steps,
         duration_ms: started.elapsed().as_millis() as u64,
     });
+    {
+        let shared = shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.emitter.close()).await;
+    }
     if let Some(error) = shared.emitter.take_error() {
         return Err(RunError::State {
             path: journal_path,
@@ -716,7 +949,7 @@ async fn execute(
 async fn schedule(
     shared: &Arc<Shared>,
     mut cancel: watch::Receiver<bool>,
-    done: &[usize],
+    done: &[(usize, Outcome)],
     control: Option<watch::Receiver<Control>>,
 ) -> (RunOutcome, Option<String>) {
     let mut control = control;
@@ -740,21 +973,16 @@ async fn schedule(
         })
         .collect();
     let mut ended: Vec<Option<Outcome>> = vec![None; n];
-    for &i in done {
-        ended[i] = Some(Outcome::Passed);
+    for &(i, outcome) in done {
+        ended[i] = Some(outcome);
     }
     let mut started: HashSet<usize> = HashSet::new();
     let mut running = JoinSet::new();
+    // Which step each task runs, to end the step whose task panicked or was aborted.
+    let mut tasks: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut cancelled = false;
     loop {
-        if shared
-            .emitter
-            .error
-            .lock()
-            .map(|e| e.is_some())
-            .unwrap_or(false)
-            && !cancelled
-        {
+        if shared.emitter.failed() && !cancelled {
             cancelled = true;
         }
         // Skip what can no longer run; collect what is ready.
@@ -792,8 +1020,7 @@ async fn schedule(
                         continue;
                     }
                 } else if let Some(expression) = &step.if_ {
-                    let context = shared.context(Some(i), 1, shared.base, true);
-                    match plan.templates.eval(expression, &context) {
+                    match eval_if(shared, i, expression).await {
                         Ok(true) => {}
                         Ok(false) => {
                             skip(
@@ -834,17 +1061,15 @@ async fn schedule(
                 .filter(|&j| ended[j].is_some_and(Outcome::ok))
                 .collect();
             let shared = shared.clone();
-            running.spawn(async move {
-                let outcome = step::run_step(shared, i, passed).await;
-                (i, outcome)
-            });
+            let task = running.spawn(async move { step::run_step(shared, i, passed).await });
+            tasks.insert(task.id(), i);
         }
         if running.is_empty() {
             break;
         }
         tokio::select! {
-            joined = running.join_next() => {
-                if let Some(Ok((i, outcome))) = joined {
+            joined = running.join_next_with_id() => {
+                if let Some((i, outcome)) = joined.and_then(|j| ended_step(shared, &tasks, j)) {
                     ended[i] = Some(outcome);
                 }
             }
@@ -883,6 +1108,59 @@ async fn schedule(
     (RunOutcome::Passed, None)
 }
 
+/// The step a joined task ran, and how it ended. A task that panicked or was aborted never
+/// recorded its end: its step fails, so its dependents are skipped and the run fails.
+fn ended_step(
+    shared: &Shared,
+    tasks: &HashMap<tokio::task::Id, usize>,
+    joined: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>,
+) -> Option<(usize, Outcome)> {
+    match joined_step(tasks, joined)? {
+        (i, Ok(outcome)) => Some((i, outcome)),
+        (i, Err(message)) => {
+            step::fail_early(shared, i, "internal", message);
+            Some((i, Outcome::Failed))
+        }
+    }
+}
+
+/// Which step a joined task ran, and its outcome or why it has none.
+fn joined_step(
+    tasks: &HashMap<tokio::task::Id, usize>,
+    joined: Result<(tokio::task::Id, Outcome), tokio::task::JoinError>,
+) -> Option<(usize, Result<Outcome, String>)> {
+    match joined {
+        Ok((id, outcome)) => Some((*tasks.get(&id)?, Ok(outcome))),
+        Err(e) => {
+            let why = if e.is_panic() {
+                "medley's task for it panicked (a bug: please report it)"
+            } else {
+                "medley's task for it was aborted"
+            };
+            Some((
+                *tasks.get(&e.id())?,
+                Err(format!("the step did not end: {why}")),
+            ))
+        }
+    }
+}
+
+/// Evaluates step `i`'s `if` off the async runtime (its context reads git).
+async fn eval_if(shared: &Arc<Shared>, i: usize, expression: &str) -> Result<bool, String> {
+    let shared = shared.clone();
+    let expression = expression.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let context = shared.context(Some(i), 1, shared.base, true)?;
+        shared
+            .plan
+            .templates
+            .eval(&expression, &context)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
 fn skip(shared: &Shared, i: usize, reason: SkipReason) {
     if let Ok(mut records) = shared.records.lock() {
         records[i] = Some(StepRecord {
@@ -890,6 +1168,7 @@ fn skip(shared: &Shared, i: usize, reason: SkipReason) {
             base: shared.base,
             commit: None,
             output: String::new(),
+            cost_usd: None,
         });
     }
     shared.emitter.emit(Body::StepSkipped {
@@ -989,8 +1268,27 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-/// Renders a template of the plan for step `i` with the run's context.
-pub(crate) fn render(
+/// Renders a template of the plan for step `i` with the run's context, off the async runtime:
+/// the context reads git (diffs of upstream steps, `file()`).
+pub(crate) async fn render(
+    shared: &Arc<Shared>,
+    i: Option<usize>,
+    template: &TemplateRef,
+    flavor: Flavor,
+    attempt: u32,
+    base: Oid,
+    failure: Option<Value>,
+) -> Result<String, String> {
+    let shared = shared.clone();
+    let template = template.clone();
+    tokio::task::spawn_blocking(move || {
+        render_now(&shared, i, &template, flavor, attempt, base, failure)
+    })
+    .await
+    .map_err(|e| format!("the rendering task failed: {e}"))?
+}
+
+fn render_now(
     shared: &Shared,
     i: Option<usize>,
     template: &TemplateRef,
@@ -999,7 +1297,7 @@ pub(crate) fn render(
     base: Oid,
     failure: Option<Value>,
 ) -> Result<String, String> {
-    let mut context = shared.context(i, attempt, base, template.source.contains("steps"));
+    let mut context = shared.context(i, attempt, base, template.source.contains("steps"))?;
     if let Some(failure) = failure {
         let mut pairs: std::collections::BTreeMap<String, Value> =
             std::collections::BTreeMap::new();
@@ -1018,4 +1316,31 @@ pub(crate) fn render(
         .templates
         .render(&template.name, flavor, &context)
         .map_err(|e| e.detail().map_or_else(|| e.to_string(), str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_step_task_that_panics_ends_its_step_as_failed() {
+        let mut running = JoinSet::new();
+        let mut tasks = HashMap::new();
+        let fine = running.spawn(async { Outcome::Passed });
+        tasks.insert(fine.id(), 0);
+        let broken = running.spawn(async { panic!("a bug in a step task") });
+        tasks.insert(broken.id(), 1);
+        let mut ended = Vec::new();
+        while let Some(joined) = running.join_next_with_id().await {
+            ended.push(joined_step(&tasks, joined).expect("a known task"));
+        }
+        ended.sort_by_key(|(i, _)| *i);
+        assert_eq!(ended[0], (0, Ok(Outcome::Passed)));
+        let (i, why) = &ended[1];
+        assert_eq!(*i, 1);
+        assert!(
+            why.as_ref().is_err_and(|w| w.contains("panicked")),
+            "{why:?}"
+        );
+    }
 }

@@ -118,14 +118,18 @@ pub fn preflight(plan: &Plan) -> Result<Vec<String>, PreflightError> {
         else {
             continue;
         };
-        if let Some(found) = version(&path)
-            && found != tested
-        {
-            warnings.push(format!(
+        match version(&path) {
+            Ok(found) if found != tested => warnings.push(format!(
                 "`{}` is version {found}; medley's {} adapter was verified against {tested}, so check its results",
                 program_of(profile),
                 runtime.name()
-            ));
+            )),
+            Ok(_) => {}
+            Err(why) => warnings.push(format!(
+                "cannot learn the version of `{}` (`--version`): {why}; medley's {} adapter was verified against {tested}, so check its results",
+                program_of(profile),
+                runtime.name()
+            )),
         }
     }
     warnings.dedup();
@@ -196,7 +200,7 @@ pub fn agent_status() -> Vec<AgentStatus> {
                 version: if problem.is_some() {
                     None
                 } else {
-                    path.as_deref().and_then(version)
+                    path.as_deref().and_then(|p| version(p).ok())
                 },
                 path,
                 verified: adapter.verified(),
@@ -206,11 +210,20 @@ pub fn agent_status() -> Vec<AgentStatus> {
         .collect()
 }
 
+/// How long a `--version` may take.
+const VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// `<binary> --version`, first `x.y.z` of its output; looked up once per binary path and mtime
-/// (cached in the user's cache dir: node CLIs take about a second to start).
-pub fn version(binary: &std::path::Path) -> Option<String> {
-    let mtime = fs_err::metadata(binary).ok()?.modified().ok()?;
-    let stamp = mtime.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+/// (cached in the user's cache dir: node CLIs take about a second to start). Blocking: call
+/// it off the async runtime. The error says why no version could be learnt.
+pub fn version(binary: &std::path::Path) -> Result<String, String> {
+    let mtime = fs_err::metadata(binary)
+        .and_then(|m| m.modified())
+        .map_err(|e| e.to_string())?;
+    let stamp = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_nanos();
     let key = format!("{}|{stamp}", binary.display());
     let cache = dirs::cache_dir().map(|d| d.join("medley").join("versions.json"));
     let mut known: std::collections::BTreeMap<String, String> = cache
@@ -219,32 +232,19 @@ pub fn version(binary: &std::path::Path) -> Option<String> {
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     if let Some(v) = known.get(&key) {
-        return Some(v.clone());
+        return Ok(v.clone());
     }
-    let mut child = std::process::Command::new(binary)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
+    // A probe that failed is not tried again by this process (it may have taken the timeout).
+    static FAILED: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    if let Some(why) = FAILED.lock().ok().and_then(|f| f.get(&key).cloned()) {
+        return Err(why);
     }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut text).ok()?;
-    let found = first_version(&text)?;
+    let probed = probe_version(binary);
+    if let (Err(why), Ok(mut failed)) = (&probed, FAILED.lock()) {
+        failed.insert(key.clone(), why.clone());
+    }
+    let found = probed?;
     known.insert(key, found.clone());
     if let Some(cache) = cache {
         if let Some(dir) = cache.parent() {
@@ -254,7 +254,24 @@ pub fn version(binary: &std::path::Path) -> Option<String> {
             let _ = fs_err::write(cache, json);
         }
     }
-    Some(found)
+    Ok(found)
+}
+
+/// Runs `<binary> --version` (see [`probe`]) and finds the version in what it prints.
+fn probe_version(binary: &std::path::Path) -> Result<String, String> {
+    let (succeeded, stdout, _) = probe(binary, &["--version"]).ok_or_else(|| {
+        format!(
+            "it could not be started, or did not answer within {}",
+            crate::plan::duration_text::format(VERSION_TIMEOUT)
+        )
+    })?;
+    first_version(&stdout).ok_or_else(|| {
+        if succeeded {
+            "its output holds no version number".to_owned()
+        } else {
+            "it failed".to_owned()
+        }
+    })
 }
 
 /// Why an installed CLI cannot run prompts: for kimi, the legacy Python stub or a Node too old
@@ -274,7 +291,7 @@ pub fn cannot_start(runtime: Runtime, path: &std::path::Path) -> Option<String> 
     crate::agent::kimi::startup_problem(path, succeeded, &stdout, &stderr, node.as_deref())
 }
 
-/// Runs `binary ARGS` with stdin from `/dev/null` for at most 15 s: whether it exited 0, its
+/// Runs `binary ARGS` with stdin from `/dev/null` for at most [`VERSION_TIMEOUT`]: whether it exited 0, its
 /// stdout and stderr. `None` when it cannot be started or does not finish in time.
 fn probe(binary: &std::path::Path, args: &[&str]) -> Option<(bool, String, String)> {
     let child = crate::git::env::scrub(&mut std::process::Command::new(binary))
@@ -289,7 +306,7 @@ fn probe(binary: &std::path::Path, args: &[&str]) -> Option<(bool, String, Strin
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(std::time::Duration::from_secs(15)) {
+    match rx.recv_timeout(VERSION_TIMEOUT) {
         Ok(Ok(out)) => Some((
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -94,11 +94,13 @@ impl Exit {
     }
 }
 
-/// A process that could not be started.
+/// A process that could not be started, or whose end could not be learnt.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start `{program}`")]
+#[error("cannot {action} `{program}`: {source}")]
 pub struct SpawnError {
     pub program: String,
+    /// `start`, or `wait for` (the OS would not say how it ended).
+    pub action: &'static str,
     #[source]
     pub source: std::io::Error,
 }
@@ -119,6 +121,7 @@ pub async fn run(
             .open(path)
             .map_err(|source| SpawnError {
                 program: spec.program.display().to_string(),
+                action: "start",
                 source: std::io::Error::new(source.kind(), format!("{}: {source}", path.display())),
             })
     };
@@ -126,6 +129,7 @@ pub async fn run(
     let stderr = if spec.stderr == spec.stdout {
         stdout.try_clone().map_err(|source| SpawnError {
             program: spec.program.display().to_string(),
+            action: "start",
             source,
         })?
     } else {
@@ -151,6 +155,7 @@ pub async fn run(
     crate::git::env::scrub_async(&mut command);
     let mut child = command.spawn().map_err(|source| SpawnError {
         program: spec.program.display().to_string(),
+        action: "start",
         source,
     })?;
     let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
@@ -160,17 +165,14 @@ pub async fn run(
         drop(stdin);
     }
     let exit = tokio::select! {
-        status = child.wait() => match status {
-            Ok(status) => exit_of(status),
-            Err(_) => Exit::Signal(9),
-        },
-        () = tokio::time::sleep(timeout) => Exit::TimedOut,
-        () = cancelled(cancel) => Exit::Cancelled,
+        status = child.wait() => status.map(exit_of),
+        () = tokio::time::sleep(timeout) => Ok(Exit::TimedOut),
+        () = cancelled(cancel) => Ok(Exit::Cancelled),
     };
     if let Some(pgid) = pgid {
         stop_group(pgid, &mut child, grace).await;
     }
-    Ok(exit)
+    exit.map_err(|source| wait_error(spec, source))
 }
 
 /// Runs `spec` like [`run`], with stdout and stderr read line by line as they arrive: each raw
@@ -188,6 +190,7 @@ pub async fn run_streaming(
     use tokio::io::{AsyncBufReadExt as _, BufReader};
     let spawn_error = |source| SpawnError {
         program: spec.program.display().to_string(),
+        action: "start",
         source,
     };
     let open = |path: &Path| {
@@ -243,6 +246,7 @@ pub async fn run_streaming(
     let (mut out_open, mut err_open) = (true, true);
     let mut stop_at: Option<tokio::time::Instant> = None;
     let mut status: Option<Exit> = None;
+    let mut wait_failed: Option<std::io::Error> = None;
     let deadline = tokio::time::Instant::now() + timeout;
     // Once the process has exited, pipes still held by its background children are read for a
     // moment, then the group is stopped.
@@ -282,14 +286,18 @@ pub async fn run_streaming(
                 }
             }
             waited = child.wait(), if status.is_none() => {
-                status = Some(match waited {
-                    Ok(s) => exit_of(s),
-                    Err(_) => Exit::Signal(9),
-                });
+                match waited {
+                    Ok(s) => status = Some(exit_of(s)),
+                    Err(e) => {
+                        wait_failed = Some(e);
+                        break Exit::Stopped;
+                    }
+                }
                 drain_until = Some(tokio::time::Instant::now() + Duration::from_secs(2));
             }
             () = tokio::time::sleep_until(drain_until.unwrap_or_else(far)), if drain_until.is_some() => {
-                break status.unwrap_or(Exit::Signal(9));
+                // Set with the status, which is there.
+                break status.unwrap_or(Exit::Stopped);
             }
             () = tokio::time::sleep_until(deadline), if status.is_none() => break Exit::TimedOut,
             () = tokio::time::sleep_until(stop_at.unwrap_or_else(far)), if stop_at.is_some() && status.is_none() => break Exit::Stopped,
@@ -299,7 +307,19 @@ pub async fn run_streaming(
     if let Some(pgid) = pgid {
         stop_group(pgid, &mut child, grace).await;
     }
-    Ok(exit)
+    match wait_failed {
+        Some(source) => Err(wait_error(spec, source)),
+        None => Ok(exit),
+    }
+}
+
+/// The OS would not say how the process ended (its group is stopped all the same).
+fn wait_error(spec: &Spec, source: std::io::Error) -> SpawnError {
+    SpawnError {
+        program: spec.program.display().to_string(),
+        action: "wait for",
+        source,
+    }
 }
 
 fn exit_of(status: std::process::ExitStatus) -> Exit {

@@ -65,6 +65,8 @@ pub(crate) struct StepEnd {
     pub unpriced: bool,
     /// The run whose cached result this is.
     pub cached_from: Option<String>,
+    /// For a cached result: what it cost in the run that made it.
+    pub cached_cost_usd: Option<f64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -95,6 +97,7 @@ fn finish(
             cost_usd: None,
             unpriced: false,
             cached_from: None,
+            cached_cost_usd: None,
         },
     )
 }
@@ -106,7 +109,12 @@ pub(crate) fn finish_with(shared: &Shared, i: usize, started: Instant, end: Step
             outcome: end.outcome,
             base: end.base,
             commit: end.commit,
-            output: end.output,
+            output: end.output.clone(),
+            cost_usd: if end.outcome == Outcome::Cached {
+                end.cached_cost_usd
+            } else {
+                end.cost_usd
+            },
         });
     }
     shared.account(end.tokens, end.unpriced);
@@ -121,6 +129,8 @@ pub(crate) fn finish_with(shared: &Shared, i: usize, started: Instant, end: Step
         duration_ms: started.elapsed().as_millis() as u64,
         cached_from: end.cached_from,
         error: end.error,
+        output: end.output,
+        cached_cost_usd: end.cached_cost_usd,
     });
     end.outcome
 }
@@ -259,18 +269,19 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
                 runtime: None,
                 worktree: worktree.display().to_string(),
             });
-            let command = match render(&shared, Some(i), run, Flavor::Shell, attempt, base, None) {
-                Ok(c) => c,
-                Err(e) => {
-                    return fail(
-                        "template",
-                        format!("cannot render `run`: {e}"),
-                        base,
-                        attempt,
-                        None,
-                    );
-                }
-            };
+            let command =
+                match render(&shared, Some(i), run, Flavor::Shell, attempt, base, None).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return fail(
+                            "template",
+                            format!("cannot render `run`: {e}"),
+                            base,
+                            attempt,
+                            None,
+                        );
+                    }
+                };
             let out_path = logs.join(format!("run.{attempt}.out"));
             let err_path = logs.join(format!("run.{attempt}.err"));
             let mut spec = Spec::shell(&command, &worktree, &out_path);
@@ -396,66 +407,77 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
     if outcome == Outcome::Passed
         && let Some(key) = key
     {
-        let commit = shared
-            .records
-            .lock()
-            .ok()
-            .and_then(|r| r[i].as_ref().and_then(|r| r.commit));
-        if let Some(commit) = commit {
+        let record = shared.records.lock().ok().and_then(|r| r[i].clone());
+        if let Some(record) = record
+            && let Some(commit) = record.commit
+        {
             let entry = crate::cache::Entry {
                 run: shared.run.clone(),
                 step: step.id.clone(),
                 base: base.to_string(),
                 commit: commit.to_string(),
+                output: record.output,
+                cost_usd: record.cost_usd,
             };
             let repo = shared.repo.clone();
-            let _ = blocking(move || crate::cache::store(&repo, &key, &entry)).await;
+            let stored = match blocking(move || crate::cache::store(&repo, &key, &entry)).await {
+                Ok(stored) => stored.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = stored {
+                shared.emitter.warn(
+                    Some(&step.id),
+                    format!("its result could not be kept in the cache, so the next run runs it again: {e}"),
+                );
+            }
         }
     }
     outcome
 }
 
 /// The cache key of step `i` on `base`: its rendered action, gate and setup, what runs it,
-/// and its base narrowed to its `inputs`.
+/// its base narrowed to its `inputs`, and the `.worktreeinclude` files it can see.
 async fn cache_key(shared: &Arc<Shared>, i: usize, base: Oid) -> Result<String, String> {
     let step = &shared.plan.steps[i];
     let (action, runner) = match &step.action {
         Action::Command { run } => (
-            render(shared, Some(i), run, Flavor::Shell, 1, base, None)?,
+            render(shared, Some(i), run, Flavor::Shell, 1, base, None).await?,
             "command".to_owned(),
         ),
         Action::Agent { prompt, agents, .. } => {
             let mut runner = Vec::new();
             for name in agents {
-                let Some(profile) = shared.plan.agents.get(name) else {
+                let Some(profile) = shared.plan.agents.get(name).cloned() else {
                     continue;
                 };
-                let path = super::agent::which(&super::agent::program_of(profile));
-                // A CLI's version; for a `command` profile's own program (which may not know
-                // `--version`), its path and modification time.
-                let version = match (profile.runtime, path) {
-                    (crate::mission::Runtime::Command, Some(path)) => fs_err::metadata(&path)
-                        .ok()
-                        .and_then(|m| m.modified().ok())
-                        .map(|t| format!("{} {t:?}", path.display()))
-                        .unwrap_or_default(),
-                    (_, Some(path)) => super::preflight::version(&path).unwrap_or_default(),
-                    (_, None) => String::new(),
+                let version = blocking(move || runner_version(&profile)).await?;
+                let version = match version {
+                    Ok(version) => version,
+                    Err((program, why)) => {
+                        shared.emitter.warn(
+                            Some(&step.id),
+                            format!(
+                                "cannot learn the version of `{program}` (`--version`): {why}; its results are cached apart from those of a known version"
+                            ),
+                        );
+                        format!("unknown ({why})")
+                    }
                 };
+                let profile = shared.plan.agents.get(name);
                 runner.push(serde_json::json!({ "profile": profile, "version": version }));
             }
             (
-                render(shared, Some(i), prompt, Flavor::Text, 1, base, None)?,
+                render(shared, Some(i), prompt, Flavor::Text, 1, base, None).await?,
                 serde_json::to_string(&runner).unwrap_or_default(),
             )
         }
     };
     let gate = match &step.gate {
-        Some(gate) => render(shared, Some(i), gate, Flavor::Shell, 1, base, None)?,
+        Some(gate) => render(shared, Some(i), gate, Flavor::Shell, 1, base, None).await?,
         None => String::new(),
     };
     let setup = match &shared.plan.setup {
-        Some(setup) => render(shared, Some(i), setup, Flavor::Shell, 1, base, None)?,
+        Some(setup) => render(shared, Some(i), setup, Flavor::Shell, 1, base, None).await?,
         None => String::new(),
     };
     let repo = shared.repo.clone();
@@ -463,13 +485,63 @@ async fn cache_key(shared: &Arc<Shared>, i: usize, base: Oid) -> Result<String, 
     let narrowed = blocking(move || crate::cache::narrowed_base(&repo, base, inputs.as_deref()))
         .await?
         .map_err(|e| e.to_string())?;
+    let includes = included_digest(&shared.includes, step.inputs.as_deref())?;
     Ok(crate::cache::key(&crate::cache::KeyParts {
         action: &action,
         gate: &gate,
         setup: &setup,
         runner: &runner,
         base: &narrowed,
+        includes: &includes,
     }))
+}
+
+/// What decides a profile's results besides its settings: its CLI's version; for a `command`
+/// profile's own program (which may not know `--version`), its path and modification time;
+/// empty when it is not installed. A version that cannot be learnt is an error: the program,
+/// and why.
+fn runner_version(profile: &crate::plan::AgentSpec) -> Result<String, (String, String)> {
+    let program = super::agent::program_of(profile);
+    let Some(path) = super::agent::which(&program) else {
+        return Ok(String::new());
+    };
+    match profile.runtime {
+        crate::mission::Runtime::Command => fs_err::metadata(&path)
+            .and_then(|m| m.modified())
+            .map(|t| format!("{} {t:?}", path.display()))
+            .map_err(|e| (program, e.to_string())),
+        _ => super::preflight::version(&path).map_err(|why| (program, why)),
+    }
+}
+
+/// The `.worktreeinclude` files a step with `inputs` can see (all of them without `inputs`),
+/// as one digest of their paths and contents; empty when there are none.
+fn included_digest(
+    includes: &Result<Vec<(String, String)>, String>,
+    inputs: Option<&[String]>,
+) -> Result<String, String> {
+    let includes = includes.as_ref().map_err(Clone::clone)?;
+    let globs = match inputs {
+        Some(inputs) => Some(crate::cache::input_globs(inputs).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let mut hasher = blake3::Hasher::new();
+    let mut any = false;
+    for (path, digest) in includes {
+        if globs.as_ref().is_some_and(|g| !g.is_match(path)) {
+            continue;
+        }
+        any = true;
+        hasher.update(path.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(digest.as_bytes());
+        hasher.update(&[0]);
+    }
+    Ok(if any {
+        hasher.finalize().to_hex().to_string()
+    } else {
+        String::new()
+    })
 }
 
 /// Ends step `i` with a cached result when its key has one that still holds on `base`.
@@ -532,13 +604,14 @@ async fn from_cache(
             commit: Some(commit),
             base,
             attempts: 0,
-            output: String::new(),
+            output: entry.output,
             error: None,
             agent: None,
             tokens: Tokens::default(),
             cost_usd: None,
             unpriced: false,
             cached_from: Some(entry.run),
+            cached_cost_usd: entry.cost_usd,
         },
     ))
 }
@@ -553,7 +626,7 @@ pub(crate) enum Prepared {
 /// Makes the worktree at `worktree` from `base`, copies in what `.worktreeinclude` names, and
 /// runs the mission's `setup` there (its output in `logs/<setup_log>`).
 pub(crate) async fn prepare(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     i: usize,
     worktree: &Path,
     logs: &Path,
@@ -585,7 +658,7 @@ pub(crate) async fn prepare(
     };
     let step = &shared.plan.steps[i];
     let log = logs.join(setup_log);
-    let command = match render(shared, Some(i), setup, Flavor::Shell, 1, base, None) {
+    let command = match render(shared, Some(i), setup, Flavor::Shell, 1, base, None).await {
         Ok(c) => c,
         Err(e) => {
             return Prepared::Failed(StepError::new(
@@ -649,7 +722,7 @@ async fn cancelled(
         attempts,
         started,
         String::new(),
-        Some(StepError::new("cancelled", "the run was cancelled")),
+        Some(StepError::new("cancelled", shared.stop_reason())),
     )
 }
 
@@ -667,7 +740,7 @@ pub(crate) enum GateResult {
 
 /// Runs a gate in `worktree`; `step` is `None` for the mission's gate.
 pub(crate) async fn run_gate(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     i: Option<usize>,
     gate: &TemplateRef,
     worktree: &Path,
@@ -676,7 +749,7 @@ pub(crate) async fn run_gate(
     base: Oid,
 ) -> GateResult {
     let step_id = i.map(|i| shared.plan.steps[i].id.clone());
-    let command = match render(shared, i, gate, Flavor::Shell, attempt, base, None) {
+    let command = match render(shared, i, gate, Flavor::Shell, attempt, base, None).await {
         Ok(c) => c,
         Err(e) => {
             let message = format!("cannot render the gate: {e}");
