@@ -51,6 +51,17 @@ pub struct Tokens {
     pub output: u64,
 }
 
+impl Tokens {
+    /// Adds `more` to `sum`: unknown (`None`) only while nothing known was added.
+    pub fn add(sum: &mut Option<Tokens>, more: Option<Tokens>) {
+        if let Some(more) = more {
+            let sum = sum.get_or_insert_default();
+            sum.input += more.input;
+            sum.output += more.output;
+        }
+    }
+}
+
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -222,7 +233,9 @@ pub enum Body {
         commit: Option<String>,
         agent: Option<String>,
         attempts: u32,
-        tokens: Tokens,
+        /// `null` when no call of the step reported tokens (a command step, or a CLI that
+        /// reports none: kimi, cursor, command agents); else what was reported.
+        tokens: Option<Tokens>,
         cost_usd: Option<f64>,
         duration_ms: u64,
         cached_from: Option<String>,
@@ -259,6 +272,9 @@ pub enum Body {
         tokens: Tokens,
         cost_usd: f64,
         unpriced_steps: usize,
+        /// Agent steps with calls whose tokens are not known (`tokens` is the known part).
+        #[serde(default)]
+        uncounted_steps: usize,
         duration_ms: u64,
     },
 }

@@ -23,10 +23,13 @@ pub struct RunInfo {
     pub reason: Option<String>,
     pub result_branch: Option<String>,
     pub duration_ms: Option<u64>,
+    /// The known part: see `uncounted_steps`.
     pub tokens: Tokens,
     pub cost_usd: Option<f64>,
     /// Steps whose cost is not known.
     pub unpriced_steps: usize,
+    /// Agent steps whose tokens are not (all) known.
+    pub uncounted_steps: usize,
     pub live: bool,
     pub steps: IndexMap<String, StepInfo>,
 }
@@ -43,7 +46,8 @@ pub struct StepInfo {
     pub worktree: Option<String>,
     /// The agent that finished the step (`None` for a command step).
     pub agent: Option<String>,
-    pub tokens: Tokens,
+    /// `None`: no call reported any (see `step_finished`).
+    pub tokens: Option<Tokens>,
     pub cost_usd: Option<f64>,
     /// The base it was ready on (its diff is against it).
     #[serde(skip)]
@@ -126,6 +130,7 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
         tokens: Tokens::default(),
         cost_usd: None,
         unpriced_steps: 0,
+        uncounted_steps: 0,
         live: journal::is_live(&dir),
         steps: IndexMap::new(),
     };
@@ -211,8 +216,9 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 s.agent = agent;
                 s.tokens = tokens;
                 s.cost_usd = cost_usd;
-                info.tokens.input += tokens.input;
-                info.tokens.output += tokens.output;
+                let known = tokens.unwrap_or_default();
+                info.tokens.input += known.input;
+                info.tokens.output += known.output;
                 if let Some(c) = cost_usd {
                     *info.cost_usd.get_or_insert(0.0) += c;
                 }
@@ -228,9 +234,11 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 result_branch,
                 duration_ms,
                 unpriced_steps,
+                uncounted_steps,
                 ..
             } => {
                 info.unpriced_steps = unpriced_steps;
+                info.uncounted_steps = uncounted_steps;
                 info.outcome = Some(outcome);
                 info.reason = reason;
                 info.result_branch = result_branch;
@@ -550,6 +558,7 @@ mod tests {
                 tokens: Tokens::default(),
                 cost_usd: 0.0,
                 unpriced_steps: 0,
+                uncounted_steps: 0,
                 duration_ms,
             },
         )

@@ -62,6 +62,28 @@ fn a_retry_resumes_the_kimi_session_with_the_gates_output() {
     assert_eq!(fix["agent"], "kimi");
     assert_eq!(fix["attempts"], 2);
     assert!(fix["cost_usd"].is_null(), "{fix}");
+    // Kimi Code reports no usage: unknown, never 0.
+    assert!(fix["tokens"].is_null(), "{fix}");
+    let run = env
+        .journal()
+        .into_iter()
+        .find(|e| e["type"] == "run_finished")
+        .unwrap();
+    assert_eq!(run["uncounted_steps"], 1, "{run}");
+    assert_eq!(run["unpriced_steps"], 1, "{run}");
+    let show = env.run(&["show", "last"]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    let row = show.stdout.lines().find(|l| l.starts_with("fix ")).unwrap();
+    assert!(row.contains("unknown"), "{row}");
+    assert!(!row.contains("0/0"), "{row}");
+    assert!(
+        show.stdout.contains("(unknown for 1 step)"),
+        "{}",
+        show.stdout
+    );
+    let runs = env.run(&["runs"]);
+    assert!(!runs.stdout.contains(" 0 "), "{}", runs.stdout);
+    assert!(runs.stdout.contains("unknown"), "{}", runs.stdout);
 }
 
 #[test]

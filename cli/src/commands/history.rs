@@ -70,7 +70,11 @@ pub fn cmd_runs(ctx: &Context, _args: RunsArgs) -> Result<u8, CliError> {
             run.duration_ms
                 .map_or("-".to_owned(), |d| human_duration(Duration::from_millis(d))),
             run.status(),
-            run.tokens.input + run.tokens.output,
+            match (run.tokens.input + run.tokens.output, run.uncounted_steps) {
+                (0, n) if n > 0 => "unknown".to_owned(),
+                (sum, 0) => sum.to_string(),
+                (sum, _) => format!("{sum}+?"),
+            },
             money(run),
         );
     }
@@ -118,9 +122,18 @@ pub fn cmd_show(ctx: &Context, args: ShowArgs) -> Result<u8, CliError> {
     }
     let _ = writeln!(
         out,
-        "tokens    {} in, {} out; cost {}{}",
+        "tokens    {} in, {} out{}; cost {}{}",
         run.tokens.input,
         run.tokens.output,
+        if run.uncounted_steps > 0 {
+            format!(
+                " (unknown for {} step{})",
+                run.uncounted_steps,
+                if run.uncounted_steps == 1 { "" } else { "s" }
+            )
+        } else {
+            String::new()
+        },
         money(&run),
         if run.unpriced_steps > 0 {
             format!(
@@ -145,7 +158,7 @@ pub fn cmd_show(ctx: &Context, args: ShowArgs) -> Result<u8, CliError> {
         );
         let (tokens, cost) = match &step.agent {
             Some(_) => (
-                format!("{}/{}", step.tokens.input, step.tokens.output),
+                crate::report::tokens(step.tokens),
                 step.cost_usd
                     .map_or("unknown".to_owned(), |c| format!("${c:.4}")),
             ),

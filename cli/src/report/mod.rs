@@ -51,6 +51,22 @@ impl Reporter {
     }
 }
 
+/// A step's tokens, `in/out`, or "unknown" when its CLI reported none.
+pub fn tokens(tokens: Option<medley_engine::event::Tokens>) -> String {
+    tokens.map_or("unknown".to_owned(), |t| {
+        format!("{}/{}", t.input, t.output)
+    })
+}
+
+/// A run's tokens: the known part, marked when some steps' are not known.
+pub fn run_tokens(tokens: medley_engine::event::Tokens, uncounted: usize) -> String {
+    match (tokens.input + tokens.output, uncounted) {
+        (0, n) if n > 0 => "unknown".to_owned(),
+        (_, 0) => format!("{}/{}", tokens.input, tokens.output),
+        _ => format!("{}/{}+?", tokens.input, tokens.output),
+    }
+}
+
 /// A cost in dollars, or "cost unknown" when the CLI reported none.
 pub fn cost(usd: Option<f64>) -> String {
     usd.map_or("cost unknown".to_owned(), |c| format!("${c:.4}"))
@@ -149,12 +165,15 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
                 red(&head, color)
             };
             let used = match agent {
-                Some(agent) => format!(
-                    ", `{agent}`, {} tokens in / {} out, {}",
-                    tokens.input,
-                    tokens.output,
-                    cost(*cost_usd)
-                ),
+                Some(agent) => match tokens {
+                    Some(t) => format!(
+                        ", `{agent}`, {} tokens in / {} out, {}",
+                        t.input,
+                        t.output,
+                        cost(*cost_usd)
+                    ),
+                    None => format!(", `{agent}`, tokens unknown, {}", cost(*cost_usd)),
+                },
                 None => String::new(),
             };
             match error {
@@ -189,6 +208,7 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             tokens,
             cost_usd,
             unpriced_steps,
+            uncounted_steps,
         } => {
             let took = human_duration(Duration::from_millis(*duration_ms));
             let head = format!("run {}", outcome.name());
@@ -197,15 +217,23 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             } else {
                 red(&head, color)
             };
-            let used = if tokens.input + tokens.output > 0 || *unpriced_steps > 0 {
-                let unknown = if *unpriced_steps > 0 {
-                    format!(" (unknown for {})", plural(*unpriced_steps, "step"))
-                } else {
-                    String::new()
+            let used = if tokens.input + tokens.output > 0
+                || *unpriced_steps > 0
+                || *uncounted_steps > 0
+            {
+                let unknown = |n: usize| {
+                    if n > 0 {
+                        format!(" (unknown for {})", plural(n, "step"))
+                    } else {
+                        String::new()
+                    }
                 };
                 format!(
-                    "; {} tokens in / {} out, ${cost_usd:.4}{unknown}",
-                    tokens.input, tokens.output
+                    "; {} tokens in / {} out{}, ${cost_usd:.4}{}",
+                    tokens.input,
+                    tokens.output,
+                    unknown(*uncounted_steps),
+                    unknown(*unpriced_steps)
                 )
             } else {
                 String::new()

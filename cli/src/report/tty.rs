@@ -15,8 +15,8 @@ struct Row {
     attempts: u32,
     ms: u64,
     commit: Option<String>,
-    /// Tokens in and out, for an agent step.
-    tokens: Option<(u64, u64)>,
+    /// Tokens in and out, for an agent step (inner `None`: unknown).
+    tokens: Option<Option<medley_engine::event::Tokens>>,
     cost: Option<f64>,
 }
 
@@ -26,7 +26,7 @@ pub struct Live {
     running: HashMap<String, ProgressBar>,
     rows: Vec<Row>,
     /// Tokens in, out, known cost and unpriced steps of the run.
-    totals: Option<(u64, u64, f64, usize)>,
+    totals: Option<(medley_engine::event::Tokens, usize, f64, usize)>,
 }
 
 impl Live {
@@ -97,7 +97,7 @@ impl Live {
                     attempts: *attempts,
                     ms: *duration_ms,
                     commit: commit.clone(),
-                    tokens: agent.as_ref().map(|_| (tokens.input, tokens.output)),
+                    tokens: agent.as_ref().map(|_| *tokens),
                     cost: *cost_usd,
                 });
                 self.print(event);
@@ -118,9 +118,10 @@ impl Live {
                 tokens,
                 cost_usd,
                 unpriced_steps,
+                uncounted_steps,
                 ..
             } => {
-                self.totals = Some((tokens.input, tokens.output, *cost_usd, *unpriced_steps));
+                self.totals = Some((*tokens, *uncounted_steps, *cost_usd, *unpriced_steps));
                 self.print(event);
             }
             Body::StepKept {
@@ -175,9 +176,7 @@ impl Live {
             "step", "outcome", "attempts", "time", "commit", "tokens in/out", "cost"
         );
         for row in &self.rows {
-            let tokens = row
-                .tokens
-                .map_or(String::new(), |(i, o)| format!("{i}/{o}"));
+            let tokens = row.tokens.map_or(String::new(), super::tokens);
             let cost = match (row.cost, row.tokens.is_some()) {
                 (Some(c), _) => format!("${c:.4}"),
                 (None, true) => "unknown".to_owned(),
@@ -194,13 +193,13 @@ impl Live {
                     .map_or("", |c| c.get(..10).unwrap_or(c)),
             ));
         }
-        if let Some((input, output, cost, unpriced)) = self.totals {
+        if let Some((tokens, uncounted, cost, unpriced)) = self.totals {
             let cost = if unpriced > 0 {
                 format!("${cost:.4} + unknown")
             } else {
                 format!("${cost:.4}")
             };
-            let tokens = format!("{input}/{output}");
+            let tokens = super::run_tokens(tokens, uncounted);
             table.push_str(&format!(
                 "{:<width$}  {:<9}  {:>8}  {:>8}  {:<10}  {tokens:>15}  {cost:>9}\n",
                 "total", "", "", "", ""

@@ -75,9 +75,12 @@ struct AgentRun {
     /// The passed result, if it passed.
     passed: Option<(Oid, String)>,
     attempts: u32,
-    tokens: Tokens,
+    /// `None` while no attempt reported tokens.
+    tokens: Option<Tokens>,
     cost: Option<f64>,
     unpriced: bool,
+    /// An attempt reported no tokens.
+    uncounted: bool,
     /// Why it gave up (for the switch to the next agent and the step's error).
     reason: FailReason,
     error: Option<StepError>,
@@ -154,7 +157,8 @@ pub(crate) async fn run_agent_step(
                         agent: name.clone(),
                         passed: None,
                         attempts: 0,
-                        tokens: Tokens::default(),
+                        tokens: None,
+                        uncounted: false,
                         cost: None,
                         unpriced: false,
                         reason: FailReason::AgentError,
@@ -193,13 +197,14 @@ pub(crate) async fn run_agent_step(
             runs
         }
     };
-    let mut tokens = Tokens::default();
+    let mut tokens: Option<Tokens> = None;
     let mut cost: Option<f64> = None;
     let mut unpriced = false;
+    let mut uncounted = false;
     let mut attempts = 0;
     for run in &runs {
-        tokens.input += run.tokens.input;
-        tokens.output += run.tokens.output;
+        Tokens::add(&mut tokens, run.tokens);
+        uncounted |= run.uncounted;
         if let Some(c) = run.cost {
             *cost.get_or_insert(0.0) += c;
         }
@@ -218,6 +223,7 @@ pub(crate) async fn run_agent_step(
         tokens,
         cost_usd: if unpriced { None } else { cost },
         unpriced,
+        uncounted,
         cached_from: None,
         cached_cost_usd: None,
     };
@@ -309,7 +315,8 @@ async fn race(shared: &Arc<Shared>, i: usize, base: Oid, agents: &[&String]) -> 
                     agent: names.get(&e.id()).cloned().unwrap_or_default(),
                     passed: None,
                     attempts: 0,
-                    tokens: Tokens::default(),
+                    tokens: None,
+                    uncounted: false,
                     cost: None,
                     unpriced: false,
                     reason: FailReason::AgentError,
@@ -354,7 +361,8 @@ async fn run_agent(
         agent: name.to_owned(),
         passed: None,
         attempts: 0,
-        tokens: Tokens::default(),
+        tokens: None,
+        uncounted: false,
         cost: None,
         unpriced: false,
         reason: FailReason::AgentError,
@@ -500,11 +508,15 @@ async fn run_agent(
         )
         .await;
         // Account what the attempt cost.
-        if let Some(t) = result.input_tokens {
-            run.tokens.input += t;
-        }
-        if let Some(t) = result.output_tokens {
-            run.tokens.output += t;
+        match (result.input_tokens, result.output_tokens) {
+            (None, None) => run.uncounted = true,
+            (input, output) => Tokens::add(
+                &mut run.tokens,
+                Some(Tokens {
+                    input: input.unwrap_or(0),
+                    output: output.unwrap_or(0),
+                }),
+            ),
         }
         let cost = result.cost_usd.or_else(|| {
             let price = profile.price?;

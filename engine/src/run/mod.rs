@@ -266,6 +266,7 @@ pub(crate) struct Usage {
     pub tokens: Tokens,
     pub cost_usd: f64,
     pub unpriced_steps: usize,
+    pub uncounted_steps: usize,
 }
 
 impl Shared {
@@ -448,11 +449,13 @@ impl Shared {
     }
 
     /// Adds a finished step's tokens.
-    pub(crate) fn account(&self, tokens: Tokens, unpriced: bool) {
+    pub(crate) fn account(&self, tokens: Option<Tokens>, unpriced: bool, uncounted: bool) {
         if let Ok(mut usage) = self.usage.lock() {
+            let tokens = tokens.unwrap_or_default();
             usage.tokens.input += tokens.input;
             usage.tokens.output += tokens.output;
             usage.unpriced_steps += usize::from(unpriced);
+            usage.uncounted_steps += usize::from(uncounted);
         }
     }
 
@@ -924,6 +927,7 @@ async fn execute(
         tokens: usage.tokens,
         cost_usd: usage.cost_usd,
         unpriced_steps: usage.unpriced_steps,
+        uncounted_steps: usage.uncounted_steps,
         duration_ms: started.elapsed().as_millis() as u64,
     });
     {

@@ -59,10 +59,13 @@ pub(crate) struct StepEnd {
     pub output: String,
     pub error: Option<StepError>,
     pub agent: Option<String>,
-    pub tokens: Tokens,
+    /// `None`: no call reported any.
+    pub tokens: Option<Tokens>,
     pub cost_usd: Option<f64>,
     /// Some of its agent calls had no known cost.
     pub unpriced: bool,
+    /// Some of its agent calls reported no tokens.
+    pub uncounted: bool,
     /// The run whose cached result this is.
     pub cached_from: Option<String>,
     /// For a cached result: what it cost in the run that made it.
@@ -93,9 +96,10 @@ fn finish(
             output,
             error,
             agent: None,
-            tokens: Tokens::default(),
+            tokens: None,
             cost_usd: None,
             unpriced: false,
+            uncounted: false,
             cached_from: None,
             cached_cost_usd: None,
         },
@@ -117,7 +121,7 @@ pub(crate) fn finish_with(shared: &Shared, i: usize, started: Instant, end: Step
             },
         });
     }
-    shared.account(end.tokens, end.unpriced);
+    shared.account(end.tokens, end.unpriced, end.uncounted);
     shared.emitter.emit(Body::StepFinished {
         step: shared.plan.steps[i].id.clone(),
         outcome: end.outcome,
@@ -607,9 +611,10 @@ async fn from_cache(
             output: entry.output,
             error: None,
             agent: None,
-            tokens: Tokens::default(),
+            tokens: None,
             cost_usd: None,
             unpriced: false,
+            uncounted: false,
             cached_from: Some(entry.run),
             cached_cost_usd: entry.cost_usd,
         },
