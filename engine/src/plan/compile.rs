@@ -877,20 +877,12 @@ impl<'m> Compiler<'m> {
         }
         let mut ok = true;
         if flavor == Flavor::Shell {
-            for (range, word) in template::unsafe_constructs(value.get_ref()) {
+            for problem in template::shell_problems(value.get_ref()) {
                 ok = false;
-                let what = if word == "safe" {
-                    "`| safe`"
-                } else {
-                    "`{% autoescape %}`"
-                };
                 self.push(
-                    MissionError::new(
-                        ErrorKind::UnsafeShell,
-                        format!("{what} is not allowed in a shell command template"),
-                    )
-                    .label(self.span_in(value, Some(range)), "refused here")
-                    .help("values written into `run`, `gate` and `setup` are always shell-quoted, so step outputs and diffs cannot inject shell syntax; to pass a list as separate words, write `| shell_args`"),
+                    MissionError::new(ErrorKind::UnsafeShell, problem.message)
+                        .label(self.span_in(value, Some(problem.range)), "refused here")
+                        .help(problem.help),
                 );
             }
         }

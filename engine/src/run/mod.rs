@@ -960,7 +960,8 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-/// Renders a template of the plan for step `i` with the run's context.
+/// Renders a template of the plan for step `i` with the run's context (a shell template as
+/// its display).
 pub(crate) fn render(
     shared: &Shared,
     i: Option<usize>,
@@ -970,6 +971,38 @@ pub(crate) fn render(
     base: Oid,
     failure: Option<Value>,
 ) -> Result<String, String> {
+    let context = render_context(shared, i, template, attempt, base, failure);
+    shared
+        .plan
+        .templates
+        .render(&template.name, flavor, &context)
+        .map_err(|e| e.detail().map_or_else(|| e.to_string(), str::to_owned))
+}
+
+/// Renders a shell template of the plan (`run`, `gate`, `setup`) for step `i`.
+pub(crate) fn render_shell(
+    shared: &Shared,
+    i: Option<usize>,
+    template: &TemplateRef,
+    attempt: u32,
+    base: Oid,
+) -> Result<crate::plan::template::ShellCommand, String> {
+    let context = render_context(shared, i, template, attempt, base, None);
+    shared
+        .plan
+        .templates
+        .render_shell(&template.name, &context)
+        .map_err(|e| e.detail().map_or_else(|| e.to_string(), str::to_owned))
+}
+
+fn render_context(
+    shared: &Shared,
+    i: Option<usize>,
+    template: &TemplateRef,
+    attempt: u32,
+    base: Oid,
+    failure: Option<Value>,
+) -> Value {
     let mut context = shared.context(i, attempt, base, template.source.contains("steps"));
     if let Some(failure) = failure {
         let mut pairs: std::collections::BTreeMap<String, Value> =
@@ -984,9 +1017,5 @@ pub(crate) fn render(
         pairs.insert("failure".to_owned(), failure);
         context = Value::from(pairs);
     }
-    shared
-        .plan
-        .templates
-        .render(&template.name, flavor, &context)
-        .map_err(|e| e.detail().map_or_else(|| e.to_string(), str::to_owned))
+    context
 }
