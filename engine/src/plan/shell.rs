@@ -146,8 +146,14 @@ pub struct Lexer {
     word_start: bool,
     /// One way the template can go is at the start of a word, another is not.
     maybe_word_start: bool,
-    /// The current unquoted word, to spot `case` (whose `)` would end a `$(…)`).
+    /// The current unquoted word, to spot `case` (whose `)` would end a `$(…)`), `let` and `[[`.
     word: String,
+    /// The next word is a command's name.
+    command_position: bool,
+    /// Inside a command that evaluates its words as arithmetic (`let`, `[[ … ]]`).
+    arith_command: Option<&'static str>,
+    /// The last character was an unquoted `(` of a command: another makes `((`.
+    paren: bool,
     /// Inside a `#` comment.
     comment: bool,
     /// Reading a heredoc delimiter.
@@ -178,6 +184,9 @@ impl Lexer {
             word_start: true,
             maybe_word_start: false,
             word: String::new(),
+            command_position: true,
+            arith_command: None,
+            paren: false,
             comment: false,
             delimiter: None,
             pending: Vec::new(),
@@ -384,6 +393,13 @@ impl Lexer {
             }
         }
         let maybe_word_start = std::mem::take(&mut self.maybe_word_start);
+        let paren = std::mem::take(&mut self.paren);
+        if paren && c == '(' {
+            // `((`: an arithmetic command (bash, ksh), not two subshells.
+            self.set_parens(parens.saturating_sub(1));
+            self.stack.push(Frame::Arith(2));
+            return;
+        }
         let meta = matches!(
             c,
             ' ' | '\t' | '\n' | ';' | '&' | '|' | '(' | ')' | '<' | '>'
@@ -415,7 +431,10 @@ impl Lexer {
                     return;
                 }
             }
-            '(' => self.set_parens(parens + 1),
+            '(' => {
+                self.set_parens(parens + 1);
+                self.paren = true;
+            }
             ')' => {
                 if parens > 0 {
                     self.set_parens(parens - 1);
@@ -429,6 +448,10 @@ impl Lexer {
             '<' => self.less = less + 1,
             '\n' => self.newline(),
             _ => {}
+        }
+        if matches!(c, ';' | '&' | '|' | '\n' | '(' | ')') {
+            self.command_position = true;
+            self.arith_command = None;
         }
         if meta {
             self.word_start = true;
@@ -447,6 +470,7 @@ impl Lexer {
         });
         self.subst_open = true;
         self.word_start = true;
+        self.command_position = true;
         self.word.clear();
     }
 
@@ -456,6 +480,7 @@ impl Lexer {
             parens: 0,
         });
         self.word_start = true;
+        self.command_position = true;
         self.word.clear();
     }
 
@@ -467,6 +492,20 @@ impl Lexer {
 
     fn end_word(&mut self) {
         let word = std::mem::take(&mut self.word);
+        if self.command_position && !word.is_empty() {
+            self.command_position = false;
+            match word.as_str() {
+                "let" => self.arith_command = Some("let"),
+                "[[" => self.arith_command = Some("[["),
+                // Reserved words before a command's name.
+                "if" | "then" | "else" | "elif" | "do" | "while" | "until" | "!" | "{" | "time" => {
+                    self.command_position = true
+                }
+                _ => {}
+            }
+        } else if word == "]]" && self.arith_command == Some("[[") {
+            self.arith_command = None;
+        }
         if (word == "case" || word == "esac") && self.in_subst() {
             self.lose(
                 "a `case` inside `$(…)`",
@@ -634,7 +673,7 @@ impl Lexer {
             }
             Frame::Arith(_) => {
                 return Err(Refusal::new(
-                    "a value inside `$((…))` would be evaluated as arithmetic",
+                    "a value inside `$((…))` or `((…))` would be evaluated as arithmetic",
                     "pass the value as an argument, or check it is a number before computing with it",
                 ));
             }
@@ -646,6 +685,14 @@ impl Lexer {
             }
             Frame::Heredoc(_) => Context::Heredoc,
         };
+        if let Some(command) = self.arith_command {
+            return Err(Refusal::new(
+                format!(
+                    "a value inside `{command}` would be evaluated as arithmetic (bash runs `$(…)` found there)"
+                ),
+                "compare with `[ … ]` (`test`), which never evaluates its operands, or check the value is a number first",
+            ));
+        }
         if context == Context::Bare && self.in_backtick() && self.stack.contains(&Frame::Double) {
             return Err(Refusal::new(
                 "a value inside backticks inside double quotes cannot be passed safely",
@@ -658,6 +705,7 @@ impl Lexer {
     /// Steps over a value (which keeps the context it was in).
     pub fn after_value(&mut self) {
         self.word_start = false;
+        self.paren = false;
         self.word.push('\0');
         self.subst_open = false;
         self.less = 0;
@@ -684,6 +732,9 @@ impl Lexer {
             self.maybe_word_start = true;
         }
         self.maybe_word_start |= other.maybe_word_start;
+        // Either way may have begun a command, or one that evaluates arithmetic.
+        self.command_position |= other.command_position;
+        self.arith_command = self.arith_command.or(other.arith_command);
         for (a, b) in self.stack.iter_mut().zip(&other.stack) {
             if let (Frame::Heredoc(a), Frame::Heredoc(b)) = (a, b) {
                 for line in &b.lines {
@@ -702,6 +753,8 @@ impl Lexer {
     fn shape(&self) -> Lexer {
         let mut shape = self.clone();
         shape.word.clear();
+        shape.command_position = false;
+        shape.arith_command = None;
         shape.word_start = false;
         shape.maybe_word_start = false;
         shape.lost = None;

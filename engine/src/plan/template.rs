@@ -882,35 +882,48 @@ mod tests {
             t.add(&format!("c{n}"), Flavor::Shell, case.template)
                 .unwrap();
         }
-        for (n, case) in CASES.iter().enumerate() {
-            for payload in PAYLOADS {
-                let ctx = map([("x", Value::from(*payload))]);
-                let rendered = t.render_shell(&format!("c{n}"), &ctx).unwrap();
-                for sh in &shells {
-                    let dir = tempfile::tempdir().unwrap();
-                    let status = std::process::Command::new(sh)
-                        .arg("-c")
-                        .arg(&rendered.command)
-                        .envs(rendered.env.iter().map(|(k, v)| (k, v)))
-                        .current_dir(dir.path())
-                        .stderr(std::process::Stdio::null())
-                        .status()
-                        .unwrap();
-                    let what = format!("{sh}: {:?} with {payload:?}", case.template);
-                    assert!(
-                        !dir.path().join("pwned").exists(),
-                        "ran the payload: {what}"
-                    );
-                    assert!(status.success(), "failed: {what}: {}", rendered.command);
-                    let out = fs_err::read(dir.path().join("out")).unwrap_or_default();
-                    assert_eq!(
-                        String::from_utf8_lossy(&out),
-                        (case.expect)(payload),
-                        "{what}: {}",
-                        rendered.command
-                    );
-                }
+        // Four at a time: each case and payload is a process per shell.
+        let t = &t;
+        let shells = &shells;
+        std::thread::scope(|scope| {
+            for lane in 0..4 {
+                scope.spawn(move || {
+                    for (n, case) in CASES.iter().enumerate().skip(lane).step_by(4) {
+                        for payload in PAYLOADS {
+                            run_case(t, n, case, payload, shells);
+                        }
+                    }
+                });
             }
+        });
+    }
+
+    fn run_case(t: &Templates, n: usize, case: &Case, payload: &str, shells: &[&str]) {
+        let ctx = map([("x", Value::from(payload))]);
+        let rendered = t.render_shell(&format!("c{n}"), &ctx).unwrap();
+        for sh in shells {
+            let dir = tempfile::tempdir().unwrap();
+            let status = std::process::Command::new(sh)
+                .arg("-c")
+                .arg(&rendered.command)
+                .envs(rendered.env.iter().map(|(k, v)| (k, v)))
+                .current_dir(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            let what = format!("{sh}: {:?} with {payload:?}", case.template);
+            assert!(
+                !dir.path().join("pwned").exists(),
+                "ran the payload: {what}"
+            );
+            assert!(status.success(), "failed: {what}: {}", rendered.command);
+            let out = fs_err::read(dir.path().join("out")).unwrap_or_default();
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                (case.expect)(payload),
+                "{what}: {}",
+                rendered.command
+            );
         }
     }
 
@@ -957,6 +970,12 @@ mod tests {
             ),
             ("cat <<{{ x }}\nEOF\n", "{{ x }}", "delimiter"),
             ("echo $(( {{ x }} + 1 ))", "{{ x }}", "$((…))"),
+            ("(( {{ x }} > 1 ))", "{{ x }}", "((…))"),
+            ("if (( {{ x }} )); then :; fi", "{{ x }}", "((…))"),
+            ("[[ {{ x }} -eq 1 ]]", "{{ x }}", "`[[`"),
+            ("if [[ \"{{ x }}\" == a ]]; then :; fi", "{{ x }}", "`[[`"),
+            ("let y={{ x }}", "{{ x }}", "`let`"),
+            ("a; let \"y={{ x }}\"", "{{ x }}", "`let`"),
             ("echo ${HOME:-{{ x }}}", "{{ x }}", "${…}"),
             ("echo \"${HOME:-{{ x }}}\"", "{{ x }}", "${…}"),
             ("echo ${{ x }}", "{{ x }}", "after `$`"),
