@@ -1115,4 +1115,101 @@ mod tests {
         let rendered = t.render_shell("a", &ctx).unwrap();
         assert_eq!(rendered.command, "echo \"$MEDLEY_V1\"");
     }
+
+    /// Pieces of shell and template text that random commands are made of.
+    const PIECES: &[&str] = &[
+        "echo ",
+        " ",
+        "\n",
+        "\"",
+        "'",
+        "$(",
+        ")",
+        "(",
+        "`",
+        "\\",
+        "$",
+        "{",
+        "}",
+        ";",
+        "&&",
+        "|",
+        "#",
+        "<<EOF\n",
+        "\nEOF\n",
+        "<<'Q'\n",
+        "\nQ\n",
+        "<<-T\n",
+        "\n\tT\n",
+        "$((",
+        "${",
+        "((",
+        "[[ ",
+        " ]]",
+        "let ",
+        "case x in ",
+        " esac",
+        "a=",
+        "x",
+        "$x",
+        "{{ x }}",
+        "{{ x }}",
+        "{{ xs | shell_args }}",
+        "{% if x %}",
+        "{% else %}",
+        "{% endif %}",
+        "{% for v in xs %}{{ v }}{% endfor %}",
+        "$'",
+        "\\\"",
+        "\\'",
+        "<",
+        ">/dev/null",
+        "!",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(96),
+            max_global_rejects: 1_000_000,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Whatever command a template makes, if medley accepts it, no value runs in `sh` or
+        /// `bash`.
+        #[test]
+        fn no_value_runs_in_any_accepted_command(
+            pieces in proptest::collection::vec(proptest::sample::select(PIECES), 1..24)
+        ) {
+            let source: String = pieces.concat();
+            let mut t = templates();
+            proptest::prop_assume!(t.add("a", Flavor::Shell, &source).is_ok());
+            proptest::prop_assume!(shell_problems(&source).is_empty());
+            let payload = "$(touch pwned)`touch pwned`'\"\ntouch pwned;#";
+            let ctx = map([
+                ("x", Value::from(payload)),
+                ("xs", Value::from(vec![payload, "a"])),
+            ]);
+            let Ok(rendered) = t.render_shell("a", &ctx) else {
+                return Ok(());
+            };
+            for sh in shells() {
+                let dir = tempfile::tempdir().unwrap();
+                std::process::Command::new(sh)
+                    .arg("-c")
+                    .arg(&rendered.command)
+                    .envs(rendered.env.iter().map(|(k, v)| (k, v)))
+                    .current_dir(dir.path())
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .unwrap();
+                proptest::prop_assert!(
+                    !dir.path().join("pwned").exists(),
+                    "{sh} ran a value: {source:?} -> {:?}",
+                    rendered.command
+                );
+            }
+        }
+    }
 }
