@@ -256,7 +256,7 @@ impl Lexer {
                 return;
             }
             let d = self.delimiter.take().expect("checked above");
-            if !d.started || d.quote.is_some() {
+            if !d.started {
                 self.lose(
                     "where this heredoc ends is unclear",
                     "write the heredoc's delimiter as a plain word, e.g. `<<EOF`",
@@ -300,8 +300,8 @@ impl Lexer {
                 }
             }
             Frame::AnsiC => {
-                if escape {
-                } else if c == '\\' {
+                // Shells differ on `\'` here (dash before 0.5.12 has no `$'…'`).
+                if c == '\\' {
                     self.lose(
                         "a `\\` inside `$'…'`",
                         "write the text in `'…'` or `\"…\"` instead",
