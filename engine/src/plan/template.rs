@@ -750,6 +750,30 @@ mod tests {
             expect: line,
         },
         Case {
+            template: "cat > out <<EOF\n{% for v in [x, x] %}{{ v }}\n{% endfor %}EOF\n",
+            expect: |v| format!("{v}\n{v}\n"),
+        },
+        Case {
+            template: "cat > out <<EOF\n{% if x %}y{% endif %}{{ x }}\nEOF\n",
+            expect: |v| {
+                if v.is_empty() {
+                    "\n".to_owned()
+                } else {
+                    format!("y{v}\n")
+                }
+            },
+        },
+        Case {
+            template: "cat > out <<EOF\n{% if x %}EOF{% else %}E{% endif %}{{ x }}\nEOF\n",
+            expect: |v| {
+                if v.is_empty() {
+                    "E\n".to_owned()
+                } else {
+                    format!("EOF{v}\n")
+                }
+            },
+        },
+        Case {
             template: "cat <<A > /dev/null; cat > out <<B\nfirst\nA\n{{ x }}\nB\n",
             expect: line,
         },
@@ -969,6 +993,11 @@ mod tests {
                 "quoted heredoc",
             ),
             ("cat <<{{ x }}\nEOF\n", "{{ x }}", "delimiter"),
+            (
+                "cat <<EOF\n{{ x }}\n{% if x %}EOF\n{% endif %}echo {{ x }}\nEOF\n",
+                "{% if x %}EOF\n{% endif %}",
+                "different quoting",
+            ),
             ("echo $(( {{ x }} + 1 ))", "{{ x }}", "$((…))"),
             ("(( {{ x }} > 1 ))", "{{ x }}", "((…))"),
             ("if (( {{ x }} )); then :; fi", "{{ x }}", "((…))"),
