@@ -14,3 +14,6 @@ pub mod plan;
 pub mod run;
 pub mod schema;
 pub mod watch;
+
+#[cfg(test)]
+mod fuzz;

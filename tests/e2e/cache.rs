@@ -172,3 +172,29 @@ fn validate_warns_when_a_cacheable_step_renders_the_run_id() {
     );
     assert!(!out.stderr.contains("step `b`"), "{}", out.stderr);
 }
+
+/// A value passed to a command as a variable still keys the cache: the same command with
+/// another value runs again (issue 10).
+#[test]
+fn a_changed_value_in_a_command_misses_the_cache() {
+    let env = env();
+    env.repo(&[
+        (
+            "missions/v.toml",
+            "[vars]\nx = \"a\"\n\n[steps.echo]\nrun = \"printf '%s' \\\"{{ vars.x }}\\\" > x.txt\"\ngate = \"test \\\"$(cat x.txt)\\\" = '{{ vars.x }}'\"\n",
+        ),
+        ("README.md", "# demo\n"),
+    ]);
+    for (value, outcome) in [
+        ("a", "passed"),
+        ("a", "cached"),
+        ("b", "passed"),
+        ("b", "cached"),
+    ] {
+        let out = env.run(&["run", "v", "--set", &format!("x={value}")]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(outcome_of(&env, "echo"), outcome, "x={value}");
+        let last = env.result_branches().last().unwrap().clone();
+        assert_eq!(env.tree(&last)["x.txt"], value);
+    }
+}

@@ -763,3 +763,48 @@ fn a_full_disk_stops_the_run_with_a_clear_error_and_a_readable_journal() {
         show.stdout
     );
 }
+
+/// `--set` values reach `run`, `gate` and `setup` byte for byte, in every quoting context,
+/// and never run (issue 10).
+#[test]
+fn a_set_value_never_runs_in_any_quoting_context() {
+    let env = env();
+    let mission = r#"setup = "printf '%s' '{{ vars.x }}' > setup.txt"
+
+[vars]
+x = "plain"
+
+[steps.quote]
+run = """
+printf '%s' {{ vars.x }} > bare.txt
+printf '%s' "{{ vars.x }}" > double.txt
+printf '%s' '{{ vars.x }}' > single.txt
+cat > heredoc.txt <<EOF
+{{ vars.x }}
+EOF
+: `printf '%s' {{ vars.x }} > backtick.txt`
+: "$(printf '%s' "{{ vars.x }}" > subst.txt)"
+echo "{{ vars.x }}"
+"""
+gate = "test \"$(cat double.txt)\" = \"{{ vars.x }}\" && test ! -e pwned"
+"#;
+    env.repo(&[("README.md", "# demo\n"), ("missions/quote.toml", mission)]);
+    let payload = "$(touch pwned)`touch pwned`'\"; touch pwned; \"'\\\nEOF\nx";
+    let set = format!("x={payload}");
+    let out = env.run(&["run", "quote", "--set", &set]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let tree = env.tree(&env.result_branches()[0]);
+    assert!(!tree.contains_key("pwned"), "{tree:?}");
+    for file in ["bare", "double", "single", "backtick", "subst", "setup"] {
+        assert_eq!(tree[&format!("{file}.txt")], payload, "{file}");
+    }
+    assert_eq!(tree["heredoc.txt"], format!("{payload}\n"));
+    // Events show the values written in, quoted for where they stand.
+    let gate = &events_of(&env, "gate_started")[0];
+    let shown = gate["command"].as_str().unwrap();
+    assert!(
+        shown.contains("\\$(touch pwned)\\`touch pwned\\`"),
+        "{shown}"
+    );
+    assert!(!shown.contains("MEDLEY_V"), "{shown}");
+}

@@ -21,6 +21,10 @@ pub struct MissionFile {
     /// Steps running at once (default 4).
     #[schemars(with = "Option<u32>", range(min = 1))]
     pub max_parallel: Option<Spanned<i64>>,
+    /// The most steps the plan may have, matrix children counted (default 1000). Checked
+    /// before matrices are expanded.
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub max_steps: Option<Spanned<i64>>,
     /// A final gate, run on the merged result of every step (a shell command template).
     #[schemars(with = "Option<String>")]
     pub gate: Option<Spanned<String>>,
@@ -293,6 +297,7 @@ pub mod keys {
         "name",
         "description",
         "max_parallel",
+        "max_steps",
         "gate",
         "setup",
         "budget_usd",

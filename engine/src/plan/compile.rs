@@ -78,6 +78,11 @@ pub enum CompileError {
 const DEFAULT_ATTEMPTS: u32 = 2;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_MAX_PARALLEL: usize = 4;
+/// The most steps a plan may have unless the mission sets `max_steps`.
+pub const DEFAULT_MAX_STEPS: u64 = 1000;
+/// The longest step id, in bytes: ids name directories, log files and refs, whose components
+/// may not pass 255 bytes (with room for suffixes such as `.lock`).
+pub const MAX_ID_BYTES: usize = 200;
 
 /// Whether `id` is a valid step, mission or profile id: `[a-z0-9][a-z0-9_-]*`.
 pub fn is_valid_id(id: &str) -> bool {
@@ -180,7 +185,10 @@ impl<'m> Compiler<'m> {
                     .help("write the most the run may spend, in US dollars, e.g. `5.0`"),
             );
         }
-        let decls = self.declare_steps();
+        let max_steps = self
+            .positive(self.file.max_steps.as_ref(), "max_steps")
+            .map_or(DEFAULT_MAX_STEPS, u64::from);
+        let decls = self.declare_steps(max_steps);
         let needs = self.resolve_needs(&decls);
         let acyclic = self.check_cycles(&decls, &needs);
         let mut steps = self.concrete_steps(&decls, &needs, &agents);
@@ -265,6 +273,17 @@ impl<'m> Compiler<'m> {
         let value = value?;
         match u32::try_from(*value.get_ref()) {
             Ok(n) if n >= 1 => Some(n),
+            Err(_) if *value.get_ref() > 0 => {
+                self.push(
+                    MissionError::new(ErrorKind::Value, format!("`{key}` is too large"))
+                        .label(value.span(), format!("more than {}", u32::MAX))
+                        .help(format!(
+                            "write a whole number from 1 to {}, e.g. `{key} = 2`",
+                            u32::MAX
+                        )),
+                );
+                None
+            }
             _ => {
                 self.push(
                     MissionError::new(ErrorKind::Value, format!("`{key}` must be at least 1"))
@@ -443,9 +462,11 @@ impl<'m> Compiler<'m> {
         agents
     }
 
-    fn declare_steps(&mut self) -> Vec<Decl<'m>> {
+    fn declare_steps(&mut self, max_steps: u64) -> Vec<Decl<'m>> {
         let mut decls = Vec::new();
         let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+        let mut total: u64 = 0;
+        let mut over = false;
         for (id, step) in &self.file.steps {
             let key = self
                 .mission
@@ -460,6 +481,53 @@ impl<'m> Compiler<'m> {
                         .help(id_help(id)),
                 );
             }
+            if id.len() > MAX_ID_BYTES {
+                self.push(
+                    MissionError::new(
+                        ErrorKind::InvalidId,
+                        format!("step id `{}` is too long", shorten(id)),
+                    )
+                    .label(
+                        key.clone(),
+                        format!("{} bytes, more than {MAX_ID_BYTES}", id.len()),
+                    )
+                    .help("step ids name worktrees, log files and branches: use a shorter id"),
+                );
+            }
+            // Counted before expanding, so a huge matrix is refused without being built.
+            let count = step
+                .get_ref()
+                .matrix
+                .as_ref()
+                .map_or(1, |m| matrix_size(m.get_ref()));
+            total = total.saturating_add(count);
+            if total > max_steps && !over {
+                over = true;
+                let span = step
+                    .get_ref()
+                    .matrix
+                    .as_ref()
+                    .map_or(key.clone(), |m| m.span());
+                let label = if count > 1 {
+                    format!("{count} steps")
+                } else {
+                    "one step too many".to_owned()
+                };
+                self.push(
+                    MissionError::new(
+                        ErrorKind::Matrix,
+                        format!(
+                            "the plan would have {}{total} steps, more than `max_steps` ({max_steps})",
+                            if total == u64::MAX { "at least " } else { "" }
+                        ),
+                    )
+                    .label(span, label)
+                    .help(format!(
+                        "a matrix makes one step per combination of its axes' values: use fewer values, split the mission, or raise the cap with `max_steps = {}` at the top of the file",
+                        total.min(u64::from(u32::MAX))
+                    )),
+                );
+            }
             let (children, is_matrix) = match &step.get_ref().matrix {
                 None => (
                     vec![Child {
@@ -468,8 +536,25 @@ impl<'m> Compiler<'m> {
                     }],
                     false,
                 ),
+                Some(_) if over => (Vec::new(), true),
                 Some(matrix) => (self.expand_matrix(id, matrix), true),
             };
+            for child in children.iter().filter(|c| c.id != *id) {
+                if child.id.len() > MAX_ID_BYTES {
+                    self.push(
+                        MissionError::new(
+                            ErrorKind::Matrix,
+                            format!("matrix child id `{}` is too long", shorten(&child.id)),
+                        )
+                        .label(
+                            child_span(step, &child.matrix),
+                            format!("{} bytes, more than {MAX_ID_BYTES}", child.id.len()),
+                        )
+                        .help("matrix values become part of step ids, which name worktrees, log files and branches: use shorter values (e.g. a short name, with the long text in `vars`)"),
+                    );
+                    break;
+                }
+            }
             for child in &children {
                 if child.id != *id {
                     if let Some(first) = seen.get(&child.id) {
@@ -856,7 +941,18 @@ impl<'m> Compiler<'m> {
         let value = value?;
         match duration_text::parse(value.get_ref()) {
             Some(d) if !d.is_zero() => Some(d),
-            _ => {
+            Some(_) => {
+                self.push(
+                    MissionError::new(
+                        ErrorKind::Duration,
+                        format!("duration `{}` is zero", value.get_ref()),
+                    )
+                    .label(value.span(), "zero is not allowed")
+                    .help("a step needs some time to run: write a duration above zero, e.g. `90s`, `20m` or `1h`"),
+                );
+                None
+            }
+            None => {
                 self.push(
                     MissionError::new(
                         ErrorKind::Duration,
@@ -887,20 +983,12 @@ impl<'m> Compiler<'m> {
         }
         let mut ok = true;
         if flavor == Flavor::Shell {
-            for (range, word) in template::unsafe_constructs(value.get_ref()) {
+            for problem in template::shell_problems(value.get_ref()) {
                 ok = false;
-                let what = if word == "safe" {
-                    "`| safe`"
-                } else {
-                    "`{% autoescape %}`"
-                };
                 self.push(
-                    MissionError::new(
-                        ErrorKind::UnsafeShell,
-                        format!("{what} is not allowed in a shell command template"),
-                    )
-                    .label(self.span_in(value, Some(range)), "refused here")
-                    .help("values written into `run`, `gate` and `setup` are always shell-quoted, so step outputs and diffs cannot inject shell syntax; to pass a list as separate words, write `| shell_args`"),
+                    MissionError::new(ErrorKind::UnsafeShell, problem.message)
+                        .label(self.span_in(value, Some(problem.range)), "refused here")
+                        .help(problem.help),
                 );
             }
         }
@@ -1418,6 +1506,25 @@ fn template_ref(field: &str, value: &Spanned<String>) -> TemplateRef {
 }
 
 /// The span of the matrix values that make up a child (its first axis value), for labels.
+/// How many children a matrix expands to (axes that are not lists count as one; they are
+/// reported when expanded).
+fn matrix_size(matrix: &IndexMap<String, Spanned<serde_json::Value>>) -> u64 {
+    matrix
+        .values()
+        .fold(1u64, |n, values| match values.get_ref() {
+            serde_json::Value::Array(items) => n.saturating_mul(items.len() as u64),
+            _ => n,
+        })
+}
+
+/// The start of a long id, for messages.
+fn shorten(id: &str) -> String {
+    match id.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &id[..at]),
+        None => id.to_owned(),
+    }
+}
+
 fn child_span(step: &Spanned<Step>, values: &IndexMap<String, serde_json::Value>) -> Range<usize> {
     let Some(matrix) = &step.get_ref().matrix else {
         return step.span();

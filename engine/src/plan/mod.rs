@@ -2,6 +2,7 @@
 
 pub mod compile;
 pub mod graph;
+pub mod shell;
 pub mod template;
 
 use std::time::Duration;

@@ -1272,8 +1272,8 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-/// Renders a template of the plan for step `i` with the run's context, off the async runtime:
-/// the context reads git (diffs of upstream steps, `file()`).
+/// Renders a template of the plan for step `i` with the run's context (a shell template as its
+/// display), off the async runtime: the context reads git (diffs of upstream steps, `file()`).
 pub(crate) async fn render(
     shared: &Arc<Shared>,
     i: Option<usize>,
@@ -1286,21 +1286,48 @@ pub(crate) async fn render(
     let shared = shared.clone();
     let template = template.clone();
     tokio::task::spawn_blocking(move || {
-        render_now(&shared, i, &template, flavor, attempt, base, failure)
+        let context = render_context(&shared, i, &template, attempt, base, failure)?;
+        shared
+            .plan
+            .templates
+            .render(&template.name, flavor, &context)
+            .map_err(|e| e.detail().map_or_else(|| e.to_string(), str::to_owned))
     })
     .await
     .map_err(|e| format!("the rendering task failed: {e}"))?
 }
 
-fn render_now(
+/// Renders a shell template of the plan (`run`, `gate`, `setup`) for step `i`, off the async
+/// runtime.
+pub(crate) async fn render_shell(
+    shared: &Arc<Shared>,
+    i: Option<usize>,
+    template: &TemplateRef,
+    attempt: u32,
+    base: Oid,
+) -> Result<crate::plan::template::ShellCommand, String> {
+    let shared = shared.clone();
+    let template = template.clone();
+    tokio::task::spawn_blocking(move || {
+        let context = render_context(&shared, i, &template, attempt, base, None)?;
+        shared
+            .plan
+            .templates
+            .render_shell(&template.name, &context)
+            .map_err(|e| e.detail().map_or_else(|| e.to_string(), str::to_owned))
+    })
+    .await
+    .map_err(|e| format!("the rendering task failed: {e}"))?
+}
+
+fn render_context(
     shared: &Shared,
     i: Option<usize>,
     template: &TemplateRef,
-    flavor: Flavor,
     attempt: u32,
     base: Oid,
     failure: Option<Value>,
-) -> Result<String, String> {
+) -> Result<Value, String> {
     let mut context = shared.context(i, attempt, base, template.source.contains("steps"))?;
     if let Some(failure) = failure {
         let mut pairs: std::collections::BTreeMap<String, Value> =
@@ -1315,11 +1342,7 @@ fn render_now(
         pairs.insert("failure".to_owned(), failure);
         context = Value::from(pairs);
     }
-    shared
-        .plan
-        .templates
-        .render(&template.name, flavor, &context)
-        .map_err(|e| e.detail().map_or_else(|| e.to_string(), str::to_owned))
+    Ok(context)
 }
 
 #[cfg(test)]

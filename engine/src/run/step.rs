@@ -8,7 +8,7 @@ use git2::Oid;
 use minijinja::value::Value;
 
 use super::process::{self, Exit, Spec};
-use super::{Shared, StepRecord, render, step_ref};
+use super::{Shared, StepRecord, render, render_shell, step_ref};
 use crate::event::{Body, FailReason, Outcome, StepError, Tokens};
 use crate::git::MergeOutcome;
 use crate::plan::template;
@@ -273,24 +273,25 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
                 runtime: None,
                 worktree: worktree.display().to_string(),
             });
-            let command =
-                match render(&shared, Some(i), run, Flavor::Shell, attempt, base, None).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        return fail(
-                            "template",
-                            format!("cannot render `run`: {e}"),
-                            base,
-                            attempt,
-                            None,
-                        );
-                    }
-                };
+            let shell = match render_shell(&shared, Some(i), run, attempt, base).await {
+                Ok(c) => c,
+                Err(e) => {
+                    return fail(
+                        "template",
+                        format!("cannot render `run`: {e}"),
+                        base,
+                        attempt,
+                        None,
+                    );
+                }
+            };
             let out_path = logs.join(format!("run.{attempt}.out"));
             let err_path = logs.join(format!("run.{attempt}.err"));
-            let mut spec = Spec::shell(&command, &worktree, &out_path);
+            let command = shell.display.clone();
+            let mut spec = Spec::shell(&shell.command, &worktree, &out_path);
             spec.stderr = err_path.clone();
             spec.env = step_env(&shared, &step.id, &worktree, attempt);
+            spec.env.extend(shell.env);
             let exit = match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
                 Ok(exit) => exit,
                 Err(e) => return fail("command", e.to_string(), base, attempt, None),
@@ -445,7 +446,7 @@ async fn cache_key(shared: &Arc<Shared>, i: usize, base: Oid) -> Result<String, 
     let step = &shared.plan.steps[i];
     let (action, runner) = match &step.action {
         Action::Command { run } => (
-            render(shared, Some(i), run, Flavor::Shell, 1, base, None).await?,
+            render_shell(shared, Some(i), run, 1, base).await?.key(),
             "command".to_owned(),
         ),
         Action::Agent { prompt, agents, .. } => {
@@ -477,11 +478,11 @@ async fn cache_key(shared: &Arc<Shared>, i: usize, base: Oid) -> Result<String, 
         }
     };
     let gate = match &step.gate {
-        Some(gate) => render(shared, Some(i), gate, Flavor::Shell, 1, base, None).await?,
+        Some(gate) => render_shell(shared, Some(i), gate, 1, base).await?.key(),
         None => String::new(),
     };
     let setup = match &shared.plan.setup {
-        Some(setup) => render(shared, Some(i), setup, Flavor::Shell, 1, base, None).await?,
+        Some(setup) => render_shell(shared, Some(i), setup, 1, base).await?.key(),
         None => String::new(),
     };
     let repo = shared.repo.clone();
@@ -663,7 +664,7 @@ pub(crate) async fn prepare(
     };
     let step = &shared.plan.steps[i];
     let log = logs.join(setup_log);
-    let command = match render(shared, Some(i), setup, Flavor::Shell, 1, base, None).await {
+    let shell = match render_shell(shared, Some(i), setup, 1, base).await {
         Ok(c) => c,
         Err(e) => {
             return Prepared::Failed(StepError::new(
@@ -672,8 +673,10 @@ pub(crate) async fn prepare(
             ));
         }
     };
-    let mut spec = Spec::shell(&command, worktree, &log);
+    let command = shell.display;
+    let mut spec = Spec::shell(&shell.command, worktree, &log);
     spec.env = step_env(shared, &step.id, worktree, 1);
+    spec.env.extend(shell.env);
     let mut cancel = shared.cancel_for(i);
     match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
         Ok(exit) if exit.success() => Prepared::Ready,
@@ -754,7 +757,7 @@ pub(crate) async fn run_gate(
     base: Oid,
 ) -> GateResult {
     let step_id = i.map(|i| shared.plan.steps[i].id.clone());
-    let command = match render(shared, i, gate, Flavor::Shell, attempt, base, None).await {
+    let shell = match render_shell(shared, i, gate, attempt, base).await {
         Ok(c) => c,
         Err(e) => {
             let message = format!("cannot render the gate: {e}");
@@ -766,14 +769,16 @@ pub(crate) async fn run_gate(
             };
         }
     };
+    let command = shell.display;
     shared.emitter.emit(Body::GateStarted {
         step: step_id.clone(),
         attempt,
         command: command.clone(),
     });
     let log = logs.join(format!("gate.{attempt}.log"));
-    let mut spec = Spec::shell(&command, worktree, &log);
+    let mut spec = Spec::shell(&shell.command, worktree, &log);
     spec.env = step_env(shared, step_id.as_deref().unwrap_or(""), worktree, attempt);
+    spec.env.extend(shell.env);
     let timeout = i.map_or(std::time::Duration::from_secs(30 * 60), |i| {
         shared.plan.steps[i].timeout
     });
