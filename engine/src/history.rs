@@ -474,6 +474,12 @@ pub struct Cleaned {
     pub branches: Vec<String>,
     /// Result branches kept because they were never applied.
     pub kept_branches: Vec<String>,
+    /// Pool slots a failed step of an ended run kept for a look, now free: (run, step).
+    pub released_slots: Vec<(String, String)>,
+    /// Pool slots removed (`--pool`).
+    pub removed_slots: usize,
+    /// What the pool holds on disk afterwards, in bytes.
+    pub pool_bytes: u64,
 }
 
 /// Removes the worktrees of runs that are not live; with `runs`, also the records and refs of
@@ -484,11 +490,25 @@ pub fn clean(
     worktrees: &Path,
     runs: bool,
     force: bool,
+    pool: bool,
 ) -> Result<Cleaned, HistoryError> {
     let mut cleaned = Cleaned {
         worktrees: crate::run::prune_dead_runs(repo, worktrees, None),
         ..Cleaned::default()
     };
+    // The pool: slots kept after a failure are free again (or, with `pool`, every free slot
+    // goes). Slots a live run leases are never touched.
+    let slots = crate::git::pool::Pool::new(repo, worktrees);
+    if pool {
+        cleaned.removed_slots = slots.clear()?.len();
+    } else {
+        cleaned.released_slots = slots
+            .release_kept()?
+            .into_iter()
+            .map(|k| (k.run, k.step))
+            .collect();
+    }
+    cleaned.pool_bytes = slots.disk_usage();
     if !runs {
         return Ok(cleaned);
     }

@@ -180,11 +180,13 @@ fn an_auth_error_moves_on_to_the_next_agent_at_once() {
         "{}",
         out.stderr
     );
-    // codex ran in its own worktree, in its own CLI's sandbox mode.
-    let codex = &env.fake_calls()[1];
+    // codex ran in its own worktree (a pool slot of its own), in its own CLI's sandbox mode.
+    let calls = env.fake_calls();
+    let codex = &calls[1];
     assert!(argv_has(codex, "--sandbox", "workspace-write"), "{codex}");
+    assert_ne!(codex["cwd"], calls[0]["cwd"], "{codex}");
     assert!(
-        codex["cwd"].as_str().unwrap().ends_with("/s/codex"),
+        codex["cwd"].as_str().unwrap().contains("/pool/s"),
         "{codex}"
     );
 }

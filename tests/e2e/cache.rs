@@ -149,7 +149,12 @@ fn failed_steps_and_uncacheable_steps_are_never_reused() {
         "{}",
         cleaned.stderr
     );
-    assert_eq!(env.run(&["clean", "--cache"]).stderr, "nothing to clean\n");
+    let again = env.run(&["clean", "--cache"]);
+    assert!(
+        again.stderr.starts_with("nothing to clean\n"),
+        "{}",
+        again.stderr
+    );
     assert_eq!(env.run(&["run", "f"]).code, 1);
     assert_eq!(
         outcome_of(&env, "good"),

@@ -44,11 +44,16 @@ fn hello_runs_and_its_result_branch_holds_the_greetings() {
         "the run changed the user's repository"
     );
     assert!(out.stderr.contains("run passed"), "{}", out.stderr);
-    // No worktree is left behind by a passed run.
+    // Nothing but the pool's warm worktrees is left by a passed run.
+    assert!(env.worktrees_outside_pool().is_empty());
     let worktrees = env.home().join(".cache/medley/worktrees");
-    let left: Vec<_> = walk_files(&worktrees);
+    let left: Vec<_> = walk_files(&worktrees)
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("/pool/"))
+        .collect();
     assert!(left.is_empty(), "{left:?}");
-    assert_eq!(env.git(&["worktree", "list"]).lines().count(), 1);
+    let slots = env.pool_slots();
+    assert!(!slots.is_empty() && slots.len() <= 3, "{slots:?}");
 }
 
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -476,23 +481,26 @@ fn signal(pid: i32, signal: rustix::process::Signal) {
     rustix::process::kill_process(pid, signal).expect("the process exists");
 }
 
-#[test]
-fn a_killed_runs_worktrees_are_pruned_by_the_next_run() {
-    let env = env();
+/// Runs `long` (a step that sleeps) and kills medley with SIGKILL mid-step.
+fn kill_mid_step(env: &TestEnv, fresh: bool) {
     let pidfile = env.work().parent().unwrap().join("pids");
     env.repo(&[
         (
             "missions/long.toml",
             &format!(
-                "[steps.a]\nrun = \"echo $$ >> {p}; sleep 300\"\n",
+                "[steps.a]\nrun = \"echo $$ >> {p}; touch left-by-the-killed-step; sleep 300\"\n",
                 p = pidfile.display()
             ),
         ),
         ("missions/hello.toml", HELLO),
     ]);
+    let mut args = vec!["run", "long"];
+    if fresh {
+        args.push("--fresh-worktrees");
+    }
     let mut child = env
         .medley()
-        .args(["run", "long"])
+        .args(&args)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -505,16 +513,21 @@ fn a_killed_runs_worktrees_are_pruned_by_the_next_run() {
             let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         }
     }
+    let show = env.run(&["show", "last"]);
+    assert!(show.stdout.contains("outcome   killed"), "{}", show.stdout);
+}
+
+#[test]
+fn a_killed_runs_fresh_worktrees_are_pruned_by_the_next_run() {
+    let env = env();
+    kill_mid_step(&env, true);
     let worktrees = env.home().join(".cache/medley/worktrees");
     assert!(
         !walk_files(&worktrees).is_empty(),
         "the killed run left its worktree"
     );
-    assert_eq!(env.git(&["worktree", "list"]).lines().count(), 2);
-    let show = env.run(&["show", "last"]);
-    assert!(show.stdout.contains("outcome   killed"), "{}", show.stdout);
-
-    let out = env.run(&["run", "hello"]);
+    assert_eq!(env.worktrees_outside_pool().len(), 1);
+    let out = env.run(&["run", "hello", "--fresh-worktrees"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
         walk_files(&worktrees).is_empty(),
@@ -522,6 +535,23 @@ fn a_killed_runs_worktrees_are_pruned_by_the_next_run() {
         walk_files(&worktrees)
     );
     assert_eq!(env.git(&["worktree", "list"]).lines().count(), 1);
+}
+
+#[test]
+fn a_killed_runs_pool_slot_is_reset_and_reused_by_the_next_run() {
+    let env = env();
+    kill_mid_step(&env, false);
+    let slots = env.pool_slots();
+    assert_eq!(slots.len(), 1, "{slots:?}");
+    assert!(slots[0].join("left-by-the-killed-step").exists());
+    // The killed run's lease died with it: the next run takes the slot and resets it.
+    let out = env.run(&["run", "hello"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let tree = env.tree(&env.result_branches()[0]);
+    assert!(!tree.contains_key("left-by-the-killed-step"), "{tree:?}");
+    assert!(env.pool_slots().contains(&slots[0]));
+    assert!(!slots[0].join("left-by-the-killed-step").exists());
+    assert!(env.worktrees_outside_pool().is_empty());
 }
 
 #[test]
@@ -589,13 +619,25 @@ fn clean_is_idempotent_and_says_what_it_removed() {
     let first = env.run(&["clean"]);
     assert_eq!(first.code, 0);
     let fail_run = env.journal()[0]["run"].as_str().unwrap().to_owned();
+    let mut said = first.stderr.lines();
     assert_eq!(
-        first.stderr,
-        format!("removed the worktrees of run {fail_run}\n")
+        said.next(),
+        Some(format!("released the worktree step x of run {fail_run} kept for a look").as_str())
+    );
+    let pool = said.next().unwrap_or_default();
+    assert!(
+        pool.starts_with("the pool of warm worktrees holds ")
+            && pool.ends_with(" (`medley clean --pool` removes it)"),
+        "{}",
+        first.stderr
     );
 
     let second = env.run(&["clean"]);
-    assert_eq!(second.stderr, "nothing to clean\n");
+    assert!(
+        second.stderr.starts_with("nothing to clean\n"),
+        "{}",
+        second.stderr
+    );
     let runs = env.run(&["clean", "--runs"]);
     assert_eq!(runs.code, 0);
     assert!(
@@ -609,11 +651,24 @@ fn clean_is_idempotent_and_says_what_it_removed() {
         "header, the newest hello, the newest fail"
     );
     let force = env.run(&["clean", "--runs", "--force"]);
-    assert_eq!(
-        force.stderr, "nothing to clean\n",
-        "the old run's record is gone; its branch was kept"
+    assert!(
+        force.stderr.starts_with("nothing to clean\n"),
+        "the old run's record is gone; its branch was kept: {}",
+        force.stderr
     );
     assert_eq!(env.result_branches().len(), 2);
+    // The pool goes with --pool, and git forgets its worktrees.
+    assert!(!env.pool_slots().is_empty());
+    let pool = env.run(&["clean", "--pool"]);
+    assert!(
+        pool.stderr
+            .starts_with("removed the pool of warm worktrees ("),
+        "{}",
+        pool.stderr
+    );
+    assert!(env.pool_slots().is_empty());
+    assert_eq!(env.git(&["worktree", "list"]).lines().count(), 1);
+    assert_eq!(env.run(&["clean", "--pool"]).stderr, "nothing to clean\n");
 }
 
 #[test]

@@ -267,6 +267,36 @@ impl TestEnv {
             .collect()
     }
 
+    /// The registered worktrees other than the repository itself and the pool's slots.
+    pub fn worktrees_outside_pool(&self) -> Vec<String> {
+        self.git(&["worktree", "list", "--porcelain"])
+            .lines()
+            .filter_map(|l| l.strip_prefix("worktree "))
+            .skip(1)
+            .filter(|p| !p.contains("/pool/s"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The pool's worktree slots (`<cache>/medley/worktrees/<repo>/pool/s<n>`).
+    pub fn pool_slots(&self) -> Vec<PathBuf> {
+        let root = self.home().join(".cache/medley/worktrees");
+        let mut slots = Vec::new();
+        for repo in fs_err::read_dir(&root).into_iter().flatten().flatten() {
+            for slot in fs_err::read_dir(repo.path().join("pool"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if slot.path().is_dir() {
+                    slots.push(slot.path());
+                }
+            }
+        }
+        slots.sort();
+        slots
+    }
+
     /// The home directory medley runs with (its cache holds the worktrees).
     pub fn home(&self) -> PathBuf {
         self.dir.path().join("home")

@@ -40,6 +40,9 @@ pub struct RunArgs {
     /// Run every step: reuse no cached result
     #[arg(long)]
     pub no_cache: bool,
+    /// Give each step a brand-new worktree instead of a warm one from the pool
+    #[arg(long)]
+    pub fresh_worktrees: bool,
     /// Print the plan and run nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -78,7 +81,14 @@ pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
         plan.max_parallel = n as usize;
     }
     if !args.dry_run {
-        return run_plan(ctx, plan, args.base, args.no_cache, record);
+        return run_plan(
+            ctx,
+            plan,
+            args.base,
+            args.no_cache,
+            args.fresh_worktrees,
+            record,
+        );
     }
     if ctx.output == OutputFormat::Json {
         let json = serde_json::to_string_pretty(&plan).expect("a plan serialises to JSON");
@@ -106,6 +116,7 @@ fn run_plan(
     plan: Plan,
     base: Option<String>,
     no_cache: bool,
+    fresh_worktrees: bool,
     record: RunRecord,
 ) -> Result<u8, CliError> {
     match medley_engine::run::preflight::preflight(&plan) {
@@ -125,6 +136,7 @@ fn run_plan(
         grace: grace(),
         worktrees: None,
         no_cache,
+        fresh_worktrees,
         record: Some(record),
         control: None,
     };
@@ -141,6 +153,7 @@ pub fn resume_run(ctx: &Context, run: &str, no_cache: bool) -> Result<u8, CliErr
         grace: grace(),
         worktrees: None,
         no_cache,
+        fresh_worktrees: false,
         record: None,
         control: None,
     };

@@ -31,6 +31,9 @@ pub struct WatchArgs {
     /// Override a mission var (repeatable)
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = super::run::parse_set)]
     pub sets: Vec<(String, String)>,
+    /// Give each step a brand-new worktree instead of a warm one from the pool
+    #[arg(long)]
+    pub fresh_worktrees: bool,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -51,6 +54,7 @@ pub fn cmd_watch(ctx: &Context, args: WatchArgs) -> Result<u8, CliError> {
             grace: super::run::grace(),
             worktrees: None,
             no_cache: false,
+            fresh_worktrees: args.fresh_worktrees,
             record: None,
             control: None,
         },

@@ -115,9 +115,9 @@ impl Pool {
 
     /// Leases a free slot reset to `base`, or makes a new one. A slot already at `base` is
     /// preferred (nothing to write), then the most recently used. Slots kept by a failed step
-    /// of another mission are skipped; those of `mission` are released first (this is its next
-    /// run).
-    pub fn lease(&self, base: Oid, mission: &str) -> Result<Lease> {
+    /// of another mission, or of this run, are skipped; those an earlier run of `mission` kept
+    /// are released (this is its next run).
+    pub fn lease(&self, base: Oid, mission: &str, run: &str) -> Result<Lease> {
         fs_err::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let mut free: Vec<Lease> = Vec::new();
         for slot in self.slot_names()? {
@@ -125,7 +125,7 @@ impl Pool {
                 continue;
             };
             if let Some(kept) = &lease.state.kept {
-                if kept.mission != mission {
+                if kept.mission != mission || kept.run == run {
                     continue;
                 }
                 lease.state.kept = None;
@@ -209,6 +209,39 @@ impl Pool {
         Ok(removed)
     }
 
+    /// Keeps the pool within bounds after a run that ran up to `max_parallel` steps at once:
+    /// twice the largest `max_parallel` of the last ten runs, removing the least recently used
+    /// free slots beyond that. Returns the removed slots' paths.
+    pub fn bound(&self, max_parallel: usize) -> Result<Vec<PathBuf>> {
+        let path = self.dir.join("recent.json");
+        let mut recent: Vec<usize> = fs_err::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        recent.push(max_parallel.max(1));
+        if recent.len() > 10 {
+            recent.drain(..recent.len() - 10);
+        }
+        if let Ok(json) = serde_json::to_string(&recent) {
+            let _ = fs_err::write(&path, json);
+        }
+        self.trim(2 * recent.iter().copied().max().unwrap_or(1))
+    }
+
+    /// Frees every slot a failed step kept (and no live process leases); returns who kept them.
+    pub fn release_kept(&self) -> Result<Vec<Kept>> {
+        let mut released = Vec::new();
+        for slot in self.slot_names()? {
+            if let Some(mut lease) = self.try_lock(&slot)?
+                && let Some(kept) = lease.state.kept.take()
+            {
+                lease.save()?;
+                released.push(kept);
+            }
+        }
+        Ok(released)
+    }
+
     /// Removes every slot no live process leases (`medley clean --pool`).
     pub fn clear(&self) -> Result<Vec<PathBuf>> {
         let mut removed = Vec::new();
@@ -221,10 +254,15 @@ impl Pool {
         Ok(removed)
     }
 
-    /// The bytes the pool holds on disk.
+    /// The bytes the pool's slots hold on disk.
     pub fn disk_usage(&self) -> u64 {
         let mut total = 0;
-        let mut stack = vec![self.dir.clone()];
+        let mut stack: Vec<PathBuf> = self
+            .slot_names()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|slot| self.dir.join(slot))
+            .collect();
         while let Some(dir) = stack.pop() {
             let Ok(entries) = fs_err::read_dir(&dir) else {
                 continue;
@@ -752,7 +790,7 @@ mod tests {
             let f = fixture(&history);
             let from = &f.commits[from % f.commits.len()];
             let to = &f.commits[to % f.commits.len()];
-            let first = f.pool.lease(Oid::from_str(from).unwrap(), "m").unwrap();
+            let first = f.pool.lease(Oid::from_str(from).unwrap(), "m", "r1").unwrap();
             assert!(first.made);
             let slot = first.path.clone();
             fs_err::create_dir_all(slot.join("ignored")).unwrap();
@@ -763,7 +801,7 @@ mod tests {
             }
             drop(first);
 
-            let second = f.pool.lease(Oid::from_str(to).unwrap(), "m").unwrap();
+            let second = f.pool.lease(Oid::from_str(to).unwrap(), "m", "r1").unwrap();
             assert_eq!(second.path, slot, "the free slot is reused");
             assert!(!second.made);
             f.repo.add_worktree(&f.fresh, Oid::from_str(to).unwrap()).unwrap();
@@ -786,8 +824,8 @@ mod tests {
         ]);
         let oid = |i: usize| Oid::from_str(&f.commits[i]).unwrap();
         for (from, to) in [(0, 1), (1, 2), (2, 1)] {
-            drop(f.pool.lease(oid(from), "m").unwrap());
-            let lease = f.pool.lease(oid(to), "m").unwrap();
+            drop(f.pool.lease(oid(from), "m", "r2").unwrap());
+            let lease = f.pool.lease(oid(to), "m", "r2").unwrap();
             let fresh = f.fresh.with_extension(format!("{from}-{to}"));
             f.repo.add_worktree(&fresh, oid(to)).unwrap();
             assert_eq!(files(&lease.path), files(&fresh), "{from} -> {to}");
@@ -799,12 +837,12 @@ mod tests {
     fn two_leases_never_share_a_slot_and_a_dropped_one_is_reused() {
         let f = fixture(&[vec![Op::Write(0, "a".to_owned())]]);
         let base = Oid::from_str(&f.commits[0]).unwrap();
-        let a = f.pool.lease(base, "m").unwrap();
-        let b = f.pool.lease(base, "m").unwrap();
+        let a = f.pool.lease(base, "m", "r2").unwrap();
+        let b = f.pool.lease(base, "m", "r2").unwrap();
         assert_ne!(a.path, b.path);
         assert_eq!((a.slot.as_str(), b.slot.as_str()), ("s0", "s1"));
         drop(a);
-        let c = f.pool.lease(base, "m").unwrap();
+        let c = f.pool.lease(base, "m", "r2").unwrap();
         assert_eq!(c.slot, "s0");
         assert!(!c.made);
     }
@@ -813,7 +851,7 @@ mod tests {
     fn a_kept_slot_waits_for_the_next_run_of_its_mission() {
         let f = fixture(&[vec![Op::Write(0, "a".to_owned())]]);
         let base = Oid::from_str(&f.commits[0]).unwrap();
-        let failed = f.pool.lease(base, "m").unwrap();
+        let failed = f.pool.lease(base, "m", "r1").unwrap();
         let kept_path = failed.path.clone();
         fs_err::write(kept_path.join("left.txt"), "for a look").unwrap();
         failed
@@ -823,13 +861,17 @@ mod tests {
                 step: "s".to_owned(),
             })
             .unwrap();
-        // Another mission does not take it; it is still there to look at.
-        let other = f.pool.lease(base, "other").unwrap();
+        // Another mission, or another step of the same run, does not take it; it is still
+        // there to look at.
+        let other = f.pool.lease(base, "other", "r3").unwrap();
         assert_ne!(other.path, kept_path);
-        assert!(kept_path.join("left.txt").exists());
         drop(other);
+        let same_run = f.pool.lease(base, "m", "r1").unwrap();
+        assert_ne!(same_run.path, kept_path);
+        drop(same_run);
+        assert!(kept_path.join("left.txt").exists());
         // The mission's next run takes it back (reset).
-        let next = f.pool.lease(base, "m").unwrap();
+        let next = f.pool.lease(base, "m", "r2").unwrap();
         assert!(next.state.kept.is_none());
         let slots = f.pool.slots().unwrap();
         assert!(slots.iter().all(|s| s.state.kept.is_none()), "{slots:?}");
@@ -846,12 +888,12 @@ mod tests {
             Oid::from_str(&f.commits[0]).unwrap(),
             Oid::from_str(&f.commits[1]).unwrap(),
         );
-        let lease = f.pool.lease(c0, "m").unwrap();
+        let lease = f.pool.lease(c0, "m", "r2").unwrap();
         let path = lease.path.clone();
         drop(lease);
         // Its git link is broken: the reset fails, and the slot is made again in place.
         fs_err::write(path.join(".git"), "gitdir: /nowhere\n").unwrap();
-        let again = f.pool.lease(c1, "m").unwrap();
+        let again = f.pool.lease(c1, "m", "r2").unwrap();
         assert_eq!(again.path, path);
         assert!(again.made);
         assert_eq!(fs_err::read_to_string(path.join("b.txt")).unwrap(), "b");
@@ -861,9 +903,11 @@ mod tests {
     fn trim_removes_the_least_recently_used_free_slots_and_clear_all_free_ones() {
         let f = fixture(&[vec![Op::Write(0, "a".to_owned())]]);
         let base = Oid::from_str(&f.commits[0]).unwrap();
-        let leases: Vec<Lease> = (0..4).map(|_| f.pool.lease(base, "m").unwrap()).collect();
+        let leases: Vec<Lease> = (0..4)
+            .map(|_| f.pool.lease(base, "m", "r2").unwrap())
+            .collect();
         drop(leases);
-        let held = f.pool.lease(base, "m").unwrap();
+        let held = f.pool.lease(base, "m", "r2").unwrap();
         assert!(f.pool.disk_usage() > 0);
         let removed = f.pool.trim(2).unwrap();
         assert_eq!(removed.len(), 2, "{removed:?}");

@@ -355,7 +355,6 @@ async fn run_agent(
 ) -> AgentRun {
     let step = &shared.plan.steps[i];
     let profile = shared.plan.agents.get(name).cloned();
-    let worktree = shared.worktrees.join(&step.id).join(name);
     let logs = shared.run_dir.join("logs").join(&step.id);
     let mut run = AgentRun {
         agent: name.to_owned(),
@@ -376,6 +375,50 @@ async fn run_agent(
         ));
         return run;
     };
+    let held = match super::worktree::acquire(shared, &format!("{}/{name}", step.id), base).await {
+        Ok(held) => held,
+        Err(e) => {
+            run.error = Some(StepError::new("worktree", e.to_string()));
+            return run;
+        }
+    };
+    let worktree = held.path().to_owned();
+    let run = agent_attempts(
+        shared,
+        i,
+        name,
+        base,
+        &mut cancel,
+        run,
+        profile,
+        &worktree,
+        &logs,
+    )
+    .await;
+    if run.passed.is_some() || run.cancelled {
+        let _ = held.release(shared).await;
+    } else {
+        held.keep(shared, &step.id).await;
+    }
+    run
+}
+
+/// The attempts of one agent in its worktree: setup, then agent, commit, gate and retries.
+#[allow(clippy::too_many_arguments)]
+async fn agent_attempts(
+    shared: &Arc<Shared>,
+    i: usize,
+    name: &str,
+    base: Oid,
+    cancel: &mut watch::Receiver<bool>,
+    mut run: AgentRun,
+    profile: AgentSpec,
+    worktree: &Path,
+    logs: &Path,
+) -> AgentRun {
+    let step = &shared.plan.steps[i];
+    let worktree = worktree.to_owned();
+    let logs = logs.to_owned();
     match step::prepare(
         shared,
         i,
@@ -493,18 +536,8 @@ async fn run_agent(
         });
         let previous = resume.as_ref().map(|_| totals);
         let (result, exit) = attempt_once(
-            shared,
-            i,
-            name,
-            &*adapter,
-            &profile,
-            &argv,
-            &text,
-            &worktree,
-            &logs,
-            attempt,
-            previous,
-            &mut cancel,
+            shared, i, name, &*adapter, &profile, &argv, &text, &worktree, &logs, attempt,
+            previous, cancel,
         )
         .await;
         // Account what the attempt cost.
@@ -643,10 +676,8 @@ async fn run_agent(
         let id = step.id.clone();
         let repo = shared.repo.clone();
         let run_id = shared.run.clone();
-        let path = worktree.clone();
         let kept = tokio::task::spawn_blocking(move || {
-            repo.set_ref(&step_ref(&run_id, &id), commit, "medley: step result")?;
-            repo.remove_worktree(&path)
+            repo.set_ref(&step_ref(&run_id, &id), commit, "medley: step result")
         })
         .await;
         if let Ok(Err(e)) = kept {

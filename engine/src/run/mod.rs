@@ -6,6 +6,7 @@ mod includes;
 pub mod preflight;
 pub mod process;
 mod step;
+mod worktree;
 
 pub use agent::{program_of, which};
 
@@ -41,6 +42,8 @@ pub struct RunOptions {
     pub worktrees: Option<PathBuf>,
     /// `--no-cache`: run every step, reuse nothing.
     pub no_cache: bool,
+    /// `--fresh-worktrees`: a brand-new worktree per step instead of a warm pool slot.
+    pub fresh_worktrees: bool,
     /// Steering from outside (watch mode): stop some steps, or stop starting new ones.
     pub control: Option<watch::Receiver<Control>>,
     /// What was asked, kept in the run's directory so `resume` compiles the same plan.
@@ -76,6 +79,9 @@ pub struct RunRecord {
     /// Where the run's worktrees went, when not the default place.
     #[serde(default)]
     pub worktrees: Option<PathBuf>,
+    /// `--fresh-worktrees`.
+    #[serde(default)]
+    pub fresh_worktrees: bool,
 }
 
 /// How a run ended.
@@ -240,7 +246,10 @@ pub(crate) struct Shared {
     pub plan: Arc<Plan>,
     pub run: String,
     pub run_dir: PathBuf,
+    /// Where fresh worktrees go: `<worktrees>/<repo-id>/<run>`.
     pub worktrees: PathBuf,
+    /// The repository's pool of warm worktrees (`None` with `--fresh-worktrees`).
+    pub pool: Option<crate::git::pool::Pool>,
     pub base: Oid,
     pub grace: Grace,
     pub emitter: Emitter,
@@ -501,6 +510,10 @@ pub fn prune_dead_runs(repo: &Repo, worktrees: &Path, keep: Option<&str>) -> Vec
     };
     for entry in entries.flatten() {
         let run = entry.file_name().to_string_lossy().into_owned();
+        // The pool of warm worktrees lives beside the runs' directories.
+        if run == "pool" {
+            continue;
+        }
         if Some(run.as_str()) == keep || journal::is_live(&runs.join(&run)) {
             continue;
         }
@@ -562,6 +575,7 @@ pub async fn run(
                 options.grace.terminate.as_millis() as u64,
             ]),
             worktrees: options.worktrees.clone(),
+            fresh_worktrees: options.fresh_worktrees,
             ..record.clone()
         };
         let path = run_dir.join("run.json");
@@ -714,6 +728,7 @@ pub async fn resume(
     // worktrees' place.
     let mut options = options;
     options.no_cache |= record.no_cache;
+    options.fresh_worktrees |= record.fresh_worktrees;
     if let Some([interrupt, terminate]) = record.grace_ms {
         options.grace = Grace {
             interrupt: Duration::from_millis(interrupt),
@@ -853,6 +868,8 @@ async fn execute(
         run: run.clone(),
         run_dir: run_dir.clone(),
         worktrees: worktrees_base.join(&run),
+        pool: (!options.fresh_worktrees)
+            .then(|| crate::git::pool::Pool::new(&repo, &worktrees_base)),
         base,
         grace: options.grace,
         emitter,
@@ -919,6 +936,10 @@ async fn execute(
     };
     // The run's worktree directory goes when no failed step's worktree is kept in it.
     let _ = std::fs::remove_dir(&shared.worktrees);
+    if let Some(pool) = shared.pool.clone() {
+        let max_parallel = shared.plan.max_parallel;
+        let _ = tokio::task::spawn_blocking(move || pool.bound(max_parallel)).await;
+    }
     let usage = shared.usage.lock().map(|u| *u).unwrap_or_default();
     shared.emitter.emit(Body::RunFinished {
         outcome,

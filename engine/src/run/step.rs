@@ -251,162 +251,19 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
         let Action::Command { run } = &step.action else {
             return fail("agent", "not a command step".to_owned(), base, 0, None);
         };
-        let worktree = shared.worktrees.join(&step.id);
         let logs = shared.run_dir.join("logs").join(&step.id);
-        match prepare(&shared, i, &worktree, &logs, base, "setup.log").await {
-            Prepared::Ready => {}
-            Prepared::Cancelled => return cancelled(&shared, i, base, 0, started, &worktree).await,
-            Prepared::Failed(e) => return fail(&e.kind, e.message, base, 0, None),
+        let held = match super::worktree::acquire(&shared, &step.id, base).await {
+            Ok(held) => held,
+            Err(e) => return fail("worktree", e.to_string(), base, 0, None),
+        };
+        let worktree = held.path().to_owned();
+        let outcome = command_attempts(&shared, i, run, base, started, &worktree, &logs).await;
+        if outcome == Outcome::Failed {
+            held.keep(&shared, &step.id).await;
+        } else {
+            let _ = held.release(&shared).await;
         }
-        let mut cancel = shared.cancel_for(i);
-        let mut parent = base;
-        let mut last_error = None;
-        let mut output = String::new();
-        for attempt in 1..=step.attempts {
-            if shared.step_cancelled(i) {
-                return cancelled(&shared, i, base, attempt - 1, started, &worktree).await;
-            }
-            shared.emitter.emit(Body::StepStarted {
-                step: step.id.clone(),
-                attempt,
-                agent: None,
-                runtime: None,
-                worktree: worktree.display().to_string(),
-            });
-            let shell = match render_shell(&shared, Some(i), run, attempt, base).await {
-                Ok(c) => c,
-                Err(e) => {
-                    return fail(
-                        "template",
-                        format!("cannot render `run`: {e}"),
-                        base,
-                        attempt,
-                        None,
-                    );
-                }
-            };
-            let out_path = logs.join(format!("run.{attempt}.out"));
-            let err_path = logs.join(format!("run.{attempt}.err"));
-            let command = shell.display.clone();
-            let mut spec = Spec::shell(&shell.command, &worktree, &out_path);
-            spec.stderr = err_path.clone();
-            spec.env = step_env(&shared, &step.id, &worktree, attempt);
-            spec.env.extend(shell.env);
-            let exit = match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
-                Ok(exit) => exit,
-                Err(e) => return fail("command", e.to_string(), base, attempt, None),
-            };
-            // Like `$(...)` in a shell: the output without its trailing newlines.
-            output = fs_err::read(&out_path)
-                .map(|b| {
-                    String::from_utf8_lossy(&b)
-                        .trim_end_matches('\n')
-                        .to_owned()
-                })
-                .unwrap_or_default();
-
-            // Whatever the attempt did, its tree is committed on top of the last attempt's.
-            let repo = shared.repo.clone();
-            let path = worktree.clone();
-            let message = format!(
-                "medley: {} step {} attempt {attempt}\n\nrun {}",
-                shared.plan.mission, step.id, shared.run
-            );
-            let committed = blocking(move || repo.commit_worktree(&path, parent, &message)).await;
-            let (commit, files) = match committed {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => return fail("commit", e.to_string(), base, attempt, None),
-                Err(e) => return fail("commit", e, base, attempt, None),
-            };
-            parent = commit;
-            shared.emitter.emit(Body::StepCommitted {
-                step: step.id.clone(),
-                attempt,
-                commit: commit.to_string(),
-                files,
-            });
-            if exit == Exit::Cancelled {
-                return cancelled(&shared, i, base, attempt, started, &worktree).await;
-            }
-            if !exit.success() {
-                let (reason, kind) = if exit == Exit::TimedOut {
-                    (FailReason::Timeout, "timeout")
-                } else {
-                    (FailReason::Command, "command")
-                };
-                let mut message = match exit {
-                    Exit::TimedOut => format!(
-                        "`{}` ran past its timeout of {} and was stopped",
-                        command.lines().next().unwrap_or(""),
-                        crate::plan::duration_text::format(step.timeout)
-                    ),
-                    Exit::Code(127) => format!(
-                        "`{}` exited with 127: a program it runs was not found",
-                        command.lines().next().unwrap_or("")
-                    ),
-                    other => format!(
-                        "`{}` {}",
-                        command.lines().next().unwrap_or(""),
-                        describe(other)
-                    ),
-                };
-                let stderr = tail(&err_path, TAIL_LINES);
-                if !stderr.is_empty() {
-                    message.push_str(&format!(":\n{stderr}"));
-                }
-                attempt_failed(&shared, i, attempt, reason, &message);
-                last_error = Some(StepError::new(kind, message));
-                continue;
-            }
-            if let Some(gate) = &step.gate {
-                match run_gate(&shared, Some(i), gate, &worktree, &logs, attempt, base).await {
-                    GateResult::Passed => {}
-                    GateResult::Cancelled => {
-                        return cancelled(&shared, i, base, attempt, started, &worktree).await;
-                    }
-                    GateResult::Failed { message, .. } => {
-                        attempt_failed(&shared, i, attempt, FailReason::Gate, &message);
-                        last_error = Some(StepError::new("gate", message));
-                        continue;
-                    }
-                }
-            }
-            // Passed: keep the result under the run's refs, and let the worktree go.
-            let id = step.id.clone();
-            let repo = shared.repo.clone();
-            let run_id = shared.run.clone();
-            let path = worktree.clone();
-            let kept = blocking(move || {
-                repo.set_ref(&step_ref(&run_id, &id), commit, "medley: step result")?;
-                repo.remove_worktree(&path)
-            })
-            .await;
-            if let Ok(Err(e)) = kept {
-                return fail("state", e.to_string(), base, attempt, None);
-            }
-            return finish(
-                &shared,
-                i,
-                Outcome::Passed,
-                Some(commit),
-                base,
-                attempt,
-                started,
-                output,
-                None,
-            );
-        }
-        finish(
-            &shared,
-            i,
-            Outcome::Failed,
-            None,
-            base,
-            step.attempts,
-            started,
-            output,
-            last_error,
-        )
+        outcome
     }
     .await;
     if outcome == Outcome::Passed
@@ -579,8 +436,11 @@ async fn from_cache(
         .ok()?
         .ok()??;
     if replayed && let Some(gate) = &step.gate {
-        let worktree = shared.worktrees.join(&step.id);
         let logs = shared.run_dir.join("logs").join(&step.id);
+        let held = super::worktree::acquire(shared, &step.id, commit)
+            .await
+            .ok()?;
+        let worktree = held.path().to_owned();
         let passed = match prepare(shared, i, &worktree, &logs, commit, "setup.cached.log").await {
             Prepared::Ready => matches!(
                 run_gate(shared, Some(i), gate, &worktree, &logs, 0, base).await,
@@ -588,8 +448,7 @@ async fn from_cache(
             ),
             Prepared::Cancelled | Prepared::Failed(_) => false,
         };
-        let repo = shared.repo.clone();
-        let _ = blocking(move || repo.remove_worktree(&worktree)).await;
+        let _ = held.release(shared).await;
         if !passed {
             return None;
         }
@@ -622,6 +481,186 @@ async fn from_cache(
     ))
 }
 
+/// The attempts of a command step in its worktree: command, commit, gate, and retries.
+async fn command_attempts(
+    shared: &Arc<Shared>,
+    i: usize,
+    run: &TemplateRef,
+    base: Oid,
+    started: Instant,
+    worktree: &Path,
+    logs: &Path,
+) -> Outcome {
+    let step = &shared.plan.steps[i];
+    let shared = shared.clone();
+    let worktree = worktree.to_owned();
+    let logs = logs.to_owned();
+    let fail = |kind: &str, message: String, base: Oid, attempts: u32, _: Option<()>| {
+        finish(
+            &shared,
+            i,
+            Outcome::Failed,
+            None,
+            base,
+            attempts,
+            started,
+            String::new(),
+            Some(StepError::new(kind, message)),
+        )
+    };
+    match prepare(&shared, i, &worktree, &logs, base, "setup.log").await {
+        Prepared::Ready => {}
+        Prepared::Cancelled => return cancelled(&shared, i, base, 0, started, &worktree).await,
+        Prepared::Failed(e) => return fail(&e.kind, e.message, base, 0, None),
+    }
+    let mut cancel = shared.cancel_for(i);
+    let mut parent = base;
+    let mut last_error = None;
+    let mut output = String::new();
+    for attempt in 1..=step.attempts {
+        if shared.step_cancelled(i) {
+            return cancelled(&shared, i, base, attempt - 1, started, &worktree).await;
+        }
+        shared.emitter.emit(Body::StepStarted {
+            step: step.id.clone(),
+            attempt,
+            agent: None,
+            runtime: None,
+            worktree: worktree.display().to_string(),
+        });
+        let shell = match render_shell(&shared, Some(i), run, attempt, base).await {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(
+                    "template",
+                    format!("cannot render `run`: {e}"),
+                    base,
+                    attempt,
+                    None,
+                );
+            }
+        };
+        let out_path = logs.join(format!("run.{attempt}.out"));
+        let err_path = logs.join(format!("run.{attempt}.err"));
+        let command = shell.display.clone();
+        let mut spec = Spec::shell(&shell.command, &worktree, &out_path);
+        spec.stderr = err_path.clone();
+        spec.env = step_env(&shared, &step.id, &worktree, attempt);
+        spec.env.extend(shell.env);
+        let exit = match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
+            Ok(exit) => exit,
+            Err(e) => return fail("command", e.to_string(), base, attempt, None),
+        };
+        // Like `$(...)` in a shell: the output without its trailing newlines.
+        output = fs_err::read(&out_path)
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .trim_end_matches('\n')
+                    .to_owned()
+            })
+            .unwrap_or_default();
+
+        // Whatever the attempt did, its tree is committed on top of the last attempt's.
+        let repo = shared.repo.clone();
+        let path = worktree.clone();
+        let message = format!(
+            "medley: {} step {} attempt {attempt}\n\nrun {}",
+            shared.plan.mission, step.id, shared.run
+        );
+        let committed = blocking(move || repo.commit_worktree(&path, parent, &message)).await;
+        let (commit, files) = match committed {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return fail("commit", e.to_string(), base, attempt, None),
+            Err(e) => return fail("commit", e, base, attempt, None),
+        };
+        parent = commit;
+        shared.emitter.emit(Body::StepCommitted {
+            step: step.id.clone(),
+            attempt,
+            commit: commit.to_string(),
+            files,
+        });
+        if exit == Exit::Cancelled {
+            return cancelled(&shared, i, base, attempt, started, &worktree).await;
+        }
+        if !exit.success() {
+            let (reason, kind) = if exit == Exit::TimedOut {
+                (FailReason::Timeout, "timeout")
+            } else {
+                (FailReason::Command, "command")
+            };
+            let mut message = match exit {
+                Exit::TimedOut => format!(
+                    "`{}` ran past its timeout of {} and was stopped",
+                    command.lines().next().unwrap_or(""),
+                    crate::plan::duration_text::format(step.timeout)
+                ),
+                Exit::Code(127) => format!(
+                    "`{}` exited with 127: a program it runs was not found",
+                    command.lines().next().unwrap_or("")
+                ),
+                other => format!(
+                    "`{}` {}",
+                    command.lines().next().unwrap_or(""),
+                    describe(other)
+                ),
+            };
+            let stderr = tail(&err_path, TAIL_LINES);
+            if !stderr.is_empty() {
+                message.push_str(&format!(":\n{stderr}"));
+            }
+            attempt_failed(&shared, i, attempt, reason, &message);
+            last_error = Some(StepError::new(kind, message));
+            continue;
+        }
+        if let Some(gate) = &step.gate {
+            match run_gate(&shared, Some(i), gate, &worktree, &logs, attempt, base).await {
+                GateResult::Passed => {}
+                GateResult::Cancelled => {
+                    return cancelled(&shared, i, base, attempt, started, &worktree).await;
+                }
+                GateResult::Failed { message, .. } => {
+                    attempt_failed(&shared, i, attempt, FailReason::Gate, &message);
+                    last_error = Some(StepError::new("gate", message));
+                    continue;
+                }
+            }
+        }
+        // Passed: keep the result under the run's refs, and let the worktree go.
+        let id = step.id.clone();
+        let repo = shared.repo.clone();
+        let run_id = shared.run.clone();
+        let kept =
+            blocking(move || repo.set_ref(&step_ref(&run_id, &id), commit, "medley: step result"))
+                .await;
+        if let Ok(Err(e)) = kept {
+            return fail("state", e.to_string(), base, attempt, None);
+        }
+        return finish(
+            &shared,
+            i,
+            Outcome::Passed,
+            Some(commit),
+            base,
+            attempt,
+            started,
+            output,
+            None,
+        );
+    }
+    finish(
+        &shared,
+        i,
+        Outcome::Failed,
+        None,
+        base,
+        step.attempts,
+        started,
+        output,
+        last_error,
+    )
+}
+
 /// How preparing a worktree went.
 pub(crate) enum Prepared {
     Ready,
@@ -629,8 +668,9 @@ pub(crate) enum Prepared {
     Failed(StepError),
 }
 
-/// Makes the worktree at `worktree` from `base`, copies in what `.worktreeinclude` names, and
-/// runs the mission's `setup` there (its output in `logs/<setup_log>`).
+/// Readies a worktree already at `base`: copies in what `.worktreeinclude` names (what changed
+/// since the slot last had it), and runs the mission's `setup` there (its output in
+/// `logs/<setup_log>`).
 pub(crate) async fn prepare(
     shared: &Arc<Shared>,
     i: usize,
@@ -645,7 +685,6 @@ pub(crate) async fn prepare(
     let repo = shared.repo.clone();
     let path = worktree.to_owned();
     match blocking(move || {
-        repo.add_worktree(&path, base)?;
         super::includes::copy(&repo.root, &path)
             .map(|_| ())
             .map_err(|e| crate::git::GitError::Io {
@@ -836,17 +875,13 @@ pub(crate) async fn final_gate(
     gate: &TemplateRef,
     merged: Oid,
 ) -> Result<bool, String> {
-    let worktree = shared.worktrees.join("_final");
     let logs = shared.run_dir.join("logs").join("_final");
     fs_err::create_dir_all(&logs).map_err(|e| e.to_string())?;
-    let repo = shared.repo.clone();
-    let path = worktree.clone();
-    blocking(move || repo.add_worktree(&path, merged))
-        .await?
+    let held = super::worktree::acquire(shared, "_final", merged)
+        .await
         .map_err(|e| e.to_string())?;
-    let result = run_gate(shared, None, gate, &worktree, &logs, 1, merged).await;
-    let repo = shared.repo.clone();
-    let _ = blocking(move || repo.remove_worktree(&worktree)).await;
+    let result = run_gate(shared, None, gate, held.path(), &logs, 1, merged).await;
+    let _ = held.release(shared).await;
     Ok(matches!(result, GateResult::Passed))
 }
 
