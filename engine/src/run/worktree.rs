@@ -18,7 +18,7 @@ use crate::git::pool::{Kept, Lease};
 /// A step's worktree, held until it is released or kept.
 #[derive(Debug)]
 pub(crate) enum Worktree {
-    Pooled(Lease),
+    Pooled(Box<Lease>),
     Fresh(PathBuf),
 }
 
@@ -53,7 +53,7 @@ impl Worktree {
                 run: shared.run.clone(),
                 step: step.to_owned(),
             };
-            let _ = tokio::task::spawn_blocking(move || lease.keep(kept)).await;
+            let _ = tokio::task::spawn_blocking(move || (*lease).keep(kept)).await;
         }
     }
 }
@@ -72,7 +72,7 @@ pub(crate) async fn acquire(
             let run = shared.run.clone();
             blocking(move || pool.lease(base, &mission, &run))
                 .await
-                .map(Worktree::Pooled)
+                .map(|lease| Worktree::Pooled(Box::new(lease)))
         }
         None => {
             let path = shared.worktrees.join(name);
