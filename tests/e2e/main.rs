@@ -11,6 +11,7 @@ mod faithful;
 mod git_fidelity;
 mod kimi;
 mod missions;
+mod pool;
 mod resume;
 mod run;
 mod watch;

@@ -7,4 +7,4 @@ pub mod suggest;
 
 pub use diagnostics::{ErrorKind, MissionError, MissionErrors};
 pub use load::{LoadError, Mission};
-pub use model::{MissionFile, Runtime, Strategy};
+pub use model::{MissionFile, Runtime, Strategy, WorktreeMode};

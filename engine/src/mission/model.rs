@@ -28,9 +28,17 @@ pub struct MissionFile {
     /// A final gate, run on the merged result of every step (a shell command template).
     #[schemars(with = "Option<String>")]
     pub gate: Option<Spanned<String>>,
-    /// A shell command template run first in every new worktree (e.g. `npm ci`).
+    /// A shell command template run first in every worktree a step gets (e.g. `npm ci`).
     #[schemars(with = "Option<String>")]
     pub setup: Option<Spanned<String>>,
+    /// Globs of the files `setup` depends on (e.g. `package-lock.json`): then it runs in a
+    /// pooled worktree only when the worktree is new or they changed since setup last passed
+    /// there.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub setup_files: Option<Vec<Spanned<String>>>,
+    /// `pool` (default): steps get warm worktrees from the repository's pool; `fresh`: a
+    /// brand-new worktree each.
+    pub worktree: Option<WorktreeMode>,
     /// A spending cap for the whole run, in US dollars.
     #[schemars(with = "Option<f64>", range(min = 0.0))]
     pub budget_usd: Option<Spanned<f64>>,
@@ -99,6 +107,20 @@ pub struct Defaults {
     /// The prompt template for a retry after a failure (context: `failure.*`).
     #[schemars(with = "Option<String>")]
     pub retry_prompt: Option<Spanned<String>>,
+    /// `fresh`: every step gets a brand-new worktree instead of a warm one from the pool.
+    pub worktree: Option<WorktreeMode>,
+}
+
+/// Where a step's worktree comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorktreeMode {
+    /// A slot of the repository's pool, reset to the step's base; ignored files (build
+    /// caches) kept.
+    #[default]
+    Pool,
+    /// A brand-new `git worktree add`, for a build that trusts nothing left over.
+    Fresh,
 }
 
 /// One step: exactly one of `prompt` (an agent step) or `run` (a command step).
@@ -143,6 +165,8 @@ pub struct Step {
     /// The prompt template for a retry after a failure (context: `failure.*`).
     #[schemars(with = "Option<String>")]
     pub retry_prompt: Option<Spanned<String>>,
+    /// `fresh`: this step gets a brand-new worktree instead of a warm one from the pool.
+    pub worktree: Option<WorktreeMode>,
 }
 
 /// A matrix axis: a non-empty list of values.
@@ -300,6 +324,8 @@ pub mod keys {
         "max_steps",
         "gate",
         "setup",
+        "setup_files",
+        "worktree",
         "budget_usd",
         "vars",
         "defaults",
@@ -315,6 +341,7 @@ pub mod keys {
         "cache",
         "strategy",
         "retry_prompt",
+        "worktree",
     ];
     pub const STEP: &[&str] = &[
         "prompt",
@@ -330,6 +357,7 @@ pub mod keys {
         "cache",
         "strategy",
         "retry_prompt",
+        "worktree",
     ];
     pub const AGENT: &[&str] = &["runtime", "model", "args", "env", "price", "program"];
     pub const PRICE: &[&str] = &["input_per_mtok", "output_per_mtok"];

@@ -204,6 +204,7 @@ impl<'m> Compiler<'m> {
         let mut templates = Templates::new();
         let gate = self.template(&mut templates, self.file.gate.as_ref(), Flavor::Shell);
         let setup = self.template(&mut templates, self.file.setup.as_ref(), Flavor::Shell);
+        let setup_files = self.setup_files();
         let upstream = Upstream::new(&steps, acyclic.then_some(order.as_slice()));
         self.check_step_templates(&mut templates, &decls, &steps, &upstream, &vars, &name);
         self.check_mission_templates(&templates, &gate, &setup, &steps, &vars, &name);
@@ -240,6 +241,8 @@ impl<'m> Compiler<'m> {
             budget_usd: self.file.budget_usd.as_ref().map(|b| *b.get_ref()),
             gate,
             setup,
+            setup_files,
+            fresh_worktrees: self.file.worktree == Some(crate::mission::WorktreeMode::Fresh),
             vars,
             agents,
             steps: ordered,
@@ -882,10 +885,42 @@ impl<'m> Compiler<'m> {
                     timeout,
                     inputs: inputs.clone(),
                     cache: step.cache.or(defaults.cache).unwrap_or(true),
+                    fresh_worktree: step.worktree.or(defaults.worktree).or(self.file.worktree)
+                        == Some(crate::mission::WorktreeMode::Fresh),
                 });
             }
         }
         steps
+    }
+
+    /// `setup_files`: valid globs, and only with a `setup`.
+    fn setup_files(&mut self) -> Option<Vec<String>> {
+        let files = self.file.setup_files.clone()?;
+        for glob in &files {
+            if let Err(e) = crate::cache::input_globs(std::slice::from_ref(glob.get_ref())) {
+                self.push(
+                    MissionError::new(
+                        ErrorKind::Value,
+                        format!("`{}` in `setup_files` is not a valid glob", glob.get_ref()),
+                    )
+                    .label(glob.span(), e.kind().to_string())
+                    .help("write a path or glob relative to the repository root, e.g. `package-lock.json` or `requirements*.txt`"),
+                );
+            }
+        }
+        if self.file.setup.is_none()
+            && let Some(first) = files.first()
+        {
+            self.push(
+                MissionError::new(
+                    ErrorKind::Value,
+                    "`setup_files` names the files of a `setup`, but there is no `setup`",
+                )
+                .label(first.span(), "no `setup` uses these")
+                .help("add `setup = \"...\"` (e.g. `setup = \"npm ci\"`), or remove `setup_files`"),
+            );
+        }
+        Some(files.iter().map(|f| f.get_ref().clone()).collect())
     }
 
     fn chain(

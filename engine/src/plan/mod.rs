@@ -28,9 +28,15 @@ pub struct Plan {
     /// The final gate's template, run on the merged result.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gate: Option<TemplateRef>,
-    /// The setup template, run in every new worktree.
+    /// The setup template, run in every worktree a step gets.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub setup: Option<TemplateRef>,
+    /// The files (globs) setup depends on: it then runs only when they changed for the slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setup_files: Option<Vec<String>>,
+    /// `worktree = "fresh"` for the mission (its final gate's worktree too).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fresh_worktrees: bool,
     pub vars: IndexMap<String, serde_json::Value>,
     /// The agent profiles the steps use, by name.
     pub agents: IndexMap<String, AgentSpec>,
@@ -90,6 +96,9 @@ pub struct PlanStep {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<String>>,
     pub cache: bool,
+    /// `worktree = "fresh"` (the step's, else the mission's).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fresh_worktree: bool,
 }
 
 /// What a step does.

@@ -375,14 +375,15 @@ async fn run_agent(
         ));
         return run;
     };
-    let held = match super::worktree::acquire(shared, &format!("{}/{name}", step.id), base).await {
-        Ok(held) => held,
-        Err(e) => {
-            run.error = Some(StepError::new("worktree", e.to_string()));
-            return run;
-        }
-    };
-    let worktree = held.path().to_owned();
+    let name_in_run = format!("{}/{name}", step.id);
+    let mut held =
+        match super::worktree::acquire(shared, &name_in_run, base, step.fresh_worktree).await {
+            Ok(held) => held,
+            Err(e) => {
+                run.error = Some(StepError::new("worktree", e.to_string()));
+                return run;
+            }
+        };
     let run = agent_attempts(
         shared,
         i,
@@ -391,7 +392,7 @@ async fn run_agent(
         &mut cancel,
         run,
         profile,
-        &worktree,
+        &mut held,
         &logs,
     )
     .await;
@@ -413,22 +414,13 @@ async fn agent_attempts(
     cancel: &mut watch::Receiver<bool>,
     mut run: AgentRun,
     profile: AgentSpec,
-    worktree: &Path,
+    held: &mut super::worktree::Worktree,
     logs: &Path,
 ) -> AgentRun {
     let step = &shared.plan.steps[i];
-    let worktree = worktree.to_owned();
+    let worktree = held.path().to_owned();
     let logs = logs.to_owned();
-    match step::prepare(
-        shared,
-        i,
-        &worktree,
-        &logs,
-        base,
-        &format!("setup.{name}.log"),
-    )
-    .await
-    {
+    match step::prepare(shared, i, held, &logs, base, &format!("setup.{name}.log")).await {
         Prepared::Ready => {}
         Prepared::Cancelled => {
             run.cancelled = true;

@@ -252,12 +252,12 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
             return fail("agent", "not a command step".to_owned(), base, 0, None);
         };
         let logs = shared.run_dir.join("logs").join(&step.id);
-        let held = match super::worktree::acquire(&shared, &step.id, base).await {
-            Ok(held) => held,
-            Err(e) => return fail("worktree", e.to_string(), base, 0, None),
-        };
-        let worktree = held.path().to_owned();
-        let outcome = command_attempts(&shared, i, run, base, started, &worktree, &logs).await;
+        let mut held =
+            match super::worktree::acquire(&shared, &step.id, base, step.fresh_worktree).await {
+                Ok(held) => held,
+                Err(e) => return fail("worktree", e.to_string(), base, 0, None),
+            };
+        let outcome = command_attempts(&shared, i, run, base, started, &mut held, &logs).await;
         if outcome == Outcome::Failed {
             held.keep(&shared, &step.id).await;
         } else {
@@ -437,11 +437,11 @@ async fn from_cache(
         .ok()??;
     if replayed && let Some(gate) = &step.gate {
         let logs = shared.run_dir.join("logs").join(&step.id);
-        let held = super::worktree::acquire(shared, &step.id, commit)
+        let mut held = super::worktree::acquire(shared, &step.id, commit, step.fresh_worktree)
             .await
             .ok()?;
         let worktree = held.path().to_owned();
-        let passed = match prepare(shared, i, &worktree, &logs, commit, "setup.cached.log").await {
+        let passed = match prepare(shared, i, &mut held, &logs, commit, "setup.cached.log").await {
             Prepared::Ready => matches!(
                 run_gate(shared, Some(i), gate, &worktree, &logs, 0, base).await,
                 GateResult::Passed
@@ -488,12 +488,12 @@ async fn command_attempts(
     run: &TemplateRef,
     base: Oid,
     started: Instant,
-    worktree: &Path,
+    held: &mut super::worktree::Worktree,
     logs: &Path,
 ) -> Outcome {
     let step = &shared.plan.steps[i];
     let shared = shared.clone();
-    let worktree = worktree.to_owned();
+    let worktree = held.path().to_owned();
     let logs = logs.to_owned();
     let fail = |kind: &str, message: String, base: Oid, attempts: u32, _: Option<()>| {
         finish(
@@ -508,7 +508,7 @@ async fn command_attempts(
             Some(StepError::new(kind, message)),
         )
     };
-    match prepare(&shared, i, &worktree, &logs, base, "setup.log").await {
+    match prepare(&shared, i, held, &logs, base, "setup.log").await {
         Prepared::Ready => {}
         Prepared::Cancelled => return cancelled(&shared, i, base, 0, started, &worktree).await,
         Prepared::Failed(e) => return fail(&e.kind, e.message, base, 0, None),
@@ -674,11 +674,12 @@ pub(crate) enum Prepared {
 pub(crate) async fn prepare(
     shared: &Arc<Shared>,
     i: usize,
-    worktree: &Path,
+    held: &mut super::worktree::Worktree,
     logs: &Path,
     base: Oid,
     setup_log: &str,
 ) -> Prepared {
+    let worktree = &held.path().to_owned();
     if let Err(e) = fs_err::create_dir_all(logs) {
         return Prepared::Failed(StepError::new("state", e.to_string()));
     }
@@ -712,12 +713,40 @@ pub(crate) async fn prepare(
             ));
         }
     };
+    // With `setup_files`, a pooled worktree where this setup already passed on the same files
+    // skips it.
+    let stamp = match &shared.plan.setup_files {
+        Some(files) => {
+            let repo = shared.repo.clone();
+            let files = files.clone();
+            let key = shell.key();
+            match blocking(move || crate::cache::narrowed_base(&repo, base, Some(&files))).await {
+                Ok(Ok(digest)) => Some(
+                    blake3::hash(format!("{key}\0{digest}").as_bytes())
+                        .to_hex()
+                        .to_string(),
+                ),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    if let Some(stamp) = &stamp
+        && held.setup_stamp() == Some(stamp.as_str())
+    {
+        return Prepared::Ready;
+    }
     let command = shell.display;
     let mut spec = Spec::shell(&shell.command, worktree, &log);
     spec.env = step_env(shared, &step.id, worktree, 1);
     spec.env.extend(shell.env);
     let mut cancel = shared.cancel_for(i);
-    match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
+    let ran = process::run(&spec, step.timeout, &mut cancel, shared.grace).await;
+    held.set_setup_stamp(match &ran {
+        Ok(exit) if exit.success() => stamp,
+        _ => None,
+    });
+    match ran {
         Ok(exit) if exit.success() => Prepared::Ready,
         Ok(Exit::Cancelled) => Prepared::Cancelled,
         Ok(exit) => Prepared::Failed(StepError::new(
@@ -877,7 +906,7 @@ pub(crate) async fn final_gate(
 ) -> Result<bool, String> {
     let logs = shared.run_dir.join("logs").join("_final");
     fs_err::create_dir_all(&logs).map_err(|e| e.to_string())?;
-    let held = super::worktree::acquire(shared, "_final", merged)
+    let held = super::worktree::acquire(shared, "_final", merged, shared.plan.fresh_worktrees)
         .await
         .map_err(|e| e.to_string())?;
     let result = run_gate(shared, None, gate, held.path(), &logs, 1, merged).await;

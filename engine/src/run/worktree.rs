@@ -15,6 +15,9 @@ use super::Shared;
 use crate::git::GitError;
 use crate::git::pool::{Kept, Lease};
 
+/// The slot note holding the stamp of the last setup that passed there.
+const SETUP: &str = "setup";
+
 /// A step's worktree, held until it is released or kept.
 #[derive(Debug)]
 pub(crate) enum Worktree {
@@ -27,6 +30,28 @@ impl Worktree {
         match self {
             Worktree::Pooled(lease) => &lease.path,
             Worktree::Fresh(path) => path,
+        }
+    }
+
+    /// The stamp of the last `setup` that passed in this slot (`None` for a new slot or a
+    /// fresh worktree).
+    pub fn setup_stamp(&self) -> Option<&str> {
+        match self {
+            Worktree::Pooled(lease) if !lease.made => {
+                lease.state.notes.get(SETUP).map(String::as_str)
+            }
+            _ => None,
+        }
+    }
+
+    /// Records (or, with `None`, forgets) that setup passed here on these files.
+    pub fn set_setup_stamp(&mut self, stamp: Option<String>) {
+        if let Worktree::Pooled(lease) = self {
+            match stamp {
+                Some(stamp) => lease.state.notes.insert(SETUP.to_owned(), stamp),
+                None => lease.state.notes.remove(SETUP),
+            };
+            let _ = lease.save();
         }
     }
 
@@ -59,13 +84,15 @@ impl Worktree {
 }
 
 /// A worktree at `base` for `name` (a step id, `step/agent`, or `_final`): a pool slot, or a
-/// fresh worktree at `<run>/<name>` when the run asked for fresh ones.
+/// fresh worktree at `<run>/<name>` when the run (`--fresh-worktrees`) or `fresh` (the step's
+/// or mission's `worktree = "fresh"`) asks for one.
 pub(crate) async fn acquire(
     shared: &Arc<Shared>,
     name: &str,
     base: Oid,
+    fresh: bool,
 ) -> Result<Worktree, GitError> {
-    match &shared.pool {
+    match shared.pool.as_ref().filter(|_| !fresh) {
         Some(pool) => {
             let pool = pool.clone();
             let mission = shared.plan.mission.clone();
