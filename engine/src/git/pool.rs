@@ -368,30 +368,22 @@ impl Pool {
         let base_text = base.to_string();
         // checkout rewrites only files whose content differs; a changed eol or filter rule
         // in a `.gitattributes` changes how unchanged files must be written, so then all are.
-        let head = git_out(path, &["rev-parse", "--verify", "-q", "HEAD"])?;
-        let attributes_changed = [head.trim(), lease.state.base.as_deref().unwrap_or("")]
-            .into_iter()
-            .filter(|old| !old.is_empty() && *old != base_text)
-            .any(|old| {
-                git_in(
-                    path,
-                    &["diff", "--quiet", old, &base_text, "--", "*.gitattributes"],
-                )
-                .is_err()
-            })
-            || git_in(path, &["diff", "--quiet", "HEAD", "--", "*.gitattributes"]).is_err();
+        let attributes_changed = attributes_changed(path, lease.state.base.as_deref(), base);
+        // `--force` also resets the index to the base: staged changes go, and what was staged
+        // but is not in the base becomes untracked, which `clean` removes.
         git_in(
             path,
             &["checkout", "--detach", "--force", "--quiet", &base_text],
         )?;
         if attributes_changed {
+            // With no index, every file is written again, through the base's rules.
             let index = git_out(
                 path,
                 &["rev-parse", "--path-format=absolute", "--git-path", "index"],
             )?;
             let _ = fs_err::remove_file(index.trim());
+            git_in(path, &["reset", "--hard", "--quiet"])?;
         }
-        git_in(path, &["reset", "--hard", "--quiet"])?;
         clear_operation_state(path);
         git_in(path, &["clean", "-ffdq"])?;
         lease.state.resetting = false;
@@ -446,6 +438,50 @@ impl Lease {
         self.state.kept = Some(kept);
         self.save()
     }
+}
+
+/// Whether the `.gitattributes` files that decide how the slot's files were written differ from
+/// the base's: between its HEAD (or the base it was last reset to) and `base`, or edited in
+/// the worktree. Decided in memory with libgit2; when libgit2 cannot read the worktree (e.g. a
+/// split index), by `git diff`.
+fn attributes_changed(slot: &Path, last: Option<&str>, base: Oid) -> bool {
+    let in_memory = || -> std::result::Result<bool, git2::Error> {
+        let repo = git2::Repository::open(slot)?;
+        let base_tree = repo.find_commit(base)?.tree()?;
+        let head = repo.head()?.peel_to_commit()?.id();
+        let mut olds = vec![head];
+        if let Some(last) = last.and_then(|l| Oid::from_str(l).ok()) {
+            olds.push(last);
+        }
+        for old in olds.into_iter().filter(|old| *old != base) {
+            let tree = repo.find_commit(old)?.tree()?;
+            let mut options = git2::DiffOptions::new();
+            options.pathspec("*.gitattributes");
+            if repo
+                .diff_tree_to_tree(Some(&tree), Some(&base_tree), Some(&mut options))?
+                .deltas()
+                .len()
+                > 0
+            {
+                return Ok(true);
+            }
+        }
+        let mut options = git2::StatusOptions::new();
+        options
+            .pathspec("*.gitattributes")
+            .include_untracked(true)
+            .include_ignored(false);
+        Ok(!repo.statuses(Some(&mut options))?.is_empty())
+    };
+    in_memory().unwrap_or_else(|_| {
+        let base = base.to_string();
+        git_in(
+            slot,
+            &["diff", "--quiet", "HEAD", &base, "--", "*.gitattributes"],
+        )
+        .is_err()
+            || git_in(slot, &["diff", "--quiet", "HEAD", "--", "*.gitattributes"]).is_err()
+    })
 }
 
 /// Removes what an interrupted merge, rebase, cherry-pick, revert or bisect left in a
