@@ -381,9 +381,10 @@ pub fn clean(
     worktrees: &Path,
     runs: bool,
     force: bool,
+    grace: crate::run::Grace,
 ) -> Result<Cleaned, HistoryError> {
     let mut cleaned = Cleaned {
-        worktrees: crate::run::prune_dead_runs(repo, worktrees, None),
+        worktrees: crate::run::prune_dead_runs(repo, worktrees, None, grace),
         ..Cleaned::default()
     };
     if !runs {

@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod corpus;
 mod missions;
+mod processes;
 mod resume;
 mod run;
 mod watch;

@@ -314,8 +314,14 @@ pub struct CleanArgs {
 pub fn cmd_clean(ctx: &Context, args: CleanArgs) -> Result<u8, CliError> {
     let repo = repo(ctx)?;
     let worktrees = worktrees_root(None, &repo).map_err(CliError::failed)?;
-    let cleaned =
-        history::clean(&repo, &worktrees, args.runs, args.force).map_err(CliError::failed)?;
+    let cleaned = history::clean(
+        &repo,
+        &worktrees,
+        args.runs,
+        args.force,
+        crate::commands::run::grace(),
+    )
+    .map_err(CliError::failed)?;
     let mut said = false;
     for run in &cleaned.worktrees {
         ctx.status(&format!("removed the worktrees of run {run}"));

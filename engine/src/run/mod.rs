@@ -304,6 +304,11 @@ impl Shared {
         })
     }
 
+    /// Where the run records every process it starts.
+    pub(crate) fn processes(&self) -> PathBuf {
+        self.run_dir.join(PROCESSES)
+    }
+
     pub(crate) fn cancelled(&self) -> bool {
         *self.cancel.borrow()
     }
@@ -383,11 +388,36 @@ pub fn worktrees_root(custom: Option<&Path>, repo: &Repo) -> Result<PathBuf, Run
     Ok(root.join(repo.id()))
 }
 
-/// Removes the worktrees of runs no live process holds (killed or ended runs), except `keep`.
-/// Returns the runs whose worktrees were removed.
-pub fn prune_dead_runs(repo: &Repo, worktrees: &Path, keep: Option<&str>) -> Vec<String> {
+/// The file of a run's directory that records the processes it started.
+const PROCESSES: &str = "processes.jsonl";
+
+/// Stops, in stages, what a run that is no longer live left running (the processes recorded
+/// in its directory, their groups and descendants), then forgets the record.
+pub fn stop_dead_processes(run_dir: &Path, grace: Grace) {
+    let path = run_dir.join(PROCESSES);
+    if !path.exists() {
+        return;
+    }
+    process::stop_recorded(&path, grace);
+    let _ = fs_err::remove_file(&path);
+}
+
+/// Removes the worktrees of runs no live process holds (killed or ended runs), except `keep`,
+/// after stopping what they left running. Returns the runs whose worktrees were removed.
+pub fn prune_dead_runs(
+    repo: &Repo,
+    worktrees: &Path,
+    keep: Option<&str>,
+    grace: Grace,
+) -> Vec<String> {
     let runs = journal::runs_dir(&repo.git_dir);
     let mut pruned = Vec::new();
+    for run in journal::run_ids(&runs) {
+        let dir = runs.join(&run);
+        if Some(run.as_str()) != keep && dir.join(PROCESSES).exists() && !journal::is_live(&dir) {
+            stop_dead_processes(&dir, grace);
+        }
+    }
     let Ok(entries) = fs_err::read_dir(worktrees) else {
         return pruned;
     };
@@ -583,7 +613,20 @@ async fn execute(
     let journal = Journal::create(&journal_path).map_err(state_error(&journal_path))?;
     let worktrees_base = worktrees_root(options.worktrees.as_deref(), &repo)?;
 
-    prune_dead_runs(&repo, &worktrees_base, Some(&run));
+    process::become_subreaper();
+    // What a killed medley left running goes first: this run's own (a resume) and others'.
+    {
+        let repo = repo.clone();
+        let worktrees = worktrees_base.clone();
+        let run = run.clone();
+        let run_dir = run_dir.clone();
+        let grace = options.grace;
+        let _ = tokio::task::spawn_blocking(move || {
+            stop_dead_processes(&run_dir, grace);
+            prune_dead_runs(&repo, &worktrees, Some(&run), grace);
+        })
+        .await;
+    }
     // What a killed run of this id left (half-made worktrees) goes before it goes on.
     if worktrees_base.join(&run).exists() {
         let _ = fs_err::remove_dir_all(worktrees_base.join(&run));
@@ -658,6 +701,8 @@ async fn execute(
     };
     // The run's worktree directory goes when no failed step's worktree is kept in it.
     let _ = std::fs::remove_dir(&shared.worktrees);
+    // Every process it started has been stopped.
+    let _ = fs_err::remove_file(shared.processes());
     let usage = shared.usage.lock().map(|u| *u).unwrap_or_default();
     shared.emitter.emit(Body::RunFinished {
         outcome,

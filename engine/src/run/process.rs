@@ -45,6 +45,9 @@ pub struct Spec {
     pub stderr: PathBuf,
     /// Variables removed from the inherited environment.
     pub env_remove: Vec<String>,
+    /// Where the started process is recorded (a run's `processes.jsonl`), so that what it
+    /// leaves can be stopped after medley itself was killed.
+    pub record: Option<PathBuf>,
 }
 
 impl Spec {
@@ -59,6 +62,7 @@ impl Spec {
             stdout: log.to_owned(),
             stderr: log.to_owned(),
             env_remove: Vec::new(),
+            record: None,
         }
     }
 }
@@ -144,11 +148,13 @@ pub async fn run(
         .stderr(Stdio::from(stderr))
         .process_group(0)
         .kill_on_drop(false);
+    let marker = new_marker();
+    command.env(MARKER, &marker);
     let mut child = command.spawn().map_err(|source| SpawnError {
         program: spec.program.display().to_string(),
         source,
     })?;
-    let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
+    let mut tree = started(spec, &child, marker);
     if let (Some(input), Some(mut stdin)) = (&spec.stdin, child.stdin.take()) {
         // A reader that exits early closes the pipe; that is its business, not an error.
         let _ = stdin.write_all(input).await;
@@ -162,10 +168,24 @@ pub async fn run(
         () = tokio::time::sleep(timeout) => Exit::TimedOut,
         () = cancelled(cancel) => Exit::Cancelled,
     };
-    if let Some(pgid) = pgid {
-        stop_group(pgid, &mut child, grace).await;
-    }
+    stop_tree(&mut tree, &mut child, grace).await;
     Ok(exit)
+}
+
+/// Records a started process (when its spec asks) and returns the tree to stop after it.
+fn started(spec: &Spec, child: &tokio::process::Child, marker: String) -> Tree {
+    let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
+        return Tree::default();
+    };
+    let started = Started {
+        pid,
+        start: start_of(pid),
+        marker,
+    };
+    if let Some(path) = &spec.record {
+        record_started(path, &started);
+    }
+    Tree::new(&[started])
 }
 
 /// Runs `spec` like [`run`], with stdout and stderr read line by line as they arrive: each raw
@@ -220,8 +240,10 @@ pub async fn run_streaming(
     for name in &spec.env_remove {
         command.env_remove(name);
     }
+    let marker = new_marker();
+    command.env(MARKER, &marker);
     let mut child = command.spawn().map_err(spawn_error)?;
-    let pgid = child.id().and_then(|id| Pid::from_raw(id as i32));
+    let mut tree = started(spec, &child, marker);
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(spawn_error(std::io::Error::other("no pipes to the child")));
     };
@@ -290,9 +312,7 @@ pub async fn run_streaming(
             () = cancelled(cancel), if status.is_none() => break Exit::Cancelled,
         }
     };
-    if let Some(pgid) = pgid {
-        stop_group(pgid, &mut child, grace).await;
-    }
+    stop_tree(&mut tree, &mut child, grace).await;
     Ok(exit)
 }
 
@@ -312,31 +332,307 @@ pub async fn cancelled(cancel: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Stops every process of the group: SIGINT, then SIGTERM, then SIGKILL, each time waiting (up
-/// to the grace period) for the whole group to be gone, and reaping the direct child.
-pub async fn stop_group(pgid: Pid, child: &mut tokio::process::Child, grace: Grace) {
-    let stages = [
+/// The variable every process medley starts gets (and passes on to what it starts): a value
+/// of its own per start, so a process that left the group (`setsid`) is still found.
+pub const MARKER: &str = "MEDLEY_PROCESS";
+
+/// A process medley started, as recorded in a run's directory (`processes.jsonl`): its pid
+/// (the leader of its process group), its start time (clock ticks after boot, from
+/// `/proc/<pid>/stat`, so a reused pid is never taken for it) and its marker.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Started {
+    pub pid: i32,
+    pub start: Option<u64>,
+    pub marker: String,
+}
+
+/// Makes medley a child subreaper (Linux): the orphans of what it starts become its children
+/// instead of init's, so none leaves medley's sight.
+pub fn become_subreaper() {
+    #[cfg(target_os = "linux")]
+    {
+        let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    }
+}
+
+/// A fresh marker value.
+fn new_marker() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Appends `started` to the record at `path` (one JSON object a line).
+fn record_started(path: &Path, started: &Started) {
+    use std::io::Write as _;
+    let Ok(mut line) = serde_json::to_vec(started) else {
+        return;
+    };
+    line.push(b'\n');
+    if let Ok(mut file) = fs_err::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = file.write_all(&line);
+    }
+}
+
+/// The records of `path` (empty when there is none).
+pub fn read_started(path: &Path) -> Vec<Started> {
+    fs_err::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// One process as `/proc/<pid>/stat` shows it.
+#[derive(Debug, Clone, Copy)]
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    pgrp: i32,
+    zombie: bool,
+    start: u64,
+}
+
+fn proc_stat(pid: i32) -> Option<Proc> {
+    let stat = fs_err::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
+    // stime cutime cstime priority nice threads itrealvalue starttime ...; comm may hold
+    // spaces and parentheses.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    Some(Proc {
+        pid,
+        zombie: *fields.first()? == "Z",
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// The start time of a process, when it can be read.
+fn start_of(pid: i32) -> Option<u64> {
+    proc_stat(pid).map(|p| p.start)
+}
+
+fn all_procs() -> Vec<Proc> {
+    let Ok(entries) = fs_err::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_stat)
+        .collect()
+}
+
+/// The marker in a process's environment, when it has one.
+fn marker_of(pid: i32) -> Option<String> {
+    let environ = fs_err::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{MARKER}=");
+    environ
+        .split(|&b| b == 0)
+        .find_map(|entry| entry.strip_prefix(prefix.as_bytes()))
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+}
+
+/// Everything some started processes led to: their process groups, their descendants (found
+/// by parent links, and by their marker once a parent is gone), each known by pid and start
+/// time.
+#[derive(Debug, Default)]
+pub(crate) struct Tree {
+    leaders: Vec<(i32, Option<u64>)>,
+    markers: std::collections::HashSet<String>,
+    /// Every member seen so far, by pid, with its start time.
+    known: std::collections::HashMap<i32, u64>,
+}
+
+impl Tree {
+    pub(crate) fn new(started: &[Started]) -> Tree {
+        Tree {
+            leaders: started.iter().map(|s| (s.pid, s.start)).collect(),
+            markers: started.iter().map(|s| s.marker.clone()).collect(),
+            known: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The live members now (zombies do not count). With `environ`, every process's marker is
+    /// read too (slower: done once a stage).
+    fn members(&mut self, environ: bool) -> Vec<Proc> {
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = environ;
+            Vec::new()
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let procs = all_procs();
+            // A group is ours while its leader is the process started (same start time), or
+            // gone: Linux never reuses a pid that is still some group's id.
+            let groups: Vec<i32> = self
+                .leaders
+                .iter()
+                .filter(|(pid, start)| {
+                    procs
+                        .iter()
+                        .find(|p| p.pid == *pid)
+                        .is_none_or(|p| start.is_none_or(|s| s == p.start))
+                })
+                .map(|(pid, _)| *pid)
+                .collect();
+            let mut ours: std::collections::HashSet<i32> = std::collections::HashSet::new();
+            for p in &procs {
+                let known = self.known.get(&p.pid) == Some(&p.start);
+                let leader = self
+                    .leaders
+                    .iter()
+                    .any(|(pid, start)| *pid == p.pid && start.is_none_or(|s| s == p.start));
+                if known
+                    || leader
+                    || groups.contains(&p.pgrp)
+                    || (environ
+                        && !self.markers.is_empty()
+                        && marker_of(p.pid).is_some_and(|m| self.markers.contains(&m)))
+                {
+                    ours.insert(p.pid);
+                }
+            }
+            // Descendants of members are members.
+            let mut grew = true;
+            while grew {
+                grew = false;
+                for p in &procs {
+                    if !ours.contains(&p.pid) && ours.contains(&p.ppid) {
+                        ours.insert(p.pid);
+                        grew = true;
+                    }
+                }
+            }
+            let members: Vec<Proc> = procs
+                .into_iter()
+                .filter(|p| ours.contains(&p.pid))
+                .collect();
+            for p in &members {
+                self.known.insert(p.pid, p.start);
+            }
+            members.into_iter().filter(|p| !p.zombie).collect()
+        }
+    }
+
+    /// Sends `signal` to every live member (each checked against its start time first) and to
+    /// the groups that are still ours.
+    fn signal(&mut self, members: &[Proc], signal: Signal) {
+        let mut groups: Vec<i32> = Vec::new();
+        for p in members {
+            if start_of(p.pid) != Some(p.start) {
+                continue;
+            }
+            if let Some(pid) = Pid::from_raw(p.pid) {
+                let _ = rustix::process::kill_process(pid, signal);
+            }
+            if !groups.contains(&p.pgrp) && self.leaders.iter().any(|(l, _)| *l == p.pgrp) {
+                groups.push(p.pgrp);
+            }
+        }
+        for group in groups {
+            if let Some(pgid) = Pid::from_raw(group) {
+                let _ = rustix::process::kill_process_group(pgid, signal);
+            }
+        }
+    }
+
+    /// Whether nothing of the tree is left: no member by parent or group, and (checked only
+    /// then) none by marker either.
+    fn gone(&mut self) -> bool {
+        self.members(false).is_empty() && self.members(true).is_empty()
+    }
+
+    /// Reaps the members that became medley's children (it is a subreaper) and ended, so
+    /// they do not stay zombies; `except` is the direct child, which its owner reaps.
+    fn reap(&self, except: Option<i32>) {
+        #[cfg(target_os = "linux")]
+        {
+            let me = rustix::process::getpid().as_raw_nonzero().get();
+            for (&pid, &start) in &self.known {
+                if Some(pid) == except {
+                    continue;
+                }
+                let Some(p) = proc_stat(pid) else { continue };
+                if p.zombie
+                    && p.ppid == me
+                    && p.start == start
+                    && let Some(pid) = Pid::from_raw(pid)
+                {
+                    let _ =
+                        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = except;
+    }
+}
+
+const STAGES: usize = 3;
+
+fn stages(grace: Grace) -> [(Signal, Duration); STAGES] {
+    [
         (Signal::INT, grace.interrupt),
         (Signal::TERM, grace.terminate),
         (Signal::KILL, Duration::from_secs(5)),
-    ];
-    for (signal, wait) in stages {
+    ]
+}
+
+/// Stops every process of the tree: SIGINT, then SIGTERM, then SIGKILL, each time waiting (up
+/// to the grace period) for all of it to be gone, and reaping the direct child.
+pub(crate) async fn stop_tree(tree: &mut Tree, child: &mut tokio::process::Child, grace: Grace) {
+    let direct = child.id().and_then(|id| i32::try_from(id).ok());
+    'stages: for (signal, wait) in stages(grace) {
         let _ = child.try_wait();
-        if !group_alive(pgid) {
-            return;
+        let members = tree.members(true);
+        if members.is_empty() {
+            break;
         }
-        if rustix::process::kill_process_group(pgid, signal).is_err() {
-            return;
-        }
+        tree.signal(&members, signal);
         let deadline = tokio::time::Instant::now() + wait;
         while tokio::time::Instant::now() < deadline {
             let _ = child.try_wait();
-            if !group_alive(pgid) {
-                return;
+            tree.reap(direct);
+            if tree.gone() {
+                break 'stages;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+    let _ = child.try_wait();
+    tree.reap(direct);
+}
+
+/// Stops, in stages, what the processes recorded at `path` (by a run that is no longer live)
+/// left running. Blocks until they are gone.
+pub fn stop_recorded(path: &Path, grace: Grace) {
+    let started = read_started(path);
+    if started.is_empty() {
+        return;
+    }
+    let mut tree = Tree::new(&started);
+    'stages: for (signal, wait) in stages(grace) {
+        let members = tree.members(true);
+        if members.is_empty() {
+            break;
+        }
+        tree.signal(&members, signal);
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            tree.reap(None);
+            if tree.gone() {
+                break 'stages;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    tree.reap(None);
 }
 
 /// Whether any process of the group still runs. Zombies (ended, not yet reaped by whoever
@@ -347,25 +643,8 @@ pub fn group_alive(pgid: Pid) -> bool {
     }
     #[cfg(target_os = "linux")]
     {
-        let Ok(entries) = fs_err::read_dir("/proc") else {
-            return true;
-        };
-        for entry in entries.flatten() {
-            let Ok(stat) = fs_err::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-            let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-                continue;
-            };
-            let mut fields = after.split_whitespace();
-            let state = fields.next();
-            let group = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
-            if group == Some(pgid.as_raw_nonzero().get()) && state != Some("Z") {
-                return true;
-            }
-        }
-        false
+        let group = pgid.as_raw_nonzero().get();
+        all_procs().iter().any(|p| p.pgrp == group && !p.zombie)
     }
     #[cfg(not(target_os = "linux"))]
     {
@@ -477,5 +756,50 @@ mod tests {
             .parse()
             .unwrap();
         assert!(!alive(pid));
+    }
+
+    #[tokio::test]
+    async fn a_process_that_left_the_group_is_stopped_and_the_start_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let pids = dir.path().join("pids");
+        let record = dir.path().join("processes.jsonl");
+        let (_tx, mut rx) = watch::channel(false);
+        let mut spec = Spec::shell(
+            &format!(
+                "setsid sleep 300 > /dev/null 2>&1 < /dev/null & echo $! > {}",
+                pids.display()
+            ),
+            dir.path(),
+            &log,
+        );
+        spec.record = Some(record.clone());
+        let exit = run(&spec, Duration::from_secs(60), &mut rx, grace())
+            .await
+            .unwrap();
+        assert_eq!(exit, Exit::Code(0));
+        let pid: i32 = fs_err::read_to_string(&pids)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!alive(pid), "the setsid sleeper outlived its command");
+        let started = read_started(&record);
+        assert_eq!(started.len(), 1);
+        assert!(started[0].start.is_some());
+        assert!(!started[0].marker.is_empty());
+        // A record whose pid was reused by another process is never signalled.
+        let me = std::process::id() as i32;
+        let stale = dir.path().join("stale.jsonl");
+        record_started(
+            &stale,
+            &Started {
+                pid: me,
+                start: start_of(me).map(|s| s + 1),
+                marker: "none".to_owned(),
+            },
+        );
+        stop_recorded(&stale, grace());
+        assert!(alive(me));
     }
 }
