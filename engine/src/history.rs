@@ -45,6 +45,8 @@ pub struct StepInfo {
     pub agent: Option<String>,
     pub tokens: Tokens,
     pub cost_usd: Option<f64>,
+    /// The tail of the output of its last gate, when that gate failed.
+    pub gate_output: Option<String>,
 }
 
 impl RunInfo {
@@ -101,7 +103,9 @@ pub enum HistoryError {
 pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
     let dir = journal::runs_dir(git_dir).join(id);
     let path = dir.join("events.jsonl");
-    let events = journal::read(&path).map_err(|source| HistoryError::Io { path, source })?;
+    // An agent's raw output is never shown here: its lines are skipped unread.
+    let events = journal::read_without(&path, &["agent_output"])
+        .map_err(|source| HistoryError::Io { path, source })?;
     let mut info = RunInfo {
         id: id.to_owned(),
         mission: String::new(),
@@ -143,6 +147,15 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
             }
             Body::StepReady { step, .. } => {
                 info.steps.entry(step).or_default();
+            }
+            Body::GateFinished {
+                step: Some(step),
+                passed,
+                output_tail,
+                ..
+            } => {
+                let s = info.steps.entry(step).or_default();
+                s.gate_output = (!passed).then_some(output_tail);
             }
             Body::StepFinished {
                 step,

@@ -169,6 +169,14 @@ pub fn cmd_show(ctx: &Context, args: ShowArgs) -> Result<u8, CliError> {
             for line in error.message.lines().take(12) {
                 let _ = writeln!(out, "{:width$}  {line}", "");
             }
+            if error.kind == "gate"
+                && let Some(output) = &step.gate_output
+            {
+                let lines: Vec<&str> = output.lines().collect();
+                for line in &lines[lines.len().saturating_sub(12)..] {
+                    let _ = writeln!(out, "{:width$}  | {line}", "");
+                }
+            }
             if step.outcome == Some(Outcome::Failed)
                 && let Some(worktree) = &step.worktree
             {

@@ -200,7 +200,7 @@ pub async fn run_streaming(
     on_stdout: &mut (dyn FnMut(&str) -> Option<Duration> + Send),
     on_stderr: &mut (dyn FnMut(&str) + Send),
 ) -> Result<Exit, SpawnError> {
-    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
     let spawn_error = |source| SpawnError {
         program: spec.program.display().to_string(),
         source,
@@ -257,6 +257,8 @@ pub async fn run_streaming(
     let mut err = BufReader::new(stderr);
     let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
     let (mut out_open, mut err_open) = (true, true);
+    // Whether the line being read is longer than a handler is given (it goes to the log only).
+    let (mut out_long, mut err_long) = (false, false);
     let mut stop_at: Option<tokio::time::Instant> = None;
     let mut status: Option<Exit> = None;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -272,28 +274,32 @@ pub async fn run_streaming(
             break exit;
         }
 
+        // Each read stops at a line's end or at the longest line handed over.
+        let mut out_part = (&mut out).take(LINE_BYTES.saturating_sub(out_buf.len() as u64).max(1));
+        let mut err_part = (&mut err).take(LINE_BYTES.saturating_sub(err_buf.len() as u64).max(1));
         tokio::select! {
-            read = out.read_until(b'\n', &mut out_buf), if out_open => {
+            read = out_part.read_until(b'\n', &mut out_buf), if out_open => {
                 match read {
                     Ok(0) | Err(_) => out_open = false,
                     Ok(_) => {
                         let _ = std::io::Write::write_all(&mut out_log, &out_buf);
-                        let line = String::from_utf8_lossy(&out_buf);
-                        if let Some(after) = on_stdout(line.trim_end_matches(['\n', '\r'])) {
+                        if let Some(line) = line_of(&mut out_buf, &mut out_long)
+                            && let Some(after) = on_stdout(&line)
+                        {
                             let at = tokio::time::Instant::now() + after;
                             stop_at = Some(stop_at.map_or(at, |s| s.min(at)));
                         }
-                        out_buf.clear();
                     }
                 }
             }
-            read = err.read_until(b'\n', &mut err_buf), if err_open => {
+            read = err_part.read_until(b'\n', &mut err_buf), if err_open => {
                 match read {
                     Ok(0) | Err(_) => err_open = false,
                     Ok(_) => {
                         let _ = std::io::Write::write_all(&mut err_log, &err_buf);
-                        on_stderr(String::from_utf8_lossy(&err_buf).trim_end_matches(['\n', '\r']));
-                        err_buf.clear();
+                        if let Some(line) = line_of(&mut err_buf, &mut err_long) {
+                            on_stderr(&line);
+                        }
                     }
                 }
             }
@@ -314,6 +320,29 @@ pub async fn run_streaming(
     };
     stop_tree(&mut tree, &mut child, grace).await;
     Ok(exit)
+}
+
+/// The longest line of a streamed output handed to its handler; a longer one goes to the log
+/// only, so one endless line never fills medley's memory.
+const LINE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What `buf` (just read, and written to the log) gives the handler: a whole line (also the last,
+/// unended one), or nothing while a line too long to hand over goes on. Empties `buf`.
+fn line_of(buf: &mut Vec<u8>, long: &mut bool) -> Option<String> {
+    let ended = buf.ends_with(b"\n");
+    let full = buf.len() as u64 >= LINE_BYTES;
+    let line = if *long || (full && !ended) {
+        None
+    } else {
+        Some(
+            String::from_utf8_lossy(buf)
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        )
+    };
+    *long = !ended && (full || *long);
+    buf.clear();
+    line
 }
 
 fn exit_of(status: std::process::ExitStatus) -> Exit {
@@ -801,5 +830,39 @@ mod tests {
         );
         stop_recorded(&stale, grace());
         assert!(alive(me));
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_goes_to_the_log_and_is_not_handed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let (_tx, mut rx) = watch::channel(false);
+        let long = LINE_BYTES + 1000;
+        let spec = Spec::shell(
+            &format!("echo first; head -c {long} /dev/zero | tr -c x x; echo; echo last"),
+            dir.path(),
+            &log,
+        );
+        let mut lines = Vec::new();
+        let mut on_stdout = |line: &str| {
+            lines.push(line.len());
+            None
+        };
+        let exit = run_streaming(
+            &spec,
+            Duration::from_secs(60),
+            &mut rx,
+            grace(),
+            &mut on_stdout,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(exit, Exit::Code(0));
+        assert_eq!(lines, vec![5, 4], "only the lines of a sane length");
+        assert_eq!(
+            fs_err::metadata(&log).unwrap().len(),
+            long + "first\n\nlast\n".len() as u64
+        );
     }
 }
