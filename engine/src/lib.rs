@@ -13,4 +13,5 @@ pub mod mission;
 pub mod plan;
 pub mod run;
 pub mod schema;
+pub mod secrets;
 pub mod watch;

@@ -12,6 +12,7 @@ mod missions;
 mod processes;
 mod resume;
 mod run;
+mod secrets;
 mod watch;
 
 use medley_tests::{CommandOutput, TestEnv, workspace_root};

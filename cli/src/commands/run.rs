@@ -77,11 +77,14 @@ pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
     if !args.dry_run {
         return run_plan(ctx, plan, args.base, args.no_cache, record);
     }
+    // A profile's secret `env` values are masked in the printed plan too.
+    let secrets = medley_engine::secrets::values(&plan, |name| std::env::var(name).ok());
+    let mask = |text: &str| medley_engine::secrets::mask(text, &secrets);
     if ctx.output == OutputFormat::Json {
         let json = serde_json::to_string_pretty(&plan).expect("a plan serialises to JSON");
-        print_data(&(json + "\n"))?;
+        print_data(&mask(&(json + "\n")))?;
     } else {
-        print_data(&dry_run_text(&plan, ctx.color))?;
+        print_data(&mask(&dry_run_text(&plan, ctx.color)))?;
     }
     Ok(exit::SUCCESS)
 }

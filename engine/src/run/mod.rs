@@ -125,6 +125,8 @@ impl RunError {
 /// stops on it.
 pub(crate) struct Emitter {
     run: String,
+    /// Values masked in every event (longest first).
+    secrets: Vec<String>,
     journal: Mutex<Journal>,
     sender: mpsc::UnboundedSender<Event>,
     error: Mutex<Option<std::io::Error>>,
@@ -132,7 +134,7 @@ pub(crate) struct Emitter {
 
 impl Emitter {
     pub(crate) fn emit(&self, body: Body) {
-        let event = Event::new(&self.run, body);
+        let event = crate::secrets::mask_event(Event::new(&self.run, body), &self.secrets);
         let written = match self.journal.lock() {
             Ok(mut journal) => journal.append(&event),
             Err(_) => Err(std::io::Error::other("the journal's lock is poisoned")),
@@ -166,6 +168,8 @@ pub(crate) struct Shared {
     pub worktrees: PathBuf,
     pub base: Oid,
     pub grace: Grace,
+    /// Values masked in the journal and the logs (longest first).
+    pub secrets: Vec<String>,
     pub emitter: Emitter,
     /// Turns true when the run must stop: the user cancelled, or the budget was reached.
     pub cancel: watch::Receiver<bool>,
@@ -634,6 +638,7 @@ async fn execute(
     }
     repo.set_ref(&format!("refs/medley/{run}/base"), base, "medley: run base")?;
 
+    let secrets = crate::secrets::values(&plan, |name| std::env::var(name).ok());
     // The steps listen to the run's own stop, which the user's cancel also turns on.
     let (stop, stopped) = watch::channel(false);
     let order_upstream = Upstream::new(
@@ -647,8 +652,10 @@ async fn execute(
         worktrees: worktrees_base.join(&run),
         base,
         grace: options.grace,
+        secrets: secrets.clone(),
         emitter: Emitter {
             run: run.clone(),
+            secrets,
             journal: Mutex::new(journal),
             sender: events,
             error: Mutex::new(None),

@@ -48,6 +48,8 @@ pub struct Spec {
     /// Where the started process is recorded (a run's `processes.jsonl`), so that what it
     /// leaves can be stopped after medley itself was killed.
     pub record: Option<PathBuf>,
+    /// Values masked as `***` in what is written to `stdout` and `stderr` (longest first).
+    pub secrets: Vec<String>,
 }
 
 impl Spec {
@@ -63,6 +65,7 @@ impl Spec {
             stderr: log.to_owned(),
             env_remove: Vec::new(),
             record: None,
+            secrets: Vec::new(),
         }
     }
 }
@@ -125,14 +128,37 @@ pub async fn run(
                 source: std::io::Error::new(source.kind(), format!("{}: {source}", path.display())),
             })
     };
+    let spawn_error = |source| SpawnError {
+        program: spec.program.display().to_string(),
+        source,
+    };
     let stdout = open(&spec.stdout)?;
     let stderr = if spec.stderr == spec.stdout {
-        stdout.try_clone().map_err(|source| SpawnError {
-            program: spec.program.display().to_string(),
-            source,
-        })?
+        None
     } else {
-        open(&spec.stderr)?
+        Some(open(&spec.stderr)?)
+    };
+    // With secrets to mask, output goes through medley on its way to the log; else the child
+    // writes to the log itself.
+    let mut copiers = Vec::new();
+    let (out_stdio, err_stdio): (Stdio, Stdio) = if spec.secrets.is_empty() {
+        let err = match stderr {
+            Some(file) => file,
+            None => stdout.try_clone().map_err(spawn_error)?,
+        };
+        (Stdio::from(stdout), Stdio::from(err))
+    } else {
+        let (reader, writer) = std::io::pipe().map_err(spawn_error)?;
+        copiers.push(copy_masked(reader, stdout, spec.secrets.clone()));
+        let err_writer = match stderr {
+            Some(file) => {
+                let (reader, writer) = std::io::pipe().map_err(spawn_error)?;
+                copiers.push(copy_masked(reader, file, spec.secrets.clone()));
+                writer
+            }
+            None => writer.try_clone().map_err(spawn_error)?,
+        };
+        (Stdio::from(writer), Stdio::from(err_writer))
     };
     let mut command = Command::new(&spec.program);
     command
@@ -144,16 +170,16 @@ pub async fn run(
         } else {
             Stdio::null()
         })
-        .stdout(Stdio::from(stdout))
-        .stderr(Stdio::from(stderr))
+        .stdout(out_stdio)
+        .stderr(err_stdio)
         .process_group(0)
         .kill_on_drop(false);
     let marker = new_marker();
     command.env(MARKER, &marker);
-    let mut child = command.spawn().map_err(|source| SpawnError {
-        program: spec.program.display().to_string(),
-        source,
-    })?;
+    let spawned = command.spawn();
+    // The pipes' write ends now belong to the child alone, so the copiers see their end.
+    drop(command);
+    let mut child = spawned.map_err(spawn_error)?;
     let mut tree = started(spec, &child, marker);
     if let (Some(input), Some(mut stdin)) = (&spec.stdin, child.stdin.take()) {
         // A reader that exits early closes the pipe; that is its business, not an error.
@@ -169,7 +195,40 @@ pub async fn run(
         () = cancelled(cancel) => Exit::Cancelled,
     };
     stop_tree(&mut tree, &mut child, grace).await;
+    // Everything that held the pipes is gone: the copiers end (a moment at most is waited for
+    // one still held by a process that escaped every search).
+    for copier in copiers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), copier).await;
+    }
     Ok(exit)
+}
+
+/// Copies `reader` into `file` with the secrets masked, on a thread of its own; the receiver
+/// resolves when the pipe has ended.
+fn copy_masked(
+    mut reader: std::io::PipeReader,
+    mut file: std::fs::File,
+    secrets: Vec<String>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    use std::io::{Read as _, Write as _};
+    let (done, ended) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut masker = crate::secrets::Masker::new(&secrets);
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let _ = file.write_all(&masker.push(&buf[..n]));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = file.write_all(&masker.finish());
+        let _ = done.send(());
+    });
+    ended
 }
 
 /// Records a started process (when its spec asks) and returns the tree to stop after it.
@@ -257,6 +316,9 @@ pub async fn run_streaming(
     let mut err = BufReader::new(stderr);
     let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
     let (mut out_open, mut err_open) = (true, true);
+    // What goes to the logs has the secrets masked.
+    let mut out_mask = crate::secrets::Masker::new(&spec.secrets);
+    let mut err_mask = crate::secrets::Masker::new(&spec.secrets);
     // Whether the line being read is longer than a handler is given (it goes to the log only).
     let (mut out_long, mut err_long) = (false, false);
     let mut stop_at: Option<tokio::time::Instant> = None;
@@ -282,7 +344,7 @@ pub async fn run_streaming(
                 match read {
                     Ok(0) | Err(_) => out_open = false,
                     Ok(_) => {
-                        let _ = std::io::Write::write_all(&mut out_log, &out_buf);
+                        let _ = std::io::Write::write_all(&mut out_log, &out_mask.push(&out_buf));
                         if let Some(line) = line_of(&mut out_buf, &mut out_long)
                             && let Some(after) = on_stdout(&line)
                         {
@@ -296,7 +358,7 @@ pub async fn run_streaming(
                 match read {
                     Ok(0) | Err(_) => err_open = false,
                     Ok(_) => {
-                        let _ = std::io::Write::write_all(&mut err_log, &err_buf);
+                        let _ = std::io::Write::write_all(&mut err_log, &err_mask.push(&err_buf));
                         if let Some(line) = line_of(&mut err_buf, &mut err_long) {
                             on_stderr(&line);
                         }
@@ -318,6 +380,8 @@ pub async fn run_streaming(
             () = cancelled(cancel), if status.is_none() => break Exit::Cancelled,
         }
     };
+    let _ = std::io::Write::write_all(&mut out_log, &out_mask.finish());
+    let _ = std::io::Write::write_all(&mut err_log, &err_mask.finish());
     stop_tree(&mut tree, &mut child, grace).await;
     Ok(exit)
 }

@@ -322,6 +322,7 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
             let mut spec = Spec::shell(&command, &worktree, &out_path);
             spec.stderr = err_path.clone();
             spec.record = Some(shared.processes());
+            spec.secrets = shared.secrets.clone();
             spec.env = step_env(&shared, &step.id, &worktree, attempt);
             let exit = match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
                 Ok(exit) => exit,
@@ -634,6 +635,7 @@ pub(crate) async fn prepare(
     };
     let mut spec = Spec::shell(&command, worktree, &log);
     spec.record = Some(shared.processes());
+    spec.secrets = shared.secrets.clone();
     spec.env = step_env(shared, &step.id, worktree, 1);
     let mut cancel = shared.cancel_for(i);
     match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
@@ -735,6 +737,7 @@ pub(crate) async fn run_gate(
     let log = logs.join(format!("gate.{attempt}.log"));
     let mut spec = Spec::shell(&command, worktree, &log);
     spec.record = Some(shared.processes());
+    spec.secrets = shared.secrets.clone();
     spec.env = step_env(shared, step_id.as_deref().unwrap_or(""), worktree, attempt);
     let timeout = i.map_or(std::time::Duration::from_secs(30 * 60), |i| {
         shared.plan.steps[i].timeout
