@@ -8,6 +8,7 @@ mod bounds;
 mod cache;
 mod cli;
 mod corpus;
+mod killed;
 mod missions;
 mod processes;
 mod resume;
