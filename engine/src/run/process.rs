@@ -2,6 +2,9 @@
 //! stages (SIGINT, SIGTERM, SIGKILL) waiting for the whole group each time, so nothing a step
 //! started (a background server, a shell's children) outlives it.
 
+// Without /proc (macOS), only process groups are stopped: the /proc helpers go unused.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -186,13 +189,18 @@ pub async fn run(
         let _ = stdin.write_all(input).await;
         drop(stdin);
     }
-    let exit = tokio::select! {
-        status = child.wait() => match status {
-            Ok(status) => exit_of(status),
-            Err(_) => Exit::Signal(9),
-        },
-        () = tokio::time::sleep(timeout) => Exit::TimedOut,
-        () = cancelled(cancel) => Exit::Cancelled,
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut track = tracker();
+    let exit = loop {
+        tokio::select! {
+            status = child.wait() => break match status {
+                Ok(status) => exit_of(status),
+                Err(_) => Exit::Signal(9),
+            },
+            () = tokio::time::sleep_until(deadline) => break Exit::TimedOut,
+            () = cancelled(cancel) => break Exit::Cancelled,
+            _ = track.tick() => tree.track(),
+        }
     };
     stop_tree(&mut tree, &mut child, grace).await;
     // Everything that held the pipes is gone: the copiers end (a moment at most is waited for
@@ -328,6 +336,7 @@ pub async fn run_streaming(
     // moment, then the group is stopped.
     let mut drain_until: Option<tokio::time::Instant> = None;
     let far = || tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let mut track = tracker();
     let exit = loop {
         if !out_open
             && !err_open
@@ -378,6 +387,7 @@ pub async fn run_streaming(
             () = tokio::time::sleep_until(deadline), if status.is_none() => break Exit::TimedOut,
             () = tokio::time::sleep_until(stop_at.unwrap_or_else(far)), if stop_at.is_some() && status.is_none() => break Exit::Stopped,
             () = cancelled(cancel), if status.is_none() => break Exit::Cancelled,
+            _ = track.tick() => tree.track(),
         }
     };
     let _ = std::io::Write::write_all(&mut out_log, &out_mask.finish());
@@ -555,8 +565,22 @@ impl Tree {
     fn members(&mut self, environ: bool) -> Vec<Proc> {
         #[cfg(not(target_os = "linux"))]
         {
+            // Without /proc: the groups that still have a process.
             let _ = environ;
-            Vec::new()
+            self.leaders
+                .iter()
+                .filter(|(pid, _)| {
+                    Pid::from_raw(*pid)
+                        .is_some_and(|p| rustix::process::test_kill_process_group(p).is_ok())
+                })
+                .map(|(pid, _)| Proc {
+                    pid: *pid,
+                    ppid: 0,
+                    pgrp: *pid,
+                    zombie: false,
+                    start: 0,
+                })
+                .collect()
         }
         #[cfg(target_os = "linux")]
         {
@@ -617,6 +641,9 @@ impl Tree {
     /// the groups that are still ours.
     fn signal(&mut self, members: &[Proc], signal: Signal) {
         let mut groups: Vec<i32> = Vec::new();
+        #[cfg(not(target_os = "linux"))]
+        groups.extend(members.iter().map(|p| p.pgrp));
+        #[cfg(target_os = "linux")]
         for p in members {
             if start_of(p.pid) != Some(p.start) {
                 continue;
@@ -633,6 +660,13 @@ impl Tree {
                 let _ = rustix::process::kill_process_group(pgid, signal);
             }
         }
+    }
+
+    /// Learns the current members (by group and parent links), so that they are known by pid
+    /// and start time once their parents are gone.
+    fn track(&mut self) {
+        #[cfg(target_os = "linux")]
+        let _ = self.members(false);
     }
 
     /// Whether nothing of the tree is left: no member by parent or group, and (checked only
@@ -665,6 +699,14 @@ impl Tree {
         #[cfg(not(target_os = "linux"))]
         let _ = except;
     }
+}
+
+/// How often a running process's descendants are looked up, so that one whose parent ended
+/// (and which cleared its environment) is still known when the step stops.
+fn tracker() -> tokio::time::Interval {
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
 }
 
 const STAGES: usize = 3;
@@ -928,5 +970,37 @@ mod tests {
             fs_err::metadata(&log).unwrap().len(),
             long + "first\n\nlast\n".len() as u64
         );
+    }
+
+    #[tokio::test]
+    async fn a_process_with_a_cleared_environment_whose_parent_ended_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let pids = dir.path().join("pids");
+        let (_tx, mut rx) = watch::channel(false);
+        // No marker (`env -i`), its own session, and its parent gone when the command ends:
+        // only what was seen of it while it ran tells that it is the command's.
+        let spec = Spec::shell(
+            &format!(
+                "env -i setsid sleep 300 > /dev/null 2>&1 < /dev/null & echo $! > {}; sleep 1",
+                pids.display()
+            ),
+            dir.path(),
+            &log,
+        );
+        let exit = run(&spec, Duration::from_secs(60), &mut rx, grace())
+            .await
+            .unwrap();
+        assert_eq!(exit, Exit::Code(0));
+        let pid: i32 = fs_err::read_to_string(&pids)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let left = alive(pid);
+        if left && let Some(p) = Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(p, Signal::KILL);
+        }
+        assert!(!left, "the sleeper outlived its command");
     }
 }
