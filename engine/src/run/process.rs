@@ -704,7 +704,8 @@ impl Tree {
 /// How often a running process's descendants are looked up, so that one whose parent ended
 /// (and which cleared its environment) is still known when the step stops.
 fn tracker() -> tokio::time::Interval {
-    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    let every = Duration::from_millis(100);
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval
 }
