@@ -175,9 +175,10 @@ fn killed_and_resumed(kill_at: usize) -> Result<(), proptest::test_runner::TestC
 }
 
 proptest! {
-    // A handful of kill points: each case is a real run and a resume.
+    // A handful of kill points: each case is a real run and a resume. `MEDLEY_KILL_CASES=200`
+    // draws more.
     #![proptest_config(ProptestConfig {
-        cases: 6,
+        cases: std::env::var("MEDLEY_KILL_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(6),
         failure_persistence: None,
         max_shrink_iters: 4,
         ..ProptestConfig::default()

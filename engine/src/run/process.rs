@@ -179,6 +179,7 @@ pub async fn run(
         .kill_on_drop(false);
     let marker = new_marker();
     command.env(MARKER, &marker);
+    record_marker(spec, &marker);
     let spawned = command.spawn();
     // The pipes' write ends now belong to the child alone, so the copiers see their end.
     drop(command);
@@ -239,13 +240,28 @@ fn copy_masked(
     ended
 }
 
+/// Records, before a process starts, the marker it will have: a medley killed before it could
+/// record the pid leaves enough for what the process starts to be found.
+fn record_marker(spec: &Spec, marker: &str) {
+    if let Some(path) = &spec.record {
+        record_started(
+            path,
+            &Started {
+                pid: None,
+                start: None,
+                marker: marker.to_owned(),
+            },
+        );
+    }
+}
+
 /// Records a started process (when its spec asks) and returns the tree to stop after it.
 fn started(spec: &Spec, child: &tokio::process::Child, marker: String) -> Tree {
     let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
         return Tree::default();
     };
     let started = Started {
-        pid,
+        pid: Some(pid),
         start: start_of(pid),
         marker,
     };
@@ -309,6 +325,7 @@ pub async fn run_streaming(
     }
     let marker = new_marker();
     command.env(MARKER, &marker);
+    record_marker(spec, &marker);
     let mut child = command.spawn().map_err(spawn_error)?;
     let mut tree = started(spec, &child, marker);
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
@@ -444,7 +461,8 @@ pub const MARKER: &str = "MEDLEY_PROCESS";
 /// `/proc/<pid>/stat`, so a reused pid is never taken for it) and its marker.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Started {
-    pub pid: i32,
+    /// `None` in the line written just before the process starts (its marker alone).
+    pub pid: Option<i32>,
     pub start: Option<u64>,
     pub marker: String,
 }
@@ -554,7 +572,10 @@ pub(crate) struct Tree {
 impl Tree {
     pub(crate) fn new(started: &[Started]) -> Tree {
         Tree {
-            leaders: started.iter().map(|s| (s.pid, s.start)).collect(),
+            leaders: started
+                .iter()
+                .filter_map(|s| Some((s.pid?, s.start)))
+                .collect(),
             markers: started.iter().map(|s| s.marker.clone()).collect(),
             known: std::collections::HashMap::new(),
         }
@@ -921,8 +942,14 @@ mod tests {
             .unwrap();
         assert!(!alive(pid), "the setsid sleeper outlived its command");
         let started = read_started(&record);
-        assert_eq!(started.len(), 1);
-        assert!(started[0].start.is_some());
+        assert_eq!(
+            started.len(),
+            2,
+            "the marker before the start, then the pid"
+        );
+        assert_eq!(started[0].pid, None);
+        assert_eq!(started[1].marker, started[0].marker);
+        assert!(started[1].start.is_some());
         assert!(!started[0].marker.is_empty());
         // A record whose pid was reused by another process is never signalled.
         let me = std::process::id() as i32;
@@ -930,7 +957,7 @@ mod tests {
         record_started(
             &stale,
             &Started {
-                pid: me,
+                pid: Some(me),
                 start: start_of(me).map(|s| s + 1),
                 marker: "none".to_owned(),
             },
