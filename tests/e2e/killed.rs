@@ -100,6 +100,19 @@ fn killed_and_resumed(kill_at: usize) -> Result<(), proptest::test_runner::TestC
         let _ = rustix::process::kill_process(pid, Signal::KILL);
     }
     child.wait().unwrap();
+    // A child it was starting may hold its run's lock until it has started (exec closes it).
+    let runs = env.work().join(".git/medley/runs");
+    for _ in 0..6000 {
+        let live = fs_err::read_dir(&runs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| medley_engine::journal::is_live(&e.path()));
+        if !live {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // What had passed when medley died.
     let before = journal(&env.work());
@@ -188,4 +201,41 @@ proptest! {
     fn a_run_killed_at_any_point_resumes_without_running_a_passed_step_twice(kill_at in 1usize..EVENTS) {
         killed_and_resumed(kill_at)?;
     }
+}
+
+#[test]
+fn a_ref_lock_left_by_a_kill_mid_update_does_not_fail_the_resume() {
+    let env = env();
+    let dir = env.work().parent().unwrap().to_path_buf();
+    let d = dir.display();
+    env.repo(&[(
+        "missions/m.toml",
+        &format!(
+            "[steps.a]\nrun = \"echo $$ >> {d}/pids; if [ ! -e {d}/go ]; then sleep 300; fi; echo a > a.txt\"\n"
+        ),
+    )]);
+    let mut child = env
+        .medley()
+        .args(["run", "m"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..6000 {
+        if !lines(&dir.join("pids")).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, Signal::KILL).unwrap();
+    child.wait().unwrap();
+    // As if medley died while git2 updated the step's ref.
+    let run = journal(&env.work())[0]["run"].as_str().unwrap().to_owned();
+    let refs = env.work().join(format!(".git/refs/medley/{run}/steps"));
+    fs_err::create_dir_all(&refs).unwrap();
+    fs_err::write(refs.join("a.lock"), "").unwrap();
+    fs_err::write(dir.join("go"), "").unwrap();
+    let out = env.run(&["resume", "last"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(env.result_branches().len(), 1);
 }

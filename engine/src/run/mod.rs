@@ -613,6 +613,14 @@ async fn execute(
             path: lock_path.clone(),
             source: std::io::Error::other("the run's lock is held by a live medley"),
         })?;
+    // A medley killed mid-update leaves the lock files of this run's refs: no one else writes
+    // them (this process holds the run's lock), so they go.
+    for dir in [
+        repo.git_dir.join("refs/medley").join(&run),
+        repo.git_dir.join("logs/refs/medley").join(&run),
+    ] {
+        remove_lock_files(&dir);
+    }
     let journal_path = run_dir.join("events.jsonl");
     let journal = Journal::create(&journal_path).map_err(state_error(&journal_path))?;
     let worktrees_base = worktrees_root(options.worktrees.as_deref(), &repo)?;
@@ -732,6 +740,21 @@ async fn execute(
         reason,
         result_branch,
     })
+}
+
+/// Removes the `*.lock` files under `dir`, at any depth.
+fn remove_lock_files(dir: &Path) {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "lock") {
+                let _ = fs_err::remove_file(&path);
+            }
+        }
+    }
 }
 
 /// Starts steps as their needs end, at most `max_parallel` at once, until every step has ended
