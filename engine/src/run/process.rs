@@ -615,7 +615,7 @@ impl Tree {
                     procs
                         .iter()
                         .find(|p| p.pid == *pid)
-                        .is_none_or(|p| start.is_none_or(|s| s == p.start))
+                        .is_none_or(|p| *start == Some(p.start))
                 })
                 .map(|(pid, _)| *pid)
                 .collect();
@@ -625,7 +625,7 @@ impl Tree {
                 let leader = self
                     .leaders
                     .iter()
-                    .any(|(pid, start)| *pid == p.pid && start.is_none_or(|s| s == p.start));
+                    .any(|(pid, start)| *pid == p.pid && *start == Some(p.start));
                 if known
                     || leader
                     || groups.contains(&p.pgrp)
@@ -769,6 +769,10 @@ pub(crate) async fn stop_tree(tree: &mut Tree, child: &mut tokio::process::Child
 /// Stops, in stages, what the processes recorded at `path` (by a run that is no longer live)
 /// left running. Blocks until they are gone.
 pub fn stop_recorded(path: &Path, grace: Grace) {
+    // Without /proc a recorded pid cannot be told from a reused one: nothing is signalled.
+    if cfg!(not(target_os = "linux")) {
+        return;
+    }
     let started = read_started(path);
     if started.is_empty() {
         return;
