@@ -91,4 +91,14 @@ fn a_huge_stdout_streams_to_its_log_and_the_output_is_bounded_and_says_it_was_cu
         .work()
         .join(format!(".git/medley/runs/{run}/logs/a/run.1.out"));
     assert_eq!(fs_err::metadata(&log).unwrap().len(), BIG);
+    // `logs` copies it out whole, as it reads it.
+    let logs = env.run(&["logs", "last", "a"]);
+    assert_eq!(logs.code, 0, "{}", logs.stderr);
+    assert!(
+        logs.stdout
+            .starts_with("==> a: run.1.err (empty) <==\n==> a: run.1.out <==\ny\n"),
+        "{:.80}",
+        logs.stdout
+    );
+    assert_eq!(logs.stdout.matches("y\n").count() as u64, BIG / 2);
 }
