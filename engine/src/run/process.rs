@@ -258,7 +258,11 @@ fn record_marker(spec: &Spec, marker: &str) {
 /// Records a started process (when its spec asks) and returns the tree to stop after it.
 fn started(spec: &Spec, child: &tokio::process::Child, marker: String) -> Tree {
     let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
-        return Tree::default();
+        return Tree::new(&[Started {
+            pid: None,
+            start: None,
+            marker,
+        }]);
     };
     let started = Started {
         pid: Some(pid),
@@ -471,10 +475,14 @@ pub struct Started {
 /// instead of init's, so none leaves medley's sight.
 pub fn become_subreaper() {
     #[cfg(target_os = "linux")]
-    {
-        let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+    if rustix::process::set_child_subreaper(Some(rustix::process::getpid())).is_ok() {
+        SUBREAPER.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// Whether medley is a child subreaper: then a descendant whose parent is gone is medley's
+/// child, and only medley's children need their markers read.
+static SUBREAPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// A fresh marker value.
 fn new_marker() -> String {
@@ -567,6 +575,9 @@ pub(crate) struct Tree {
     markers: std::collections::HashSet<String>,
     /// Every member seen so far, by pid, with its start time.
     known: std::collections::HashMap<i32, u64>,
+    /// Read the marker of every process, not only of medley's own children (for what a dead
+    /// medley left: its orphans went to another parent).
+    scan_all: bool,
 }
 
 impl Tree {
@@ -578,6 +589,7 @@ impl Tree {
                 .collect(),
             markers: started.iter().map(|s| s.marker.clone()).collect(),
             known: std::collections::HashMap::new(),
+            scan_all: !SUBREAPER.load(std::sync::atomic::Ordering::SeqCst),
         }
     }
 
@@ -619,6 +631,7 @@ impl Tree {
                 })
                 .map(|(pid, _)| *pid)
                 .collect();
+            let me = rustix::process::getpid().as_raw_nonzero().get();
             let mut ours: std::collections::HashSet<i32> = std::collections::HashSet::new();
             for p in &procs {
                 let known = self.known.get(&p.pid) == Some(&p.start);
@@ -631,6 +644,7 @@ impl Tree {
                     || groups.contains(&p.pgrp)
                     || (environ
                         && !self.markers.is_empty()
+                        && (self.scan_all || p.ppid == me)
                         && marker_of(p.pid).is_some_and(|m| self.markers.contains(&m)))
                 {
                     ours.insert(p.pid);
@@ -778,6 +792,7 @@ pub fn stop_recorded(path: &Path, grace: Grace) {
         return;
     }
     let mut tree = Tree::new(&started);
+    tree.scan_all = true;
     'stages: for (signal, wait) in stages(grace) {
         let members = tree.members(true);
         if members.is_empty() {
