@@ -204,7 +204,7 @@ proptest! {
 }
 
 #[test]
-fn a_ref_lock_left_by_a_kill_mid_update_does_not_fail_the_resume() {
+fn ref_locks_left_by_a_kill_mid_update_do_not_fail_the_resume() {
     let env = env();
     let dir = env.work().parent().unwrap().to_path_buf();
     let d = dir.display();
@@ -234,6 +234,9 @@ fn a_ref_lock_left_by_a_kill_mid_update_does_not_fail_the_resume() {
     let refs = env.work().join(format!(".git/refs/medley/{run}/steps"));
     fs_err::create_dir_all(&refs).unwrap();
     fs_err::write(refs.join("a.lock"), "").unwrap();
+    let branch = env.work().join(".git/refs/heads/medley/m");
+    fs_err::create_dir_all(&branch).unwrap();
+    fs_err::write(branch.join(format!("{run}.lock")), "").unwrap();
     fs_err::write(dir.join("go"), "").unwrap();
     let out = env.run(&["resume", "last"]);
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -621,6 +621,15 @@ async fn execute(
     ] {
         remove_lock_files(&dir);
     }
+    // And its result branch's.
+    for dir in ["refs/heads/medley", "logs/refs/heads/medley"] {
+        let lock = repo
+            .git_dir
+            .join(dir)
+            .join(&plan.mission)
+            .join(format!("{run}.lock"));
+        let _ = fs_err::remove_file(lock);
+    }
     let journal_path = run_dir.join("events.jsonl");
     let journal = Journal::create(&journal_path).map_err(state_error(&journal_path))?;
     let worktrees_base = worktrees_root(options.worktrees.as_deref(), &repo)?;
