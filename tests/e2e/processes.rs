@@ -211,3 +211,22 @@ fn clean_stops_what_a_killed_run_left() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_all_dead(&[&escaped, &grouped]);
 }
+
+#[test]
+fn sighup_stops_watch_and_what_its_step_started() {
+    let env = env();
+    let (escaped, grouped) = escaping(&env, "");
+    let _reaper = Reaper(vec![escaped.clone(), grouped.clone()]);
+    let mut child = env
+        .medley()
+        .args(["watch", "m", "--output", "plain"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_pids(&escaped, 1);
+    wait_for_pids(&grouped, 2);
+    signal(child.id() as i32, Signal::HUP);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_all_dead(&[&escaped, &grouped]);
+}
