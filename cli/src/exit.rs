@@ -8,7 +8,7 @@ pub const SUCCESS: u8 = 0;
 pub const FAILED: u8 = 1;
 /// An invalid mission, invalid usage, or a failed preflight.
 pub const INVALID: u8 = 2;
-/// Interrupted (Ctrl-C or SIGTERM).
+/// Interrupted (Ctrl-C, SIGTERM or SIGHUP).
 pub const INTERRUPTED: u8 = 130;
 
 pub fn code(code: u8) -> ExitCode {

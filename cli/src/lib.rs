@@ -110,7 +110,7 @@ pub fn print_data(text: &str) -> Result<(), CliError> {
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
 #[error("cannot write to stdout")]
-struct IoError(#[source] std::io::Error);
+pub(crate) struct IoError(#[source] pub(crate) std::io::Error);
 
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {

@@ -60,6 +60,8 @@ pub struct StepInfo {
     pub cached_cost_usd: Option<f64>,
     /// Kept from before a resume (not run again).
     pub kept: bool,
+    /// The tail of the output of its last gate, when that gate failed.
+    pub gate_output: Option<String>,
 }
 
 impl RunInfo {
@@ -116,7 +118,9 @@ pub enum HistoryError {
 pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
     let dir = journal::runs_dir(git_dir).join(id);
     let path = dir.join("events.jsonl");
-    let events = journal::read(&path).map_err(|source| HistoryError::Io { path, source })?;
+    // An agent's raw output is never shown here: its lines are skipped unread.
+    let events = journal::read_without(&path, &["agent_output"])
+        .map_err(|source| HistoryError::Io { path, source })?;
     let mut info = RunInfo {
         id: id.to_owned(),
         mission: String::new(),
@@ -189,6 +193,15 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
             }
             Body::StepKept { step, .. } => {
                 info.steps.entry(step).or_default().kept = true;
+            }
+            Body::GateFinished {
+                step: Some(step),
+                passed,
+                output_tail,
+                ..
+            } => {
+                let s = info.steps.entry(step).or_default();
+                s.gate_output = (!passed).then_some(output_tail);
             }
             Body::StepFinished {
                 step,
@@ -491,9 +504,10 @@ pub fn clean(
     runs: bool,
     force: bool,
     pool: bool,
+    grace: crate::run::Grace,
 ) -> Result<Cleaned, HistoryError> {
     let mut cleaned = Cleaned {
-        worktrees: crate::run::prune_dead_runs(repo, worktrees, None),
+        worktrees: crate::run::prune_dead_runs(repo, worktrees, None, grace),
         ..Cleaned::default()
     };
     // The pool: slots kept after a failure are free again (or, with `pool`, every free slot

@@ -109,6 +109,64 @@ pub fn read(path: &Path) -> std::io::Result<Vec<Event>> {
     Ok(events)
 }
 
+/// Reads a journal like [`read`], leaving out the events whose `type` is in `skip` without
+/// parsing them or holding their lines in memory (an agent's raw output, for listings that do
+/// not show it).
+pub fn read_without(path: &Path, skip: &[&str]) -> std::io::Result<Vec<Event>> {
+    use std::io::BufRead as _;
+    /// The `type` comes after `v`, `ts` and `run`: within this many bytes of a line's start.
+    const HEAD: usize = 256;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, fs_err::File::open(path)?);
+    let mut events = Vec::new();
+    let mut line: Vec<u8> = Vec::new();
+    let mut skipping = false;
+    let mut decided = false;
+    let mut end_line = |line: &mut Vec<u8>, skipping: &mut bool, decided: &mut bool| {
+        if !*skipping && let Ok(event) = serde_json::from_slice::<Event>(line) {
+            events.push(event);
+        }
+        line.clear();
+        *skipping = false;
+        *decided = false;
+    };
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            end_line(&mut line, &mut skipping, &mut decided);
+            break;
+        }
+        let (chunk, ended) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], true),
+            None => (buf, false),
+        };
+        let used = chunk.len() + usize::from(ended);
+        if !skipping {
+            line.extend_from_slice(chunk);
+            if !decided && (line.len() >= HEAD || ended) {
+                decided = true;
+                if type_of(&line[..line.len().min(HEAD)]).is_some_and(|t| skip.contains(&t)) {
+                    skipping = true;
+                    line.clear();
+                }
+            }
+        }
+        reader.consume(used);
+        if ended {
+            end_line(&mut line, &mut skipping, &mut decided);
+        }
+    }
+    Ok(events)
+}
+
+/// The `type` of an event line, read from its first bytes.
+fn type_of(head: &[u8]) -> Option<&str> {
+    let key = b"\"type\":\"";
+    let at = head.windows(key.len()).position(|w| w == key)? + key.len();
+    let rest = &head[at..];
+    let end = rest.iter().position(|&b| b == b'"')?;
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
 /// The run ids under `runs`, oldest first (UUIDv7 ids sort by time).
 pub fn run_ids(runs: &Path) -> Vec<String> {
     let mut ids: Vec<String> = fs_err::read_dir(runs)
@@ -336,5 +394,41 @@ mod tests {
         assert!(is_live(dir.path()));
         drop(lock);
         assert!(!is_live(dir.path()));
+    }
+
+    #[test]
+    fn a_listing_skips_raw_agent_output_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut journal = Journal::create(&path).unwrap();
+        let skipped = Event::new(
+            "r1",
+            Body::StepSkipped {
+                step: "b".into(),
+                reason: SkipReason::If {
+                    expression: "false".into(),
+                },
+            },
+        );
+        let raw = Event::new(
+            "r1",
+            Body::AgentOutput {
+                step: "a".into(),
+                attempt: 1,
+                agent: "claude".into(),
+                session_id: None,
+                kind: "tool".into(),
+                summary: "read".into(),
+                raw: serde_json::json!({ "text": "x".repeat(300_000) }),
+            },
+        );
+        journal.append(&skipped).unwrap();
+        journal.append(&raw).unwrap();
+        journal.append(&skipped).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 3);
+        assert_eq!(
+            read_without(&path, &["agent_output"]).unwrap(),
+            vec![skipped.clone(), skipped]
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod mission;
 pub mod plan;
 pub mod run;
 pub mod schema;
+pub mod secrets;
 pub mod watch;
 
 #[cfg(test)]

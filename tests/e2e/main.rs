@@ -4,16 +4,20 @@
 #![allow(clippy::unwrap_used)]
 
 mod agents;
+mod bounds;
 mod cache;
 mod cli;
 mod corpus;
 mod faithful;
 mod git_fidelity;
+mod killed;
 mod kimi;
 mod missions;
 mod pool;
+mod processes;
 mod resume;
 mod run;
+mod secrets;
 mod watch;
 
 use medley_tests::{CommandOutput, TestEnv, workspace_root};

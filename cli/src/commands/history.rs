@@ -182,6 +182,14 @@ pub fn cmd_show(ctx: &Context, args: ShowArgs) -> Result<u8, CliError> {
             for line in error.message.lines().take(12) {
                 let _ = writeln!(out, "{:width$}  {line}", "");
             }
+            if error.kind == "gate"
+                && let Some(output) = &step.gate_output
+            {
+                let lines: Vec<&str> = output.lines().collect();
+                for line in &lines[lines.len().saturating_sub(12)..] {
+                    let _ = writeln!(out, "{:width$}  | {line}", "");
+                }
+            }
             if step.outcome == Some(Outcome::Failed)
                 && let Some(worktree) = &step.worktree
             {
@@ -231,35 +239,58 @@ pub fn cmd_logs(ctx: &Context, args: LogsArgs) -> Result<u8, CliError> {
             .chain(["_final".to_owned()])
             .collect(),
     };
-    let mut out = String::new();
+    // Each file is copied to stdout as it is read: a huge log is never held in memory.
+    let mut out = std::io::stdout().lock();
+    match write_logs(&mut out, &repo, &run.id, &steps) {
+        Ok(()) => Ok(exit::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(exit::SUCCESS),
+        Err(e) => Err(CliError::failed(crate::IoError(e))),
+    }
+}
+
+/// Writes each step's log files to `out`, each under a `==> step: file <==` heading.
+fn write_logs(
+    out: &mut impl std::io::Write,
+    repo: &Repo,
+    run: &str,
+    steps: &[String],
+) -> std::io::Result<()> {
+    use std::io::Read as _;
     for step in steps {
-        for file in history::log_files(&repo.git_dir, &run.id, &step) {
+        for file in history::log_files(&repo.git_dir, run, step) {
             let name = file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let text = fs_err::read(&file)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
             let who = if step == "_final" {
                 "mission gate"
             } else {
-                &step
+                step.as_str()
             };
-            if text.is_empty() {
-                let _ = writeln!(out, "==> {who}: {name} (empty) <==");
+            let Ok(mut reader) = fs_err::File::open(&file) else {
                 continue;
+            };
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut last = None;
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if last.is_none() {
+                    writeln!(out, "==> {who}: {name} <==")?;
+                }
+                out.write_all(&buf[..n])?;
+                last = Some(buf[n - 1]);
             }
-            let _ = writeln!(out, "==> {who}: {name} <==");
-
-            out.push_str(&text);
-            if !text.ends_with('\n') {
-                out.push('\n');
+            match last {
+                None => writeln!(out, "==> {who}: {name} (empty) <==")?,
+                Some(b'\n') => {}
+                Some(_) => writeln!(out)?,
             }
         }
     }
-    print_data(&out)?;
-    Ok(exit::SUCCESS)
+    out.flush()
 }
 
 /// Apply a run's change to the working tree, uncommitted
@@ -332,8 +363,15 @@ pub struct CleanArgs {
 pub fn cmd_clean(ctx: &Context, args: CleanArgs) -> Result<u8, CliError> {
     let repo = repo(ctx)?;
     let worktrees = worktrees_root(None, &repo).map_err(CliError::failed)?;
-    let cleaned = history::clean(&repo, &worktrees, args.runs, args.force, args.pool)
-        .map_err(CliError::failed)?;
+    let cleaned = history::clean(
+        &repo,
+        &worktrees,
+        args.runs,
+        args.force,
+        args.pool,
+        crate::commands::run::grace(),
+    )
+    .map_err(CliError::failed)?;
     let mut said = false;
     for (run, step) in &cleaned.released_slots {
         ctx.status(&format!(

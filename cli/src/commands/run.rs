@@ -90,11 +90,14 @@ pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
             record,
         );
     }
+    // A profile's secret `env` values are masked in the printed plan too.
+    let secrets = medley_engine::secrets::values(&plan, |name| std::env::var(name).ok());
+    let mask = |text: &str| medley_engine::secrets::mask(text, &secrets);
     if ctx.output == OutputFormat::Json {
         let json = serde_json::to_string_pretty(&plan).expect("a plan serialises to JSON");
-        print_data(&(json + "\n"))?;
+        print_data(&mask(&(json + "\n")))?;
     } else {
-        print_data(&dry_run_text(&plan, ctx.color))?;
+        print_data(&mask(&dry_run_text(&plan, ctx.color)))?;
     }
     Ok(exit::SUCCESS)
 }
@@ -191,15 +194,18 @@ where
         });
         let signals = tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (
+            // A closed terminal (SIGHUP) stops the run like SIGTERM.
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
             ) else {
                 return;
             };
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => {}
             }
             let _ = cancel.send(true);
             // Keep the handlers installed so a second signal does not kill medley mid-stop.
@@ -207,6 +213,7 @@ where
                 tokio::select! {
                     _ = int.recv() => {}
                     _ = term.recv() => {}
+                    _ = hup.recv() => {}
                 }
             }
         });

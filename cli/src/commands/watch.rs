@@ -75,21 +75,25 @@ pub fn cmd_watch(ctx: &Context, args: WatchArgs) -> Result<u8, CliError> {
         let (cancel, cancelled) = tokio::sync::watch::channel(false);
         let signals = tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (
+            // A closed terminal (SIGHUP) stops the run like SIGTERM.
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
             ) else {
                 return;
             };
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => {}
             }
             let _ = cancel.send(true);
             loop {
                 tokio::select! {
                     _ = int.recv() => {}
                     _ = term.recv() => {}
+                    _ = hup.recv() => {}
                 }
             }
         });

@@ -263,11 +263,18 @@ fn outputs(
 
 // Private helpers shared by the adapters (child modules see them).
 
-/// Keeps the last 20 non-blank lines of a stream, for error texts.
+/// Keeps the last 20 non-blank lines of a stream (each cut at 1,000 bytes), for error texts.
 fn push_tail(tail: &mut VecDeque<String>, line: &str) {
-    let line = line.trim_end();
+    let mut line = line.trim_end();
     if line.trim().is_empty() {
         return;
+    }
+    if line.len() > 1000 {
+        let mut end = 1000;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line = &line[..end];
     }
     if tail.len() == 20 {
         tail.pop_front();

@@ -42,6 +42,10 @@ pub struct MissionFile {
     /// A spending cap for the whole run, in US dollars.
     #[schemars(with = "Option<f64>", range(min = 0.0))]
     pub budget_usd: Option<Spanned<f64>>,
+    /// Environment variables whose values are secret: masked as `***` in the journal, the
+    /// logs and every output (values of 6 characters or more; the prompt archive is verbatim).
+    #[schemars(with = "Option<Vec<String>>")]
+    pub secrets: Option<Vec<Spanned<String>>>,
     /// Template variables, overridable with `--set name=value`.
     #[serde(default)]
     #[schemars(with = "IndexMap<String, VarValue>")]
@@ -327,6 +331,7 @@ pub mod keys {
         "setup_files",
         "worktree",
         "budget_usd",
+        "secrets",
         "vars",
         "defaults",
         "agents",

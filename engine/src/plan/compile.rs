@@ -171,6 +171,32 @@ impl<'m> Compiler<'m> {
         self.problems.push(error);
     }
 
+    /// The mission's `secrets`: names of environment variables.
+    fn secrets(&mut self) -> Vec<String> {
+        let mut names = Vec::new();
+        for name in self.file.secrets.iter().flatten() {
+            let text = name.get_ref();
+            let valid = text
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if valid {
+                names.push(text.clone());
+            } else {
+                self.push(
+                    MissionError::new(
+                        ErrorKind::Value,
+                        format!("`{text}` is not the name of an environment variable"),
+                    )
+                    .label(name.span(), "not a variable name")
+                    .help("list the names of the variables that hold secrets, e.g. `\"OPENAI_API_KEY\"`"),
+                );
+            }
+        }
+        names
+    }
+
     fn run(&mut self, options: &CompileOptions) -> Result<Plan, CompileError> {
         let name = self.mission_name();
         let vars = self.vars();
@@ -185,6 +211,7 @@ impl<'m> Compiler<'m> {
                     .help("write the most the run may spend, in US dollars, e.g. `5.0`"),
             );
         }
+        let secrets = self.secrets();
         let max_steps = self
             .positive(self.file.max_steps.as_ref(), "max_steps")
             .map_or(DEFAULT_MAX_STEPS, u64::from);
@@ -244,6 +271,7 @@ impl<'m> Compiler<'m> {
             setup_files,
             fresh_worktrees: self.file.worktree == Some(crate::mission::WorktreeMode::Fresh),
             vars,
+            secrets,
             agents,
             steps: ordered,
             partial: false,

@@ -38,6 +38,9 @@ pub struct Plan {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fresh_worktrees: bool,
     pub vars: IndexMap<String, serde_json::Value>,
+    /// Environment variables whose values are masked in everything medley writes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
     /// The agent profiles the steps use, by name.
     pub agents: IndexMap<String, AgentSpec>,
     /// Concrete steps; every step comes after the steps it needs.

@@ -797,6 +797,8 @@ async fn attempt_once(
         stderr: logs.join(format!("{name}.{attempt}.stderr")),
         // Nesting variables of a Claude Code session around medley (AGENTS.md 2.8).
         env_remove: vec!["CLAUDECODE".to_owned(), "CLAUDE_CODE_ENTRYPOINT".to_owned()],
+        record: Some(shared.processes()),
+        secrets: shared.secrets.clone(),
     };
     let parser = Mutex::new(adapter.parser(previous));
     let wait = network_wait();

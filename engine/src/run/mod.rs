@@ -148,6 +148,8 @@ impl RunError {
 /// The first write error is kept; the run stops on it.
 pub(crate) struct Emitter {
     run: String,
+    /// Values masked in every event (longest first).
+    secrets: Vec<String>,
     journal: Mutex<Option<std::sync::mpsc::Sender<Event>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     sender: mpsc::UnboundedSender<Event>,
@@ -157,6 +159,7 @@ pub(crate) struct Emitter {
 impl Emitter {
     fn new(
         run: &str,
+        secrets: Vec<String>,
         mut journal: Journal,
         sender: mpsc::UnboundedSender<Event>,
     ) -> std::io::Result<Emitter> {
@@ -174,6 +177,7 @@ impl Emitter {
             })?;
         Ok(Emitter {
             run: run.to_owned(),
+            secrets,
             journal: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             sender,
@@ -182,7 +186,7 @@ impl Emitter {
     }
 
     pub(crate) fn emit(&self, body: Body) {
-        let event = Event::new(&self.run, body);
+        let event = crate::secrets::mask_event(Event::new(&self.run, body), &self.secrets);
         let queued = match self.journal.lock() {
             Ok(journal) => journal
                 .as_ref()
@@ -252,6 +256,8 @@ pub(crate) struct Shared {
     pub pool: Option<crate::git::pool::Pool>,
     pub base: Oid,
     pub grace: Grace,
+    /// Values masked in the journal and the logs (longest first).
+    pub secrets: Vec<String>,
     pub emitter: Emitter,
     /// Turns true when the run must stop: the user cancelled, or the budget was reached.
     pub cancel: watch::Receiver<bool>,
@@ -409,6 +415,11 @@ impl Shared {
         }))
     }
 
+    /// Where the run records every process it starts.
+    pub(crate) fn processes(&self) -> PathBuf {
+        self.run_dir.join(PROCESSES)
+    }
+
     pub(crate) fn cancelled(&self) -> bool {
         *self.cancel.borrow()
     }
@@ -500,11 +511,36 @@ pub fn worktrees_root(custom: Option<&Path>, repo: &Repo) -> Result<PathBuf, Run
     Ok(root.join(repo.id()))
 }
 
-/// Removes the worktrees of runs no live process holds (killed or ended runs), except `keep`.
-/// Returns the runs whose worktrees were removed.
-pub fn prune_dead_runs(repo: &Repo, worktrees: &Path, keep: Option<&str>) -> Vec<String> {
+/// The file of a run's directory that records the processes it started.
+const PROCESSES: &str = "processes.jsonl";
+
+/// Stops, in stages, what a run that is no longer live left running (the processes recorded
+/// in its directory, their groups and descendants), then forgets the record.
+pub fn stop_dead_processes(run_dir: &Path, grace: Grace) {
+    let path = run_dir.join(PROCESSES);
+    if !path.exists() {
+        return;
+    }
+    process::stop_recorded(&path, grace);
+    let _ = fs_err::remove_file(&path);
+}
+
+/// Removes the worktrees of runs no live process holds (killed or ended runs), except `keep`,
+/// after stopping what they left running. Returns the runs whose worktrees were removed.
+pub fn prune_dead_runs(
+    repo: &Repo,
+    worktrees: &Path,
+    keep: Option<&str>,
+    grace: Grace,
+) -> Vec<String> {
     let runs = journal::runs_dir(&repo.git_dir);
     let mut pruned = Vec::new();
+    for run in journal::run_ids(&runs) {
+        let dir = runs.join(&run);
+        if Some(run.as_str()) != keep && dir.join(PROCESSES).exists() && !journal::is_live(&dir) {
+            stop_dead_processes(&dir, grace);
+        }
+    }
     let Ok(entries) = fs_err::read_dir(worktrees) else {
         return pruned;
     };
@@ -831,16 +867,40 @@ async fn execute(
             path: lock_path.clone(),
             source: std::io::Error::other("the run's lock is held by a live medley"),
         })?;
+    // A medley killed mid-update leaves the lock files of this run's refs: no one else writes
+    // them (this process holds the run's lock), so they go.
+    for dir in [
+        repo.git_dir.join("refs/medley").join(&run),
+        repo.git_dir.join("logs/refs/medley").join(&run),
+    ] {
+        remove_lock_files(&dir);
+    }
+    // And its result branch's.
+    for dir in ["refs/heads/medley", "logs/refs/heads/medley"] {
+        let lock = repo
+            .git_dir
+            .join(dir)
+            .join(&plan.mission)
+            .join(format!("{run}.lock"));
+        let _ = fs_err::remove_file(lock);
+    }
     let journal_path = run_dir.join("events.jsonl");
     let journal = Journal::create(&journal_path).map_err(state_error(&journal_path))?;
-    let emitter = Emitter::new(&run, journal, events).map_err(state_error(&journal_path))?;
+    let secrets = crate::secrets::values(&plan, |name| std::env::var(name).ok());
+    let emitter =
+        Emitter::new(&run, secrets.clone(), journal, events).map_err(state_error(&journal_path))?;
     let worktrees_base = worktrees_root(options.worktrees.as_deref(), &repo)?;
 
+    process::become_subreaper();
+    // What a killed medley left running goes first: this run's own (a resume) and others'.
+    // Off the async runtime: stopping processes and removing worktrees wait on the disk.
     {
-        // Off the async runtime: removing worktrees is disk work.
         let (repo, worktrees_base, run) = (repo.clone(), worktrees_base.clone(), run.clone());
+        let run_dir = run_dir.clone();
+        let grace = options.grace;
         let _ = tokio::task::spawn_blocking(move || {
-            prune_dead_runs(&repo, &worktrees_base, Some(&run));
+            stop_dead_processes(&run_dir, grace);
+            prune_dead_runs(&repo, &worktrees_base, Some(&run), grace);
             // What a killed run of this id left (half-made worktrees) goes before it goes on.
             if worktrees_base.join(&run).exists() {
                 let _ = fs_err::remove_dir_all(worktrees_base.join(&run));
@@ -872,6 +932,7 @@ async fn execute(
             .then(|| crate::git::pool::Pool::new(&repo, &worktrees_base)),
         base,
         grace: options.grace,
+        secrets: secrets.clone(),
         emitter,
         cancel: stopped.clone(),
         stop,
@@ -940,6 +1001,8 @@ async fn execute(
         let max_parallel = shared.plan.max_parallel;
         let _ = tokio::task::spawn_blocking(move || pool.bound(max_parallel)).await;
     }
+    // Every process it started has been stopped.
+    let _ = fs_err::remove_file(shared.processes());
     let usage = shared.usage.lock().map(|u| *u).unwrap_or_default();
     shared.emitter.emit(Body::RunFinished {
         outcome,
@@ -967,6 +1030,21 @@ async fn execute(
         reason,
         result_branch,
     })
+}
+
+/// Removes the `*.lock` files under `dir`, at any depth.
+fn remove_lock_files(dir: &Path) {
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "lock") {
+                let _ = fs_err::remove_file(&path);
+            }
+        }
+    }
 }
 
 /// Starts steps as their needs end, at most `max_parallel` at once, until every step has ended

@@ -16,16 +16,62 @@ use crate::plan::{Action, Flavor, TemplateRef};
 
 /// Lines of a failure's output that a retry prompt sees.
 const FAILURE_LINES: usize = 200;
-/// Lines of a gate's output in its `gate_finished` event.
+/// Bytes of a failure's output that a retry prompt sees.
+const FAILURE_BYTES: u64 = 16 * 1024;
+/// Lines of a gate's output in its `gate_finished` event (and of stderr in an error).
 const TAIL_LINES: usize = 20;
+/// Bytes of a gate's output in its `gate_finished` event (and of stderr in an error).
+const TAIL_BYTES: u64 = 4 * 1024;
+/// Bytes of a command step's stdout kept as `steps.<id>.output`; the rest is in its log.
+pub(crate) const OUTPUT_BYTES: u64 = 64 * 1024;
 
-/// The last `n` lines of a file (empty when unreadable).
-pub(crate) fn tail(path: &Path, n: usize) -> String {
-    let text = fs_err::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+/// The last `lines` lines of a file, and no more than its last `bytes` bytes (a line cut there
+/// starts with `…`). Only those bytes are read. Empty when unreadable.
+pub(crate) fn tail(path: &Path, lines: usize, bytes: u64) -> String {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Ok(mut file) = fs_err::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(bytes);
+    let mut buf = Vec::new();
+    if file.seek(SeekFrom::Start(from)).is_err() || file.take(bytes).read_to_end(&mut buf).is_err()
+    {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let all: Vec<&str> = text.lines().collect();
+    let kept = &all[all.len().saturating_sub(lines)..];
+    let mut out = kept.join("\n");
+    if from > 0 && kept.len() == all.len() {
+        out.insert(0, '…');
+    }
+    out
+}
+
+/// A command step's stdout as `steps.<id>.output`: like `$(...)` in a shell, without its
+/// trailing newlines; at most [`OUTPUT_BYTES`] of it (only those are read), and when cut, a
+/// last line that says so and where the whole output is.
+pub(crate) fn bounded_output(path: &Path) -> String {
+    use std::io::Read as _;
+    let Ok(file) = fs_err::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut buf = Vec::new();
+    if file.take(OUTPUT_BYTES).read_to_end(&mut buf).is_err() {
+        return String::new();
+    }
+    let mut output = String::from_utf8_lossy(&buf)
+        .trim_end_matches('\n')
+        .to_owned();
+    if len > OUTPUT_BYTES {
+        output.push_str(&format!(
+            "\n[medley: output cut at {OUTPUT_BYTES} of its {len} bytes; all of it is in {}]",
+            path.display()
+        ));
+    }
+    output
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
@@ -545,20 +591,15 @@ async fn command_attempts(
         let command = shell.display.clone();
         let mut spec = Spec::shell(&shell.command, &worktree, &out_path);
         spec.stderr = err_path.clone();
+        spec.record = Some(shared.processes());
+        spec.secrets = shared.secrets.clone();
         spec.env = step_env(&shared, &step.id, &worktree, attempt);
         spec.env.extend(shell.env);
         let exit = match process::run(&spec, step.timeout, &mut cancel, shared.grace).await {
             Ok(exit) => exit,
             Err(e) => return fail("command", e.to_string(), base, attempt, None),
         };
-        // Like `$(...)` in a shell: the output without its trailing newlines.
-        output = fs_err::read(&out_path)
-            .map(|b| {
-                String::from_utf8_lossy(&b)
-                    .trim_end_matches('\n')
-                    .to_owned()
-            })
-            .unwrap_or_default();
+        output = bounded_output(&out_path);
 
         // Whatever the attempt did, its tree is committed on top of the last attempt's.
         let repo = shared.repo.clone();
@@ -605,7 +646,7 @@ async fn command_attempts(
                     describe(other)
                 ),
             };
-            let stderr = tail(&err_path, TAIL_LINES);
+            let stderr = tail(&err_path, TAIL_LINES, TAIL_BYTES);
             if !stderr.is_empty() {
                 message.push_str(&format!(":\n{stderr}"));
             }
@@ -738,6 +779,8 @@ pub(crate) async fn prepare(
     }
     let command = shell.display;
     let mut spec = Spec::shell(&shell.command, worktree, &log);
+    spec.record = Some(shared.processes());
+    spec.secrets = shared.secrets.clone();
     spec.env = step_env(shared, &step.id, worktree, 1);
     spec.env.extend(shell.env);
     let mut cancel = shared.cancel_for(i);
@@ -754,7 +797,7 @@ pub(crate) async fn prepare(
             format!(
                 "setup `{command}` {}:\n{}",
                 describe(exit),
-                tail(&log, TAIL_LINES)
+                tail(&log, TAIL_LINES, TAIL_BYTES)
             ),
         )),
         Err(e) => Prepared::Failed(StepError::new("setup", e.to_string())),
@@ -845,6 +888,8 @@ pub(crate) async fn run_gate(
     });
     let log = logs.join(format!("gate.{attempt}.log"));
     let mut spec = Spec::shell(&shell.command, worktree, &log);
+    spec.record = Some(shared.processes());
+    spec.secrets = shared.secrets.clone();
     spec.env = step_env(shared, step_id.as_deref().unwrap_or(""), worktree, attempt);
     spec.env.extend(shell.env);
     let timeout = i.map_or(std::time::Duration::from_secs(30 * 60), |i| {
@@ -852,7 +897,7 @@ pub(crate) async fn run_gate(
     });
     let mut cancel = i.map_or_else(|| shared.cancel.clone(), |i| shared.cancel_for(i));
     let exit = process::run(&spec, timeout, &mut cancel, shared.grace).await;
-    let output_tail = tail(&log, TAIL_LINES);
+    let output_tail = tail(&log, TAIL_LINES, TAIL_BYTES);
     let exit = match exit {
         Ok(exit) => exit,
         Err(e) => {
@@ -883,11 +928,9 @@ pub(crate) async fn run_gate(
         Exit::Code(0) => GateResult::Passed,
         Exit::Cancelled => GateResult::Cancelled,
         other => {
-            let mut message = format!("the gate `{command}` {}", describe(other));
-            let output = tail(&log, FAILURE_LINES);
-            if !output.is_empty() {
-                message.push_str(&format!(":\n{output}"));
-            }
+            // The output is kept once, in `gate_finished`; the message names the gate.
+            let message = format!("the gate `{command}` {}", describe(other));
+            let output = tail(&log, FAILURE_LINES, FAILURE_BYTES);
             GateResult::Failed {
                 message,
                 command,
