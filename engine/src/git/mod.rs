@@ -255,6 +255,26 @@ impl Repo {
     /// steps whose changes collide.
     pub fn merge(&self, base: Oid, results: &[(String, Oid)]) -> Result<MergeOutcome> {
         let repo = self.open()?;
+        // A result whose tree is the base's changed nothing: it adds nothing to the merge (so
+        // a hundred no-op leaves cost a hundred tree lookups, not a hundred merges).
+        let tree_of = |oid: Oid| {
+            repo.find_commit(oid)
+                .map(|c| c.tree_id())
+                .context(|| format!("read commit {oid}"))
+        };
+        let base_tree = tree_of(base)?;
+        let mut changed = Vec::with_capacity(results.len());
+        for result in results {
+            if tree_of(result.1)? != base_tree {
+                changed.push(result.clone());
+            }
+        }
+        let results: &[(String, Oid)] = if changed.is_empty() {
+            // Nothing changed: any of them (the first) is the merge, as one result always was.
+            &results[..results.len().min(1)]
+        } else {
+            &changed
+        };
         let Some(((_, first), rest)) = results.split_first() else {
             return Ok(MergeOutcome::Merged(base));
         };

@@ -37,7 +37,25 @@ pub fn add_all(workdir: &Path, index: &Path) -> Result<Added> {
     // git wants to create the index itself (with its own lock file next to it).
     let private_path = private.path().to_owned();
     match fs_err::copy(index, &private_path) {
-        Ok(_) => {}
+        // The copy keeps the index's mtime: git trusts an entry's cached stat only when the
+        // file is older than the index ("racy git"), so a newer copy would hide an edit made in
+        // the same second as the index was written, with the same size.
+        Ok(_) => {
+            let mtime = fs_err::metadata(index)
+                .and_then(|m| m.modified())
+                .map_err(|source| GitError::Io {
+                    path: index.to_owned(),
+                    source,
+                })?;
+            std::fs::File::options()
+                .write(true)
+                .open(&private_path)
+                .and_then(|f| f.set_modified(mtime))
+                .map_err(|source| GitError::Io {
+                    path: private_path.clone(),
+                    source,
+                })?;
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             fs_err::remove_file(&private_path).map_err(|source| GitError::Io {
                 path: private_path.clone(),
@@ -129,7 +147,56 @@ fn absolute(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::no_commit_repo;
+
+    /// An edit in the same second as the index was written, keeping the file's size and mtime,
+    /// is seen, as `git add` on the user's own index sees it.
+    #[test]
+    fn a_racily_clean_edit_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .current_dir(root)
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let set_mtime = |path: &std::path::Path| {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        };
+        git(&["init", "-q"]);
+        let file = root.join("lock.txt");
+        fs_err::write(&file, "v1\n").unwrap();
+        set_mtime(&file);
+        git(&["add", "lock.txt"]);
+        git(&["commit", "-q", "-m", "c"]);
+        // The same size and mtime, and an index written in that same second: racily clean.
+        fs_err::write(&file, "v2\n").unwrap();
+        set_mtime(&file);
+        let index = root.join(".git/index");
+        set_mtime(&index);
+        let added = super::add_all(root, &index).unwrap();
+        let blob = git(&["cat-file", "-p", &format!("{}:lock.txt", added.tree)]);
+        assert_eq!(blob, "v2\n");
+    }
 
     #[test]
     fn reads_the_nested_repository_git_add_refuses() {
