@@ -62,6 +62,9 @@ pub struct StepInfo {
     pub kept: bool,
     /// The tail of the output of its last gate, when that gate failed.
     pub gate_output: Option<String>,
+    /// The message of its last failed attempt (with the output's tail it carries).
+    #[serde(skip)]
+    pub last_failure: Option<String>,
 }
 
 impl RunInfo {
@@ -203,6 +206,9 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 let s = info.steps.entry(step).or_default();
                 s.gate_output = (!passed).then_some(output_tail);
             }
+            Body::AttemptFailed { step, message, .. } => {
+                info.steps.entry(step).or_default().last_failure = Some(message);
+            }
             Body::StepFinished {
                 step,
                 outcome,
@@ -225,7 +231,18 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 s.commit = commit;
                 s.attempts = attempts;
                 s.duration_ms = Some(duration_ms);
-                s.error = error;
+                // A step that ended with its last attempt's failure says only its first line;
+                // the whole message (with its output's tail) is that attempt's.
+                s.error = error.map(|mut e| {
+                    if let Some(full) = &s.last_failure
+                        && !e.message.contains('\n')
+                        && full.lines().next().map(|l| l.trim_end_matches(':'))
+                            == Some(e.message.as_str())
+                    {
+                        e.message = full.clone();
+                    }
+                    e
+                });
                 s.agent = agent;
                 s.tokens = tokens;
                 s.cost_usd = cost_usd;

@@ -104,3 +104,44 @@ fn a_huge_stdout_streams_to_its_log_and_the_output_is_bounded_and_says_it_was_cu
     );
     assert_eq!(logs.stdout.matches("y\n").count() as u64, BIG / 2);
 }
+
+#[test]
+fn a_failed_commands_stderr_tail_is_stored_once_per_attempt() {
+    let env = env();
+    env.repo(&[(
+        "missions/m.toml",
+        "[steps.a]\nrun = \"printf 'the-%s\\\\n' unique-complaint >&2; exit 3\"\nattempts = 2\n",
+    )]);
+    let out = env.run(&["run", "m"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let runs = env.work().join(".git/medley/runs");
+    let run = fs_err::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let journal = fs_err::read_to_string(run.join("events.jsonl")).unwrap();
+    // Each attempt's tail once, in its `attempt_failed`; the step's end does not repeat it.
+    assert_eq!(
+        journal.matches("the-unique-complaint").count(),
+        2,
+        "{journal}"
+    );
+    let finished = env
+        .journal()
+        .into_iter()
+        .find(|e| e["type"] == "step_finished")
+        .unwrap();
+    assert_eq!(
+        finished["error"]["message"],
+        "`printf 'the-%s\\n' unique-complaint >&2; exit 3` exited with 3"
+    );
+    // `show` still gives the whole failure, tail included.
+    let show = env.run(&["show", "last"]);
+    assert!(
+        show.stdout.contains("the-unique-complaint"),
+        "{}",
+        show.stdout
+    );
+}

@@ -154,6 +154,9 @@ pub(crate) struct Emitter {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     sender: mpsc::UnboundedSender<Event>,
     error: Arc<Mutex<Option<std::io::Error>>>,
+    /// Each step's last `attempt_failed` message: a step that ends with that same failure says
+    /// only its first line (the tail it carries is stored once, in the attempt's event).
+    last_failure: Mutex<HashMap<String, String>>,
 }
 
 impl Emitter {
@@ -182,10 +185,27 @@ impl Emitter {
             writer: Mutex::new(Some(writer)),
             sender,
             error,
+            last_failure: Mutex::new(HashMap::new()),
         })
     }
 
-    pub(crate) fn emit(&self, body: Body) {
+    pub(crate) fn emit(&self, mut body: Body) {
+        if let Ok(mut last) = self.last_failure.lock() {
+            match &mut body {
+                Body::AttemptFailed { step, message, .. } => {
+                    last.insert(step.clone(), message.clone());
+                }
+                Body::StepFinished {
+                    step,
+                    error: Some(error),
+                    ..
+                } if last.get(step.as_str()) == Some(&error.message) => {
+                    let headline = error.message.lines().next().unwrap_or("");
+                    error.message = headline.trim_end_matches(':').to_owned();
+                }
+                _ => {}
+            }
+        }
         let event = crate::secrets::mask_event(Event::new(&self.run, body), &self.secrets);
         let queued = match self.journal.lock() {
             Ok(journal) => journal
