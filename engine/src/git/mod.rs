@@ -63,6 +63,37 @@ pub enum GitError {
 
 pub type Result<T> = std::result::Result<T, GitError>;
 
+/// Open libgit2 handles not in use, by repository root (see [`Repo::open`]).
+static HANDLES: std::sync::Mutex<std::collections::BTreeMap<PathBuf, Vec<Repository>>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// A libgit2 handle from [`Repo::open`]; it goes back for reuse when dropped.
+pub struct Handle {
+    repo: Option<Repository>,
+    root: PathBuf,
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Repository;
+    fn deref(&self) -> &Repository {
+        self.repo
+            .as_ref()
+            .expect("a handle holds its repository until dropped")
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let (Some(repo), Ok(mut handles)) = (self.repo.take(), HANDLES.lock()) {
+            let free = handles.entry(self.root.clone()).or_default();
+            // As many as steps run at once, about; more would only hold memory.
+            if free.len() < 16 {
+                free.push(repo);
+            }
+        }
+    }
+}
+
 /// Worktree adds share this lock; a prune takes it alone (see [`Repo::add_worktree`]).
 static WORKTREES: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
@@ -134,13 +165,30 @@ impl Repo {
         }
     }
 
-    pub fn open(&self) -> Result<Repository> {
-        let repo =
-            Repository::open(&self.root).context(|| format!("open {}", self.root.display()))?;
-        // What git says the working tree is, not libgit2's guess.
-        repo.set_workdir(&self.root, false)
-            .context(|| format!("open {}", self.root.display()))?;
-        Ok(repo)
+    /// A libgit2 handle on the repository. Handles are reused (opening one reads config files
+    /// and probes dozens of paths, which a cached step would otherwise pay several times):
+    /// what a handle reads (refs, objects) is looked up on disk each time, so a reused one sees
+    /// what other handles and git processes wrote.
+    pub fn open(&self) -> Result<Handle> {
+        let reused = HANDLES
+            .lock()
+            .ok()
+            .and_then(|mut h| h.get_mut(&self.root).and_then(Vec::pop));
+        let repo = match reused {
+            Some(repo) => repo,
+            None => {
+                let repo = Repository::open(&self.root)
+                    .context(|| format!("open {}", self.root.display()))?;
+                // What git says the working tree is, not libgit2's guess.
+                repo.set_workdir(&self.root, false)
+                    .context(|| format!("open {}", self.root.display()))?;
+                repo
+            }
+        };
+        Ok(Handle {
+            repo: Some(repo),
+            root: self.root.clone(),
+        })
     }
 
     /// A short stable id for this repository, for paths outside it: `<name>-<hash>`.
