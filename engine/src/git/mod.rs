@@ -486,11 +486,19 @@ impl Repo {
         message: &str,
     ) -> Result<(Oid, usize)> {
         let repo = Repository::open(worktree).context(|| format!("open {}", worktree.display()))?;
-        let added =
-            snapshot::add_all(worktree, &repo.path().join("index")).map_err(|e| match e {
-                GitError::NestedRepoWithoutCommit(path) => GitError::NestedRepoInStep(path),
-                e => e,
-            })?;
+        // A worktree git would call clean holds its HEAD's tree: no `git add` needed.
+        let added = match clean_tree(&repo) {
+            Some(tree) => snapshot::Added {
+                tree,
+                embedded: Vec::new(),
+            },
+            None => {
+                snapshot::add_all(worktree, &repo.path().join("index")).map_err(|e| match e {
+                    GitError::NestedRepoWithoutCommit(path) => GitError::NestedRepoInStep(path),
+                    e => e,
+                })?
+            }
+        };
         let parent_tree = repo
             .find_commit(parent)
             .and_then(|c| c.tree())
@@ -661,6 +669,24 @@ pub struct Snapshot {
     /// Nested repositories stored as gitlinks, as `git add` stores them (their files are not
     /// in the snapshot).
     pub embedded: Vec<String>,
+}
+
+/// The tree of a worktree's HEAD when the worktree is clean (no merge or rebase in progress,
+/// nothing modified, staged or untracked-not-ignored), as libgit2 sees it in memory; `None`
+/// when it is not, or libgit2 cannot tell (a split index, say): then git is asked.
+pub fn clean_tree(repo: &Repository) -> Option<Oid> {
+    if repo.state() != git2::RepositoryState::Clean {
+        return None;
+    }
+    let head = repo.head().ok()?.peel_to_commit().ok()?;
+    let mut options = git2::StatusOptions::new();
+    options
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .exclude_submodules(false);
+    let statuses = repo.statuses(Some(&mut options)).ok()?;
+    statuses.is_empty().then(|| head.tree_id())
 }
 
 /// The result of merging needs.

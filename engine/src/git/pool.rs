@@ -362,6 +362,22 @@ impl Pool {
 
     /// Resets a slot to `base` (see the module's documentation).
     fn reset(&self, lease: &mut Lease, base: Oid) -> Result<()> {
+        // A slot already at `base` and clean (as a previous step that changed nothing leaves
+        // it) is what a reset would make.
+        if !lease.state.resetting
+            && lease.state.base.as_deref() == Some(base.to_string().as_str())
+            && git2::Repository::open(&lease.path)
+                .ok()
+                .is_some_and(|repo| {
+                    repo.head()
+                        .ok()
+                        .and_then(|h| h.target())
+                        .is_some_and(|head| head == base)
+                        && super::clean_tree(&repo).is_some()
+                })
+        {
+            return Ok(());
+        }
         lease.state.resetting = true;
         lease.save()?;
         let path = &lease.path;
