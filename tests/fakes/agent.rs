@@ -276,7 +276,9 @@ fn run(cli: &str, argv: &[String]) -> i32 {
                     .append(true)
                     .open(path)
                     .expect("a pid file");
-                writeln!(file, "{}", std::process::id()).expect("a write");
+                // One write, so that concurrent calls appending to one file never interleave.
+                file.write_all(format!("{}\n", std::process::id()).as_bytes())
+                    .expect("a write");
             }
             (Some("await"), Some(path), n) => {
                 // Until PATH has N lines (1 by default): another call got somewhere.
@@ -512,6 +514,7 @@ fn record(script: Option<&Path>, cli: &str, argv: &[String], prompt: &str, stdin
         .append(true)
         .open(script.with_extension("calls.jsonl"))
     {
-        let _ = writeln!(file, "{entry}");
+        // One write, so that concurrent calls never interleave their lines.
+        let _ = file.write_all(format!("{entry}\n").as_bytes());
     }
 }
