@@ -450,9 +450,7 @@ pub fn apply(repo: &Repo, info: &RunInfo, step: Option<&str>) -> Result<Vec<Stri
 fn restore(root: &Path, commit: Oid, paths: &[&PathBuf]) -> Result<(), HistoryError> {
     use std::io::Write as _;
     use std::os::unix::ffi::OsStrExt as _;
-    let mut child = crate::git::env::scrub(&mut std::process::Command::new("git"))
-        .arg("-C")
-        .arg(root)
+    let mut child = crate::git::command(root)
         .args([
             "restore",
             "--worktree",

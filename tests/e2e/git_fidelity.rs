@@ -34,6 +34,19 @@ fn tree_of(env: &TestEnv, rev: &str) -> String {
         .to_owned()
 }
 
+/// Runs the only mission, checks the user's repository is byte-identical afterwards, and
+/// returns the result branch.
+fn run_leaving_the_user_alone(env: &TestEnv) -> String {
+    let before = env.fingerprint();
+    let branch = run_passes(env);
+    assert_eq!(
+        env.fingerprint(),
+        before,
+        "the run changed the user's repository"
+    );
+    branch
+}
+
 /// Runs the only mission and returns its result branch.
 fn run_passes(env: &TestEnv) -> String {
     let out = env.run(&["run", "--output", "plain"]);
@@ -112,9 +125,7 @@ fn the_snapshot_of_a_sparse_checkout_is_what_git_add_stores() {
     env.git(&["update-index", "--assume-unchanged", "src/a.txt"]);
     env.write("src/a.txt", "edited but assumed unchanged\n");
     env.write("docs/new.txt", "outside the cone, untracked\n");
-    let before = env.fingerprint();
-    let branch = run_passes(&env);
-    assert_eq!(env.fingerprint(), before);
+    let branch = run_leaving_the_user_alone(&env);
     assert_eq!(tree_of(&env, &branch), reference_tree(&env));
     assert_eq!(blob(&env, &branch, "docs/d.txt"), "d\n");
     assert_eq!(blob(&env, &branch, "src/a.txt"), "a\n");
@@ -244,9 +255,7 @@ fn a_separate_git_dir_is_found_as_git_finds_it() {
     env.git(&["add", "-A"]);
     env.git(&["commit", "-q", "-m", "initial"]);
     env.write("untracked.txt", "u\n");
-    let before = env.fingerprint();
-    let branch = run_passes(&env);
-    assert_eq!(env.fingerprint(), before);
+    let branch = run_leaving_the_user_alone(&env);
     assert_eq!(tree_of(&env, &run_base(&env)), reference_tree(&env));
     let files = env.git(&["ls-tree", "-r", "--name-only", &branch]);
     assert_eq!(files, "b.txt\nmissions/m.toml\nuntracked.txt\n");
@@ -404,9 +413,7 @@ fn clean_and_smudge_filters_run_as_git_add_and_checkout_run_them() {
     env.git(&["commit", "-q", "-m", "initial"]);
     assert_eq!(blob(&env, "HEAD", "secret.rot"), "uryyb\n");
     env.write("secret.rot", "hello world\n");
-    let before = env.fingerprint();
-    let branch = run_passes(&env);
-    assert_eq!(env.fingerprint(), before);
+    let branch = run_leaving_the_user_alone(&env);
     assert_eq!(tree_of(&env, &run_base(&env)), reference_tree(&env));
     // The step saw the user's text (smudged once), and git stores it cleaned.
     assert_eq!(blob(&env, &branch, "seen.txt"), "hello world\n");
@@ -432,9 +439,7 @@ fn autocrlf_stores_lf_as_git_add_does() {
     ]);
     env.git(&["config", "core.autocrlf", "true"]);
     env.write("user.txt", "u\r\nv\r\n");
-    let before = env.fingerprint();
-    let branch = run_passes(&env);
-    assert_eq!(env.fingerprint(), before);
+    let branch = run_leaving_the_user_alone(&env);
     assert_eq!(tree_of(&env, &run_base(&env)), reference_tree(&env));
     assert_eq!(blob(&env, &branch, "user.txt"), "u\nv\n");
     assert_eq!(blob(&env, &branch, "step.txt"), "x\ny\n");
@@ -474,9 +479,7 @@ fn a_split_index_is_read_and_left_alone() {
     };
     let shared_before = shared(&git_dir);
     assert!(!shared_before.is_empty());
-    let before = env.fingerprint();
-    let branch = run_passes(&env);
-    assert_eq!(env.fingerprint(), before);
+    let branch = run_leaving_the_user_alone(&env);
     assert_eq!(shared(&git_dir), shared_before);
     assert_eq!(tree_of(&env, &run_base(&env)), reference_tree(&env));
     assert_eq!(blob(&env, &branch, "b.txt"), "b\n");

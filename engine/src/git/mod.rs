@@ -63,6 +63,34 @@ pub enum GitError {
 
 pub type Result<T> = std::result::Result<T, GitError>;
 
+/// `git -C DIR`, without git's repository-local environment (`env`): every git process medley
+/// starts is made here.
+pub fn command(dir: &Path) -> Command {
+    let mut command = Command::new("git");
+    env::scrub(&mut command).arg("-C").arg(dir);
+    command
+}
+
+/// Runs `git -C DIR ARGS...` (see [`command`]); its stdout, or its stderr as the error.
+pub fn run(dir: &Path, args: &[&str]) -> Result<Vec<u8>> {
+    let out = command(dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| GitError::Io {
+            path: PathBuf::from("git"),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(GitError::Cli {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
+
 /// Open libgit2 handles not in use, by repository root (see [`Repo::open`]).
 static HANDLES: std::sync::Mutex<std::collections::BTreeMap<PathBuf, Vec<Repository>>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
@@ -126,9 +154,7 @@ impl Repo {
     /// git dir), or `core.worktree`. `GIT_DIR` and `GIT_WORK_TREE` are not read.
     pub fn discover(cwd: &Path) -> Result<Repo> {
         // libgit2 takes a separate git dir's parent for the working tree; git itself is asked.
-        let out = env::scrub(&mut Command::new("git"))
-            .arg("-C")
-            .arg(cwd)
+        let out = command(cwd)
             .args([
                 "rev-parse",
                 "--path-format=absolute",
@@ -609,23 +635,7 @@ impl Repo {
     }
 
     fn git(&self, args: &[&str]) -> Result<String> {
-        let out = env::scrub(&mut Command::new("git"))
-            .arg("-C")
-            .arg(&self.root)
-            .args(args)
-            .output()
-            .map_err(|source| GitError::Io {
-                path: PathBuf::from("git"),
-                source,
-            })?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(GitError::Cli {
-                args: args.join(" "),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            })
-        }
+        run(&self.root, args).map(|out| String::from_utf8_lossy(&out).into_owned())
     }
 }
 
@@ -633,29 +643,17 @@ impl Repo {
 /// like), as git lists them: byte paths, relative to the root.
 pub fn ignored_files(root: &Path) -> Result<Vec<PathBuf>> {
     use std::os::unix::ffi::OsStrExt as _;
-    let out = env::scrub(&mut Command::new("git"))
-        .arg("-C")
-        .arg(root)
-        .args([
+    let out = run(
+        root,
+        &[
             "ls-files",
             "-z",
             "--others",
             "--ignored",
             "--exclude-standard",
-        ])
-        .output()
-        .map_err(|source| GitError::Io {
-            path: PathBuf::from("git"),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(GitError::Cli {
-            args: "ls-files --others --ignored --exclude-standard".to_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
+        ],
+    )?;
     Ok(out
-        .stdout
         .split(|b| *b == 0)
         .filter(|p| !p.is_empty())
         .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))

@@ -21,12 +21,11 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use git2::Oid;
 use serde::{Deserialize, Serialize};
 
-use super::{GitError, Repo, Result, env};
+use super::{GitError, Repo, Result};
 
 /// The pool of one repository.
 #[derive(Debug, Clone)]
@@ -531,28 +530,11 @@ fn clear_operation_state(worktree: &Path) {
 }
 
 fn git_in(worktree: &Path, args: &[&str]) -> Result<()> {
-    git_out(worktree, args).map(|_| ())
+    super::run(worktree, args).map(|_| ())
 }
 
 fn git_out(worktree: &Path, args: &[&str]) -> Result<String> {
-    let out = env::scrub(&mut Command::new("git"))
-        .arg("-C")
-        .arg(worktree)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| GitError::Io {
-            path: PathBuf::from("git"),
-            source,
-        })?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(GitError::Cli {
-            args: args.join(" "),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        })
-    }
+    super::run(worktree, args).map(|out| String::from_utf8_lossy(&out).into_owned())
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> GitError + '_ {
@@ -569,6 +551,8 @@ mod tests {
     use std::collections::BTreeMap;
     use std::os::unix::fs::PermissionsExt as _;
     use std::path::{Path, PathBuf};
+
+    use std::process::Command;
 
     use proptest::prelude::{Just, Strategy, prop, prop_oneof, proptest};
     use proptest::test_runner::Config;

@@ -9,11 +9,10 @@
 //! of them: a gitlink for one with a commit, an error for one without.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use git2::Oid;
 
-use super::{GitError, Result, env};
+use super::{GitError, Result};
 
 /// A working tree's content as a tree in the object database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,11 +124,7 @@ fn no_commit_repo(stderr: &str) -> Option<String> {
 }
 
 fn git_with_index(workdir: &Path, index: &Path, args: &[&str]) -> Result<std::process::Output> {
-    let mut command = Command::new("git");
-    env::scrub(&mut command);
-    command
-        .arg("-C")
-        .arg(workdir)
+    super::command(workdir)
         .args(args)
         .env("GIT_INDEX_FILE", absolute(index))
         // Its messages are read (nested repositories), so they must not be translated.

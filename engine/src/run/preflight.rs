@@ -217,22 +217,9 @@ const VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 /// (cached in the user's cache dir: node CLIs take about a second to start). Blocking: call
 /// it off the async runtime. The error says why no version could be learnt.
 pub fn version(binary: &std::path::Path) -> Result<String, String> {
-    let mtime = fs_err::metadata(binary)
-        .and_then(|m| m.modified())
-        .map_err(|e| e.to_string())?;
-    let stamp = mtime
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_nanos();
-    let key = format!("{}|{stamp}", binary.display());
-    let cache = dirs::cache_dir().map(|d| d.join("medley").join("versions.json"));
-    let mut known: std::collections::BTreeMap<String, String> = cache
-        .as_ref()
-        .and_then(|c| fs_err::read_to_string(c).ok())
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    if let Some(v) = known.get(&key) {
-        return Ok(v.clone());
+    let key = stamp(binary)?;
+    if let Some(v) = cached(&key) {
+        return Ok(v);
     }
     // A probe that failed is not tried again by this process (it may have taken the timeout).
     static FAILED: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
@@ -245,16 +232,48 @@ pub fn version(binary: &std::path::Path) -> Result<String, String> {
         failed.insert(key.clone(), why.clone());
     }
     let found = probed?;
-    known.insert(key, found.clone());
-    if let Some(cache) = cache {
-        if let Some(dir) = cache.parent() {
-            let _ = fs_err::create_dir_all(dir);
-        }
-        if let Ok(json) = serde_json::to_string_pretty(&known) {
-            let _ = fs_err::write(cache, json);
-        }
-    }
+    remember(key, &found);
     Ok(found)
+}
+
+/// A binary's path and modification time: what its cached facts are keyed by.
+fn stamp(binary: &std::path::Path) -> Result<String, String> {
+    let mtime = fs_err::metadata(binary)
+        .and_then(|m| m.modified())
+        .map_err(|e| e.to_string())?;
+    let nanos = mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_nanos();
+    Ok(format!("{}|{nanos}", binary.display()))
+}
+
+/// The cache of facts about CLI binaries (`<cache>/medley/versions.json`).
+fn cache_file() -> Option<std::path::PathBuf> {
+    dirs::cache_dir().map(|d| d.join("medley").join("versions.json"))
+}
+
+fn cache_entries() -> std::collections::BTreeMap<String, String> {
+    cache_file()
+        .and_then(|c| fs_err::read_to_string(c).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn cached(key: &str) -> Option<String> {
+    cache_entries().remove(key)
+}
+
+fn remember(key: String, value: &str) {
+    let Some(cache) = cache_file() else { return };
+    let mut known = cache_entries();
+    known.insert(key, value.to_owned());
+    if let Some(dir) = cache.parent() {
+        let _ = fs_err::create_dir_all(dir);
+    }
+    if let Ok(json) = serde_json::to_string_pretty(&known) {
+        let _ = fs_err::write(cache, json);
+    }
 }
 
 /// Runs `<binary> --version` (see [`probe`]) and finds the version in what it prints.
@@ -281,6 +300,13 @@ pub fn cannot_start(runtime: Runtime, path: &std::path::Path) -> Option<String> 
     if runtime != Runtime::Kimi {
         return None;
     }
+    // A binary that could start is not asked again until it changes (Kimi Code takes a while
+    // to start); a problem is looked at again every time, since fixing it is the user's next
+    // step.
+    let key = stamp(path).ok().map(|s| format!("starts|{s}"));
+    if key.as_deref().and_then(cached).is_some() {
+        return None;
+    }
     let (succeeded, stdout, stderr) = probe(path, &["--version"])?;
     let node = || {
         which("node")
@@ -288,7 +314,14 @@ pub fn cannot_start(runtime: Runtime, path: &std::path::Path) -> Option<String> 
             .map(|(_, out, _)| out)
     };
     let node = if succeeded { None } else { node() };
-    crate::agent::kimi::startup_problem(path, succeeded, &stdout, &stderr, node.as_deref())
+    let problem =
+        crate::agent::kimi::startup_problem(path, succeeded, &stdout, &stderr, node.as_deref());
+    if problem.is_none()
+        && let Some(key) = key
+    {
+        remember(key, "yes");
+    }
+    problem
 }
 
 /// Runs `binary ARGS` with stdin from `/dev/null` for at most [`VERSION_TIMEOUT`]: whether it exited 0, its
