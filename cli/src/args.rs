@@ -1,6 +1,8 @@
 //! Command-line arguments (clap derive).
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+use crate::output::{ColorChoice, OutputFormat};
 
 use crate::commands::history::{ApplyArgs, CleanArgs, LogsArgs, RunsArgs, ShowArgs};
 use crate::commands::{
@@ -35,20 +37,6 @@ pub struct GlobalArgs {
     /// When to use colour (NO_COLOR turns it off)
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, help_heading = "Output")]
     pub color: ColorChoice,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Tty,
-    Plain,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,8 +5,10 @@ mod args;
 mod commands;
 pub mod exit;
 mod missions;
+mod output;
 mod report;
-
+mod settings;
+mod signals;
 mod style;
 
 use std::io::{IsTerminal, Write};
@@ -18,7 +20,9 @@ use medley_engine::mission::MissionErrors;
 use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
 
 pub use args::Cli;
-use args::{ColorChoice, Command, OutputFormat};
+use args::Command;
+use output::{ColorChoice, OutputFormat};
+use settings::Settings;
 
 /// An error on its way to the user, with the exit code it means.
 pub struct CliError {
@@ -50,6 +54,8 @@ pub struct Context {
     pub color: bool,
     pub output: OutputFormat,
     pub width: usize,
+    /// What the environment sets (read once, at startup).
+    pub settings: Settings,
 }
 
 impl Context {
@@ -159,6 +165,7 @@ pub fn main() -> ExitCode {
         color,
         output,
         width,
+        settings: Settings::from_env(),
     };
     let git_vars = medley_engine::git::env::locating_vars_set();
     if !git_vars.is_empty() {

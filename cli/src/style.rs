@@ -44,3 +44,15 @@ pub fn yellow(text: &str, color: bool) -> String {
         text.to_owned()
     }
 }
+
+/// A duration for humans: `850ms`, `4.2s`, `3m05s`.
+pub fn human_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}

@@ -71,7 +71,7 @@ fn cache_dir(git_dir: &Path) -> PathBuf {
 }
 
 fn key_ref(key: &str) -> String {
-    format!("refs/medley/cache/{key}")
+    crate::git::refs::cache_entry(key)
 }
 
 /// The digest of a commit's tree narrowed to the paths matching `inputs` (globs): the tree id
@@ -148,7 +148,7 @@ pub fn store(repo: &Repo, key: &str, entry: &Entry) -> Result<(), GitError> {
 
 /// Empties the cache; returns how many results it held.
 pub fn clear(repo: &Repo) -> Result<usize, GitError> {
-    let count = repo.delete_refs("refs/medley/cache/")?;
+    let count = repo.delete_refs(crate::git::refs::CACHE_PREFIX)?;
     let dir = cache_dir(&repo.git_dir);
     if dir.exists() {
         fs_err::remove_dir_all(&dir).map_err(|source| GitError::Io { path: dir, source })?;

@@ -128,8 +128,7 @@ pub enum FailReason {
 /// What went wrong with a failed step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepError {
-    /// `merge_conflict`, `setup`, `gate`, `command`, `timeout`, `worktree`, `template`, ...
-    pub kind: String,
+    pub kind: ErrorKind,
     pub message: String,
     /// For a merge conflict: the files both sides changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,12 +140,65 @@ pub struct StepError {
 
 impl StepError {
     /// An error with no files or steps to name.
-    pub fn new(kind: &str, message: impl Into<String>) -> StepError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> StepError {
         StepError {
-            kind: kind.to_owned(),
+            kind,
             message: message.into(),
             files: None,
             steps: None,
+        }
+    }
+}
+
+/// The kind of a step's error (`step_finished.error.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The results of its needs conflict.
+    MergeConflict,
+    /// Its needs' results could not be merged.
+    Merge,
+    Setup,
+    Gate,
+    Command,
+    Timeout,
+    /// Its worktree could not be made or readied.
+    Worktree,
+    /// A template could not be rendered, or its `if` evaluated.
+    Template,
+    /// medley could not write the run's state (refs, logs, prompts).
+    State,
+    Cancelled,
+    Budget,
+    /// Its attempt's tree could not be committed.
+    Commit,
+    /// Its agent profile is missing.
+    Agent,
+    /// Its agent's CLI is not installed.
+    AgentMissing,
+    AgentError,
+    Auth,
+    UsageLimit,
+    Unreachable,
+    Denied,
+    /// A bug in medley (a task that panicked).
+    Internal,
+    /// A kind a newer medley wrote.
+    #[serde(other)]
+    Other,
+}
+
+impl From<FailReason> for ErrorKind {
+    fn from(reason: FailReason) -> ErrorKind {
+        match reason {
+            FailReason::Gate => ErrorKind::Gate,
+            FailReason::Command => ErrorKind::Command,
+            FailReason::AgentError => ErrorKind::AgentError,
+            FailReason::Auth => ErrorKind::Auth,
+            FailReason::UsageLimit => ErrorKind::UsageLimit,
+            FailReason::Unreachable => ErrorKind::Unreachable,
+            FailReason::Denied => ErrorKind::Denied,
+            FailReason::Timeout => ErrorKind::Timeout,
         }
     }
 }

@@ -6,7 +6,7 @@ use git2::Oid;
 use indexmap::IndexMap;
 
 use crate::event::{Body, Outcome, RunOutcome, SkipReason, StepError, Tokens};
-use crate::git::{Context as _, GitError, Repo};
+use crate::git::{Context as _, GitError, Repo, refs};
 use crate::journal;
 
 /// A run, summed up from its journal.
@@ -349,11 +349,9 @@ pub fn log_files(git_dir: &Path, run: &str, step: &str) -> Vec<PathBuf> {
 /// tree, as uncommitted changes. Refuses, naming them, when a file it would touch differs from
 /// the run's base. Returns the paths it changed.
 pub fn apply(repo: &Repo, info: &RunInfo, step: Option<&str>) -> Result<Vec<String>, HistoryError> {
-    let base = repo
-        .find_ref(&format!("refs/medley/{}/base", info.id))?
-        .ok_or_else(|| {
-            HistoryError::NoResult(info.id.clone(), "its base ref is gone".to_owned())
-        })?;
+    let base = repo.find_ref(&refs::run_base(&info.id))?.ok_or_else(|| {
+        HistoryError::NoResult(info.id.clone(), "its base ref is gone".to_owned())
+    })?;
     let result = match step {
         Some(step) => {
             let passed = || {
@@ -364,7 +362,7 @@ pub fn apply(repo: &Repo, info: &RunInfo, step: Option<&str>) -> Result<Vec<Stri
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            repo.find_ref(&crate::run::step_ref(&info.id, step))?
+            repo.find_ref(&refs::step_result(&info.id, step))?
                 .ok_or_else(|| HistoryError::NoStep {
                     run: info.id.clone(),
                     step: step.to_owned(),
@@ -375,10 +373,9 @@ pub fn apply(repo: &Repo, info: &RunInfo, step: Option<&str>) -> Result<Vec<Stri
             let branch = info.result_branch.clone().ok_or_else(|| {
                 HistoryError::NoResult(info.id.clone(), format!("it {}", info.status()))
             })?;
-            repo.find_ref(&format!("refs/heads/{branch}"))?
-                .ok_or_else(|| {
-                    HistoryError::NoResult(info.id.clone(), format!("branch `{branch}` is gone"))
-                })?
+            repo.find_ref(&refs::branch(&branch))?.ok_or_else(|| {
+                HistoryError::NoResult(info.id.clone(), format!("branch `{branch}` is gone"))
+            })?
         }
     };
     let git = repo.open()?;
@@ -519,10 +516,10 @@ pub fn clean(
     runs: bool,
     force: bool,
     pool: bool,
-    grace: crate::run::Grace,
+    grace: crate::process::Grace,
 ) -> Result<Cleaned, HistoryError> {
     let mut cleaned = Cleaned {
-        worktrees: crate::run::prune_dead_runs(repo, worktrees, None, grace),
+        worktrees: crate::leftovers::prune_dead_runs(repo, worktrees, None, grace),
         ..Cleaned::default()
     };
     // The pool: slots kept after a failure are free again (or, with `pool`, every free slot
@@ -554,7 +551,7 @@ pub fn clean(
         let dir = runs_dir.join(&run.id);
         let applied = dir.join("applied").exists();
         if let Some(branch) = &run.result_branch {
-            let name = format!("refs/heads/{branch}");
+            let name = refs::branch(branch);
             if repo.find_ref(&name)?.is_some() {
                 if applied || force {
                     repo.delete_refs(&name)?;
@@ -564,7 +561,7 @@ pub fn clean(
                 }
             }
         }
-        repo.delete_refs(&format!("refs/medley/{}/", run.id))?;
+        repo.delete_refs(&refs::run_prefix(&run.id))?;
         fs_err::remove_dir_all(&dir).map_err(|source| HistoryError::Io {
             path: dir.clone(),
             source,

@@ -226,7 +226,7 @@ pub async fn watch(
                     Some(paths) => paths,
                     None => return Ok(()),
                 },
-                () = crate::run::process::cancelled(&mut cancel) => return Ok(()),
+                () = crate::process::cancelled(&mut cancel) => return Ok(()),
             };
             while let Ok(more) = file_rx.try_recv() {
                 paths.extend(more);

@@ -4,10 +4,12 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use clap::Args;
-use medley_engine::event::Outcome;
+use medley_engine::event::{ErrorKind, Outcome};
 use medley_engine::git::Repo;
 use medley_engine::history::{self, RunInfo};
-use medley_engine::run::{human_duration, worktrees_root};
+use medley_engine::run::worktrees_root;
+
+use crate::style::human_duration;
 
 use crate::report::skip_reason;
 use crate::{CliError, Context, exit, print_data};
@@ -182,7 +184,7 @@ pub fn cmd_show(ctx: &Context, args: ShowArgs) -> Result<u8, CliError> {
             for line in error.message.lines().take(12) {
                 let _ = writeln!(out, "{:width$}  {line}", "");
             }
-            if error.kind == "gate"
+            if error.kind == ErrorKind::Gate
                 && let Some(output) = &step.gate_output
             {
                 let lines: Vec<&str> = output.lines().collect();
@@ -369,7 +371,7 @@ pub fn cmd_clean(ctx: &Context, args: CleanArgs) -> Result<u8, CliError> {
         args.runs,
         args.force,
         args.pool,
-        crate::commands::run::grace(),
+        ctx.settings.grace,
     )
     .map_err(CliError::failed)?;
     let mut said = false;

@@ -6,11 +6,11 @@ use medley_engine::plan::{
 };
 
 use medley_engine::event::RunOutcome;
-use medley_engine::run::{Grace, RunOptions, RunRecord};
+use medley_engine::run::{RunOptions, RunRecord};
 
 use crate::report::Reporter;
 
-use crate::args::OutputFormat;
+use crate::output::OutputFormat;
 use crate::{CliError, Context, exit, print_data, style};
 
 /// Run a mission
@@ -102,17 +102,6 @@ pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
     Ok(exit::SUCCESS)
 }
 
-/// The grace periods of a staged stop: `MEDLEY_STOP_GRACE` (e.g. `200ms`) sets both stages.
-pub fn grace() -> Grace {
-    std::env::var("MEDLEY_STOP_GRACE")
-        .ok()
-        .and_then(|g| duration_text::parse(&g))
-        .map_or_else(Grace::default, |d| Grace {
-            interrupt: d,
-            terminate: d,
-        })
-}
-
 /// Runs the plan for real, reporting its events, and maps its end to an exit code.
 fn run_plan(
     ctx: &Context,
@@ -136,7 +125,8 @@ fn run_plan(
     let options = RunOptions {
         cwd: ctx.cwd.clone(),
         base,
-        grace: grace(),
+        grace: ctx.settings.grace,
+        network_wait: ctx.settings.network_wait,
         worktrees: None,
         no_cache,
         fresh_worktrees,
@@ -153,7 +143,8 @@ pub fn resume_run(ctx: &Context, run: &str, no_cache: bool) -> Result<u8, CliErr
     let options = RunOptions {
         cwd: ctx.cwd.clone(),
         base: None,
-        grace: grace(),
+        grace: ctx.settings.grace,
+        network_wait: ctx.settings.network_wait,
         worktrees: None,
         no_cache,
         fresh_worktrees: false,
@@ -192,31 +183,7 @@ where
             }
             reporter.finish();
         });
-        let signals = tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            // A closed terminal (SIGHUP) stops the run like SIGTERM.
-            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-                signal(SignalKind::hangup()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-            }
-            let _ = cancel.send(true);
-            // Keep the handlers installed so a second signal does not kill medley mid-stop.
-            loop {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                    _ = hup.recv() => {}
-                }
-            }
-        });
+        let signals = crate::signals::forward_to(cancel);
         let result = start(events, cancelled).await;
         let _ = report.await;
         signals.abort();

@@ -51,7 +51,8 @@ pub fn cmd_watch(ctx: &Context, args: WatchArgs) -> Result<u8, CliError> {
         run: RunOptions {
             cwd: ctx.cwd.clone(),
             base: None,
-            grace: super::run::grace(),
+            grace: ctx.settings.grace,
+            network_wait: ctx.settings.network_wait,
             worktrees: None,
             no_cache: false,
             fresh_worktrees: args.fresh_worktrees,
@@ -73,30 +74,7 @@ pub fn cmd_watch(ctx: &Context, args: WatchArgs) -> Result<u8, CliError> {
         let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
         let (notices_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
         let (cancel, cancelled) = tokio::sync::watch::channel(false);
-        let signals = tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            // A closed terminal (SIGHUP) stops the run like SIGTERM.
-            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-                signal(SignalKind::hangup()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-            }
-            let _ = cancel.send(true);
-            loop {
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                    _ = hup.recv() => {}
-                }
-            }
-        });
+        let signals = crate::signals::forward_to(cancel);
         let watching = tokio::spawn(medley_engine::watch::watch(
             options, events_tx, notices_tx, cancelled,
         ));

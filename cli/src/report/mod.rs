@@ -6,10 +6,10 @@ mod tty;
 use std::io::Write as _;
 use std::time::Duration;
 
-use medley_engine::event::{Body, Event, SkipReason};
-use medley_engine::run::human_duration;
+use crate::style::human_duration;
+use medley_engine::event::{Body, ErrorKind, Event, SkipReason};
 
-use crate::args::OutputFormat;
+use crate::output::OutputFormat;
 
 pub enum Reporter {
     Plain { color: bool },
@@ -177,7 +177,7 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
                 None => String::new(),
             };
             match error {
-                Some(e) if e.kind != "cancelled" => format!(
+                Some(e) if e.kind != ErrorKind::Cancelled => format!(
                     "{head} after {} in {took}{used}: {}",
                     plural(*attempts as usize, "attempt"),
                     e.message.lines().next().unwrap_or("")

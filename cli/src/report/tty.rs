@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::style::human_duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medley_engine::event::{Body, Event, Outcome};
-use medley_engine::run::human_duration;
 
 /// A row of the summary table.
 struct Row {

@@ -8,6 +8,7 @@
 
 pub mod env;
 pub mod pool;
+pub mod refs;
 pub mod snapshot;
 
 use std::collections::BTreeSet;
@@ -318,7 +319,7 @@ impl Repo {
 
     /// Fails when a branch named `medley` exists: it would block `medley/<mission>/<run>`.
     pub fn check_branch_namespace(&self) -> Result<()> {
-        match self.find_ref("refs/heads/medley")? {
+        match self.find_ref(refs::BRANCH_ROOT)? {
             Some(_) => Err(GitError::BranchBlocked),
             None => Ok(()),
         }

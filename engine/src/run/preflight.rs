@@ -3,7 +3,7 @@
 
 use indexmap::IndexMap;
 
-use super::agent::{program_of, which};
+use super::program::{program_of, which};
 use crate::mission::Runtime;
 use crate::plan::Plan;
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use git2::Oid;
 
-use super::Shared;
+use super::state::Shared;
 use crate::git::GitError;
 use crate::git::pool::{Kept, Lease};
 

@@ -1,0 +1,156 @@
+//! Resuming a failed, cancelled or killed run: the same id, base and mission text; the steps
+//! that passed keep their results.
+
+use std::time::{Duration, Instant};
+
+use git2::Oid;
+use tokio::sync::{mpsc, watch};
+
+use super::state::StepRecord;
+use super::{ResumeError, RunError, RunOptions, RunRecord, RunSummary, start};
+use crate::event::{Event, Outcome, RunOutcome};
+use crate::git::{Repo, refs};
+use crate::journal;
+use crate::process::Grace;
+
+/// Continues a failed, cancelled or killed run under the same id: the steps that passed keep
+/// their results, the others run again, from the same base and the same mission text.
+pub async fn resume(
+    run_arg: &str,
+    options: RunOptions,
+    events: mpsc::UnboundedSender<Event>,
+    cancel: watch::Receiver<bool>,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    let repo = Repo::discover(&options.cwd)?;
+    let resume_error = |e: ResumeError| RunError::Resume(Box::new(e));
+    let run =
+        crate::history::resolve(&repo.git_dir, run_arg).map_err(|e| resume_error(e.into()))?;
+    let info = crate::history::load(&repo.git_dir, &run).map_err(|e| resume_error(e.into()))?;
+    if info.live {
+        return Err(resume_error(ResumeError::Live(run)));
+    }
+    if info.outcome == Some(RunOutcome::Passed) {
+        return Err(resume_error(ResumeError::Passed(run)));
+    }
+    let record_path = journal::runs_dir(&repo.git_dir).join(&run).join("run.json");
+    let record: RunRecord = match fs_err::read_to_string(&record_path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            resume_error(ResumeError::BadRunRecord {
+                path: record_path.clone(),
+                message: e.to_string(),
+            })
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(resume_error(ResumeError::NoRecord(run.clone())));
+        }
+        Err(e) => {
+            return Err(resume_error(ResumeError::BadRunRecord {
+                path: record_path.clone(),
+                message: e.to_string(),
+            }));
+        }
+    };
+    let mission_error = |errors| {
+        resume_error(ResumeError::Mission {
+            run: run.clone(),
+            errors,
+        })
+    };
+    let mission = crate::mission::Mission::parse(
+        std::path::Path::new(&record.mission_path),
+        record.mission_source.clone(),
+    )
+    .map_err(|e| mission_error(crate::plan::compile::CompileError::Mission(Box::new(e))))?;
+    let options_compile = crate::plan::CompileOptions {
+        sets: record.sets.clone(),
+    };
+    let mut plan = crate::plan::compile(&mission, &options_compile).map_err(mission_error)?;
+    if let Some(only) = &record.only {
+        plan.only(only).map_err(|error| {
+            resume_error(ResumeError::Only {
+                run: run.clone(),
+                error,
+            })
+        })?;
+    }
+    if let Some(n) = record.max_parallel {
+        plan.max_parallel = n;
+    }
+    // The run goes on as it was started: with its cache setting, its grace periods and its
+    // worktrees' place.
+    let mut options = options;
+    options.no_cache |= record.no_cache;
+    options.fresh_worktrees |= record.fresh_worktrees;
+    if let Some([interrupt, terminate]) = record.grace_ms {
+        options.grace = Grace {
+            interrupt: Duration::from_millis(interrupt),
+            terminate: Duration::from_millis(terminate),
+        };
+    }
+    if options.worktrees.is_none() {
+        options.worktrees = record.worktrees.clone();
+    }
+    let plan = start::checked(plan).await?;
+    let base = repo
+        .find_ref(&refs::run_base(&run))?
+        .ok_or_else(|| resume_error(ResumeError::NoRecord(run.clone())))?;
+    // Steps that passed keep their results, as long as their refs still hold them, and hand on
+    // what they handed on the first time (output, cost, the base their diff is against).
+    let mut done = Vec::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let Some(seen) = info.steps.get(&step.id) else {
+            continue;
+        };
+        let Some(outcome) = seen.outcome.filter(|o| o.ok()) else {
+            continue;
+        };
+        let Some(commit) = repo.find_ref(&refs::step_result(&run, &step.id))? else {
+            continue;
+        };
+        let step_base = match &seen.base {
+            Some(b) => Oid::from_str(b).map_err(|_| {
+                resume_error(ResumeError::BadRecord {
+                    run: run.clone(),
+                    step: step.id.clone(),
+                    commit: b.clone(),
+                })
+            })?,
+            // A journal of an older medley: the result's parent.
+            None => repo
+                .open()?
+                .find_commit(commit)
+                .ok()
+                .and_then(|c| c.parent_id(0).ok())
+                .unwrap_or(base),
+        };
+        let cost_usd = if outcome == Outcome::Cached {
+            seen.cached_cost_usd
+        } else {
+            seen.cost_usd
+        };
+        done.push((
+            i,
+            StepRecord {
+                outcome,
+                base: step_base,
+                commit: Some(commit),
+                output: seen.output.clone(),
+                cost_usd,
+            },
+        ));
+    }
+    start::execute(
+        plan,
+        options,
+        repo,
+        run,
+        base,
+        done,
+        Vec::new(),
+        events,
+        cancel,
+        started,
+    )
+    .await
+}

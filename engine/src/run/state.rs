@@ -1,0 +1,167 @@
+//! The run's shared state: what every step task sees (the plan, the repository, the base),
+//! each finished step's record, the stops (the run's and each step's), and the budget.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use git2::Oid;
+use tokio::sync::watch;
+
+use super::emitter::Emitter;
+use crate::event::{Outcome, Tokens};
+use crate::git::Repo;
+use crate::plan::Plan;
+use crate::plan::compile::Upstream;
+use crate::process::Grace;
+
+/// What a finished step leaves for the steps after it.
+#[derive(Debug, Clone)]
+pub(crate) struct StepRecord {
+    /// `cached` for a reused result (templates see it as `passed`, with `cached` true).
+    pub outcome: Outcome,
+    pub base: Oid,
+    pub commit: Option<Oid>,
+    pub output: String,
+    /// What making its result cost (for a cached result: when it was made).
+    pub cost_usd: Option<f64>,
+}
+
+/// Everything the step tasks share.
+pub(crate) struct Shared {
+    pub repo: Repo,
+    pub plan: Arc<Plan>,
+    pub run: String,
+    pub run_dir: PathBuf,
+    /// Where fresh worktrees go: `<worktrees>/<repo-id>/<run>`.
+    pub worktrees: PathBuf,
+    /// The repository's pool of warm worktrees (`None` with `--fresh-worktrees`).
+    pub pool: Option<crate::git::pool::Pool>,
+    pub base: Oid,
+    pub grace: Grace,
+    /// How long an agent may wait for the network before its attempt ends as `unreachable`.
+    pub network_wait: Duration,
+    /// Values masked in the journal and the logs (longest first).
+    pub secrets: Vec<String>,
+    pub emitter: Emitter,
+    pub stops: Stops,
+    pub no_cache: bool,
+    pub records: Mutex<Vec<Option<StepRecord>>>,
+    pub upstream: Upstream,
+    /// The `.worktreeinclude` files and digests of their contents, read once at the start
+    /// (they are part of the cache keys of the steps that can see them).
+    pub includes: Result<Vec<(String, String)>, String>,
+    /// Tokens, known cost and unpriced steps so far.
+    pub usage: Mutex<Usage>,
+}
+
+/// What the run has used so far.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Usage {
+    pub tokens: Tokens,
+    pub cost_usd: f64,
+    pub unpriced_steps: usize,
+    pub uncounted_steps: usize,
+}
+
+/// The run's stops: the run's own (the user's cancel, or the budget) reaches every step; a
+/// step's own stops only it (watch mode, a race's losers).
+pub(crate) struct Stops {
+    run: watch::Sender<bool>,
+    steps: Vec<watch::Sender<bool>>,
+    by_budget: AtomicBool,
+}
+
+impl Stops {
+    pub(crate) fn new(steps: usize) -> Stops {
+        Stops {
+            run: watch::channel(false).0,
+            steps: (0..steps).map(|_| watch::channel(false).0).collect(),
+            by_budget: AtomicBool::new(false),
+        }
+    }
+
+    /// Stops the whole run: every step, in stages.
+    pub(crate) fn stop_run(&self) {
+        let _ = self.run.send(true);
+        for step in &self.steps {
+            let _ = step.send(true);
+        }
+    }
+
+    /// Stops step `i` alone.
+    pub(crate) fn stop_step(&self, i: usize) {
+        let _ = self.steps[i].send(true);
+    }
+
+    /// Whether the run was stopped.
+    pub(crate) fn run_stopped(&self) -> bool {
+        *self.run.borrow()
+    }
+
+    /// The run's stop, to wait on.
+    pub(crate) fn run_stop(&self) -> watch::Receiver<bool> {
+        self.run.subscribe()
+    }
+
+    /// Step `i`'s stop (the run's reaches it too), to wait on.
+    pub(crate) fn step_stop(&self, i: usize) -> watch::Receiver<bool> {
+        self.steps[i].subscribe()
+    }
+
+    /// Whether the budget stopped the run.
+    pub(crate) fn by_budget(&self) -> bool {
+        self.by_budget.load(Ordering::SeqCst)
+    }
+
+    /// Why a step in flight was stopped.
+    pub(crate) fn reason(&self) -> &'static str {
+        if self.by_budget() {
+            "the run reached its budget and stopped it"
+        } else {
+            "the run was cancelled"
+        }
+    }
+}
+
+impl Shared {
+    /// Where the run records every process it starts.
+    pub(crate) fn processes(&self) -> PathBuf {
+        self.run_dir.join(crate::leftovers::PROCESSES)
+    }
+
+    /// Whether step `i` may use and fill the cache.
+    pub(crate) fn caching(&self, i: usize) -> bool {
+        !self.no_cache && self.plan.steps[i].cache
+    }
+
+    /// Adds a known cost; at the budget's cap the run stops: no attempt starts, and every step
+    /// in flight is stopped, in stages.
+    pub(crate) fn spend(&self, usd: f64) {
+        if let Ok(mut usage) = self.usage.lock() {
+            usage.cost_usd += usd;
+        }
+        if self.budget_reached() {
+            self.stops.by_budget.store(true, Ordering::SeqCst);
+            self.stops.stop_run();
+        }
+    }
+
+    /// Adds a finished step's tokens.
+    pub(crate) fn account(&self, tokens: Option<Tokens>, unpriced: bool, uncounted: bool) {
+        if let Ok(mut usage) = self.usage.lock() {
+            let tokens = tokens.unwrap_or_default();
+            usage.tokens.input += tokens.input;
+            usage.tokens.output += tokens.output;
+            usage.unpriced_steps += usize::from(unpriced);
+            usage.uncounted_steps += usize::from(uncounted);
+        }
+    }
+
+    /// Whether known costs have reached the mission's `budget_usd`.
+    pub(crate) fn budget_reached(&self) -> bool {
+        let spent = self.usage.lock().map(|u| u.cost_usd).unwrap_or(0.0);
+        self.plan.budget_usd.is_some_and(|cap| spent >= cap)
+    }
+}
