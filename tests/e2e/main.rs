@@ -12,6 +12,7 @@ mod faithful;
 mod git_fidelity;
 mod killed;
 mod kimi;
+mod layout;
 mod missions;
 mod pool;
 mod processes;

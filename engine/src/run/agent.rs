@@ -13,7 +13,7 @@ use super::attempt::{Failure, FailureKind, Verdict, Work};
 use super::context::render;
 use super::program::{adapter_of, program_of, which};
 use super::state::Shared;
-use super::step::step_env;
+
 use crate::agent::{self, AgentOutcome, AgentResult, Invocation, OutputKind, SessionTotals};
 use crate::event::{Body, ErrorKind, FailReason, StepError, Tokens};
 use crate::mission::Runtime;
@@ -359,7 +359,7 @@ async fn attempt_once(
 ) -> (AgentResult, Exit) {
     let step = &shared.plan.steps[i];
     let program = program_of(profile);
-    let mut env = step_env(shared, &step.id, worktree, attempt);
+    let mut env = shared.step_env(&step.id, worktree, attempt);
     env.extend(profile.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let spec = Spec {
         program: which(&program).unwrap_or_else(|| PathBuf::from(&program)),

@@ -7,11 +7,12 @@ use std::time::Instant;
 
 use git2::Oid;
 
+use super::blocking;
 use super::context::{render, render_shell};
+use super::end::{StepEnd, finish_with};
 use super::gate::{self, GateResult};
 use super::setup::{self, Prepared};
 use super::state::Shared;
-use super::step::{StepEnd, blocking, finish_with};
 use crate::event::Outcome;
 use crate::git::refs;
 use crate::plan::{Action, Flavor};

@@ -10,9 +10,9 @@ use tokio::sync::watch;
 
 use super::agent::AgentWork;
 use super::attempt::{self, End};
+use super::end::{self, StepEnd};
 use super::program::{program_of, which};
 use super::state::Shared;
-use super::step::{self, StepEnd};
 use crate::event::{Body, ErrorKind, FailReason, Outcome, StepError, Tokens};
 use crate::mission::model::Strategy;
 use crate::plan::Action;
@@ -145,7 +145,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, i: usize, base: Oid, started: Inst
     };
     if let Some(run) = winner {
         let (commit, output) = run.passed.clone().unwrap_or((base, String::new()));
-        return step::finish_with(
+        return end::finish_with(
             shared,
             i,
             started,
@@ -161,7 +161,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, i: usize, base: Oid, started: Inst
     if runs.iter().any(|r| r.cancelled) {
         let error = StepError::new(ErrorKind::Cancelled, shared.stops.reason());
         let agent = runs.last().map(|r| r.agent.clone());
-        return step::finish_with(
+        return end::finish_with(
             shared,
             i,
             started,
@@ -179,7 +179,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, i: usize, base: Oid, started: Inst
             e
         });
     let agent = runs.last().map(|r| r.agent.clone());
-    step::finish_with(
+    end::finish_with(
         shared,
         i,
         started,

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::attempt::{Failure, Verdict, Work};
 use super::output::{self, TAIL_BYTES, TAIL_LINES};
 use super::state::Shared;
-use super::step::step_env;
+
 use crate::event::{ErrorKind, FailReason, StepError};
 use crate::plan::TemplateRef;
 use crate::process::{self, Exit, Spec};
@@ -61,7 +61,7 @@ impl Work for CommandWork<'_> {
         spec.stderr = err_path.clone();
         spec.record = Some(shared.processes());
         spec.secrets = shared.secrets.clone();
-        spec.env = step_env(shared, &step.id, worktree, attempt);
+        spec.env = shared.step_env(&step.id, worktree, attempt);
         spec.env.extend(shell.env);
         let exit = process::run(&spec, step.timeout, cancel, shared.grace)
             .await

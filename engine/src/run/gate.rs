@@ -9,7 +9,7 @@ use git2::Oid;
 use super::context::render_shell;
 use super::output::{FAILURE_BYTES, FAILURE_LINES, TAIL_BYTES, TAIL_LINES, describe, tail};
 use super::state::Shared;
-use super::step::step_env;
+
 use crate::event::Body;
 use crate::plan::TemplateRef;
 use crate::process::{self, Exit, Spec};
@@ -59,7 +59,7 @@ pub(crate) async fn run(
     let mut spec = Spec::shell(&shell.command, worktree, &log);
     spec.record = Some(shared.processes());
     spec.secrets = shared.secrets.clone();
-    spec.env = step_env(shared, step_id.as_deref().unwrap_or(""), worktree, attempt);
+    spec.env = shared.step_env(step_id.as_deref().unwrap_or(""), worktree, attempt);
     spec.env.extend(shell.env);
     let timeout = i.map_or(std::time::Duration::from_secs(30 * 60), |i| {
         shared.plan.steps[i].timeout

@@ -25,6 +25,7 @@ mod chain;
 mod command;
 mod context;
 mod emitter;
+mod end;
 mod error;
 mod finish;
 mod gate;
@@ -46,3 +47,12 @@ pub use options::{Control, RunOptions, RunRecord, RunSummary};
 pub use program::{program_of, which};
 pub use resume::resume;
 pub use start::{run, worktrees_root};
+
+/// Runs blocking work (git, the disk) off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())
+}

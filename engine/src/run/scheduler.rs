@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::state::{Shared, StepRecord};
-use super::{Control, step};
+use super::{Control, end, step};
 use crate::event::{Body, ErrorKind, Outcome, RunOutcome, SkipReason};
 use crate::process;
 
@@ -103,7 +103,7 @@ pub(super) async fn schedule(
                             continue;
                         }
                         Err(e) => {
-                            step::fail_early(
+                            end::fail_early(
                                 shared,
                                 i,
                                 ErrorKind::Template,
@@ -186,7 +186,7 @@ fn ended_step(
     match joined_step(tasks, joined)? {
         (i, Ok(outcome)) => Some((i, outcome)),
         (i, Err(message)) => {
-            step::fail_early(shared, i, ErrorKind::Internal, message);
+            end::fail_early(shared, i, ErrorKind::Internal, message);
             Some((i, Outcome::Failed))
         }
     }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use git2::Oid;
 
+use super::blocking;
 use super::context::render_shell;
 use super::output::{TAIL_BYTES, TAIL_LINES, describe, tail};
 use super::state::Shared;
-use super::step::{blocking, step_env};
 use super::worktree::Worktree;
 use crate::event::{ErrorKind, StepError};
 use crate::process::{self, Exit, Spec};
@@ -92,7 +92,7 @@ pub(crate) async fn prepare(
     let mut spec = Spec::shell(&shell.command, worktree, &log);
     spec.record = Some(shared.processes());
     spec.secrets = shared.secrets.clone();
-    spec.env = step_env(shared, &step.id, worktree, 1);
+    spec.env = shared.step_env(&step.id, worktree, 1);
     spec.env.extend(shell.env);
     let mut cancel = shared.stops.step_stop(i);
     let ran = process::run(&spec, step.timeout, &mut cancel, shared.grace).await;

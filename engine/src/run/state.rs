@@ -1,7 +1,7 @@
 //! The run's shared state: what every step task sees (the plan, the repository, the base),
 //! each finished step's record, the stops (the run's and each step's), and the budget.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -126,6 +126,25 @@ impl Stops {
 }
 
 impl Shared {
+    /// The environment every child of a step sees.
+    pub(crate) fn step_env(
+        &self,
+        step: &str,
+        worktree: &Path,
+        attempt: u32,
+    ) -> Vec<(String, String)> {
+        vec![
+            (
+                "MEDLEY_ROOT".to_owned(),
+                self.repo.root.display().to_string(),
+            ),
+            ("MEDLEY_WORKTREE".to_owned(), worktree.display().to_string()),
+            ("MEDLEY_RUN".to_owned(), self.run.clone()),
+            ("MEDLEY_STEP".to_owned(), step.to_owned()),
+            ("MEDLEY_ATTEMPT".to_owned(), attempt.to_string()),
+        ]
+    }
+
     /// Where the run records every process it starts.
     pub(crate) fn processes(&self) -> PathBuf {
         self.run_dir.join(crate::leftovers::PROCESSES)
