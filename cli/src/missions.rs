@@ -50,7 +50,7 @@ pub fn missions_dir(cwd: &Path) -> PathBuf {
         if dir.join("missions").is_dir() {
             return up.join("missions");
         }
-        if dir.join(".git").exists() || !dir.pop() {
+        if medley_engine::git::is_top_level(&dir) || !dir.pop() {
             return PathBuf::from("missions");
         }
         up.push("..");

@@ -258,12 +258,10 @@ pub async fn watch(
         let (run_events_tx, mut run_events) = mpsc::unbounded_channel();
         let run_cancel = cancel.clone();
         let inputs = inputs_of(&plan);
-        let mut task = tokio::spawn(crate::run::run(
-            plan,
-            run_options,
-            run_events_tx,
-            run_cancel,
-        ));
+        let mut task = tokio::spawn(async move {
+            let plan = crate::run::checked(plan).await?;
+            crate::run::run(plan, run_options, run_events_tx, run_cancel).await
+        });
         let mut running: BTreeSet<String> = BTreeSet::new();
         let mut pending_files: BTreeSet<String> = BTreeSet::new();
         let mut pending_mission = false;

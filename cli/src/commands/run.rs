@@ -111,16 +111,12 @@ fn run_plan(
     fresh_worktrees: bool,
     record: RunRecord,
 ) -> Result<u8, CliError> {
-    match medley_engine::run::preflight::preflight(&plan) {
-        Ok(warnings) => {
-            for warning in warnings {
-                ctx.status(&format!(
-                    "{}: {warning}",
-                    style::yellow("warning", ctx.color)
-                ));
-            }
-        }
-        Err(e) => return Err(CliError::invalid(e)),
+    let plan = medley_engine::run::preflight::check(plan).map_err(CliError::invalid)?;
+    for warning in &plan.warnings {
+        ctx.status(&format!(
+            "{}: {warning}",
+            style::yellow("warning", ctx.color)
+        ));
     }
     let options = RunOptions {
         cwd: ctx.cwd.clone(),

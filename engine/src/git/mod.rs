@@ -7,9 +7,13 @@
 //! runs without git's repository-local environment (`env`).
 
 pub mod env;
+mod merge;
 pub mod pool;
 pub mod refs;
 pub mod snapshot;
+mod worktree;
+
+pub use merge::MergeOutcome;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -325,133 +329,6 @@ impl Repo {
         }
     }
 
-    /// Merges the result commits of several steps in memory. One commit is returned as is; a
-    /// commit another one already contains is skipped. A conflict names the files and the
-    /// steps whose changes collide.
-    pub fn merge(&self, base: Oid, results: &[(String, Oid)]) -> Result<MergeOutcome> {
-        let repo = self.open()?;
-        // A result whose tree is the base's changed nothing: it adds nothing to the merge (so
-        // a hundred no-op leaves cost a hundred tree lookups, not a hundred merges).
-        let tree_of = |oid: Oid| {
-            repo.find_commit(oid)
-                .map(|c| c.tree_id())
-                .context(|| format!("read commit {oid}"))
-        };
-        let base_tree = tree_of(base)?;
-        let mut changed = Vec::with_capacity(results.len());
-        for result in results {
-            if tree_of(result.1)? != base_tree {
-                changed.push(result.clone());
-            }
-        }
-        let results: &[(String, Oid)] = if changed.is_empty() {
-            // Nothing changed: any of them (the first) is the merge, as one result always was.
-            &results[..results.len().min(1)]
-        } else {
-            &changed
-        };
-        let Some(((_, first), rest)) = results.split_first() else {
-            return Ok(MergeOutcome::Merged(base));
-        };
-        let mut acc = *first;
-        let mut merged: Vec<&(String, Oid)> = vec![&results[0]];
-        for next in rest {
-            let (_, theirs) = next;
-            if acc == *theirs {
-                continue;
-            }
-            let ancestor = repo.merge_base(acc, *theirs).unwrap_or(base);
-            if ancestor == *theirs {
-                merged.push(next);
-                continue;
-            }
-            if ancestor == acc {
-                acc = *theirs;
-                merged.push(next);
-                continue;
-            }
-            let tree_of = |oid: Oid| -> Result<git2::Tree<'_>> {
-                repo.find_commit(oid)
-                    .and_then(|c| c.tree())
-                    .context(|| format!("read commit {oid}"))
-            };
-            let mut index = repo
-                .merge_trees(
-                    &tree_of(ancestor)?,
-                    &tree_of(acc)?,
-                    &tree_of(*theirs)?,
-                    None,
-                )
-                .context(|| "merge".to_owned())?;
-            if index.has_conflicts() {
-                let files: Vec<String> = index
-                    .conflicts()
-                    .context(|| "read conflicts".to_owned())?
-                    .filter_map(|c| {
-                        let c = c.ok()?;
-                        let entry = c.our.or(c.their).or(c.ancestor)?;
-                        Some(String::from_utf8_lossy(&entry.path).into_owned())
-                    })
-                    .collect::<BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                // The steps merged so far that changed one of these files, and this one.
-                let mut steps = Vec::new();
-                for (step, oid) in merged.iter().map(|m| (&m.0, m.1)) {
-                    let changed = self.changed_files(base, oid)?;
-                    if changed.iter().any(|f| files.contains(f)) {
-                        steps.push(step.clone());
-                    }
-                }
-                steps.push(next.0.clone());
-                return Ok(MergeOutcome::Conflict { files, steps });
-            }
-            let tree = index
-                .write_tree_to(&repo)
-                .context(|| "write merged tree".to_owned())?;
-            acc = commit_tree(&repo, tree, &[acc, *theirs], "medley: merge of needs")?;
-            merged.push(next);
-        }
-        Ok(MergeOutcome::Merged(acc))
-    }
-
-    /// A cached result made on `old_base`, put on top of `new_base`: its tree as it is when the
-    /// bases' trees are the same, else merged in memory (old base, new base, result). `None`
-    /// on a conflict. The returned flag says whether a merge was needed.
-    pub fn replay(
-        &self,
-        old_base: Oid,
-        new_base: Oid,
-        result: Oid,
-        message: &str,
-    ) -> Result<Option<(Oid, bool)>> {
-        let repo = self.open()?;
-        let tree_of = |oid: Oid| {
-            repo.find_commit(oid)
-                .and_then(|c| c.tree())
-                .context(|| format!("read commit {oid}"))
-        };
-        let (old, new, done) = (tree_of(old_base)?, tree_of(new_base)?, tree_of(result)?);
-        let (tree, merged) = if old.id() == new.id() {
-            (done.id(), false)
-        } else {
-            let mut index = repo
-                .merge_trees(&old, &new, &done, None)
-                .context(|| "replay a cached result".to_owned())?;
-            if index.has_conflicts() {
-                return Ok(None);
-            }
-            let tree = index
-                .write_tree_to(&repo)
-                .context(|| "write the replayed tree".to_owned())?;
-            (tree, true)
-        };
-        Ok(Some((
-            commit_tree(&repo, tree, &[new_base], message)?,
-            merged,
-        )))
-    }
-
     /// Paths that differ between two commits.
     pub fn changed_files(&self, from: Oid, to: Oid) -> Result<Vec<String>> {
         let repo = self.open()?;
@@ -552,92 +429,15 @@ impl Repo {
         Ok((commit, files))
     }
 
-    /// Adds a detached worktree at `path` checked out at `commit` (`git worktree add`).
-    ///
-    /// Adds run in parallel; a prune waits for them (a prune running while `git worktree add`
-    /// is half done removes it). An add that fails anyway, e.g. by a prune from another medley
-    /// process, is tried again.
-    pub fn add_worktree(&self, path: &Path, commit: Oid) -> Result<()> {
-        if let Some(parent) = path.parent() {
-            fs_err::create_dir_all(parent).map_err(|source| GitError::Io {
-                path: parent.to_owned(),
-                source,
-            })?;
-        }
-        let mut tries = 0;
-        loop {
-            let added = {
-                let _shared = WORKTREES.read().unwrap_or_else(|e| e.into_inner());
-                self.git(&[
-                    "worktree",
-                    "add",
-                    "--detach",
-                    "--quiet",
-                    &path.to_string_lossy(),
-                    &commit.to_string(),
-                ])
-            };
-            match added {
-                Ok(_) => return Ok(()),
-                Err(e) if tries >= 2 => return Err(e),
-                Err(_) => {
-                    tries += 1;
-                    let _ = fs_err::remove_dir_all(path);
-                    self.prune_worktrees()?;
-                    std::thread::sleep(std::time::Duration::from_millis(20 * tries));
-                }
-            }
-        }
-    }
-
-    /// Removes a worktree's directory and git's record of it (its admin directory under
-    /// `.git/worktrees`), without a `git` process when the worktree is one of ours and intact.
-    pub fn remove_worktree(&self, path: &Path) -> Result<()> {
-        if !path.exists() {
-            return Ok(());
-        }
-        let admin = fs_err::read_to_string(path.join(".git"))
-            .ok()
-            .and_then(|text| {
-                text.strip_prefix("gitdir:")
-                    .map(|d| PathBuf::from(d.trim()))
-            })
-            .filter(|admin| admin.starts_with(self.git_dir.join("worktrees")) && admin.is_dir());
-        if let Some(admin) = admin {
-            let removed =
-                fs_err::remove_dir_all(path).and_then(|()| fs_err::remove_dir_all(&admin));
-            if removed.is_ok() {
-                return Ok(());
-            }
-        }
-        let removed = self.git(&[
-            "worktree",
-            "remove",
-            "--force",
-            "--force",
-            &path.to_string_lossy(),
-        ]);
-        if removed.is_err() || path.exists() {
-            if path.exists() {
-                fs_err::remove_dir_all(path).map_err(|source| GitError::Io {
-                    path: path.to_owned(),
-                    source,
-                })?;
-            }
-            self.prune_worktrees()?;
-        }
-        Ok(())
-    }
-
-    /// Forgets worktrees whose directories are gone (`git worktree prune`).
-    pub fn prune_worktrees(&self) -> Result<()> {
-        let _exclusive = WORKTREES.write().unwrap_or_else(|e| e.into_inner());
-        self.git(&["worktree", "prune"]).map(|_| ())
-    }
-
     fn git(&self, args: &[&str]) -> Result<String> {
         run(&self.root, args).map(|out| String::from_utf8_lossy(&out).into_owned())
     }
+}
+
+/// Whether `dir` is the top level of a git working tree (it holds `.git`: a directory, or a
+/// file for linked worktrees and separate git dirs). No git process: for walking up a tree.
+pub fn is_top_level(dir: &Path) -> bool {
+    dir.join(".git").exists()
 }
 
 /// The ignored files of the working tree (untracked and matched by `.gitignore` and the
@@ -686,16 +486,6 @@ pub fn clean_tree(repo: &Repository) -> Option<Oid> {
         .exclude_submodules(false);
     let statuses = repo.statuses(Some(&mut options)).ok()?;
     statuses.is_empty().then(|| head.tree_id())
-}
-
-/// The result of merging needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MergeOutcome {
-    Merged(Oid),
-    Conflict {
-        files: Vec<String>,
-        steps: Vec<String>,
-    },
 }
 
 fn tree_diff<'r>(repo: &'r Repository, from: Oid, to: Oid) -> Result<git2::Diff<'r>> {

@@ -46,7 +46,7 @@ pub use error::{ResumeError, RunError};
 pub use options::{Control, RunOptions, RunRecord, RunSummary};
 pub use program::{program_of, which};
 pub use resume::resume;
-pub use start::{run, worktrees_root};
+pub use start::{checked, run, worktrees_root};
 
 /// Runs blocking work (git, the disk) off the async runtime.
 pub(crate) async fn blocking<T: Send + 'static>(

@@ -38,6 +38,30 @@ pub fn install_hint(runtime: Runtime) -> &'static str {
     crate::agent::adapter(runtime).install_hint()
 }
 
+/// A plan whose agents were checked: what [`super::run`] takes, so a run checks them once.
+#[derive(Debug)]
+pub struct Checked {
+    plan: Plan,
+    /// Agents missing later in a chain (their steps run with the others).
+    pub warnings: Vec<String>,
+}
+
+impl Checked {
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn into_plan(self) -> Plan {
+        self.plan
+    }
+}
+
+/// Checks the plan's agents (it may run their `--version`).
+pub fn check(plan: Plan) -> Result<Checked, PreflightError> {
+    let warnings = preflight(&plan)?;
+    Ok(Checked { plan, warnings })
+}
+
 /// Checks the plan's agents; returns warnings (agents missing later in a chain, skipped).
 pub fn preflight(plan: &Plan) -> Result<Vec<String>, PreflightError> {
     let mut warnings = Vec::new();

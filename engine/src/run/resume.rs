@@ -91,7 +91,7 @@ pub async fn resume(
     if options.worktrees.is_none() {
         options.worktrees = record.worktrees.clone();
     }
-    let plan = start::checked(plan).await?;
+    let plan = start::checked(plan).await?.into_plan();
     let base = repo
         .find_ref(&refs::run_base(&run))?
         .ok_or_else(|| resume_error(ResumeError::NoRecord(run.clone())))?;

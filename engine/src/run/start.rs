@@ -41,13 +41,13 @@ pub fn worktrees_root(custom: Option<&Path>, repo: &Repo) -> Result<PathBuf, Run
 /// Runs a compiled plan to its end. Events go to `events` as they happen (and to the journal);
 /// turning `cancel` true stops every running step, in stages, and ends the run as cancelled.
 pub async fn run(
-    plan: Plan,
+    plan: preflight::Checked,
     options: RunOptions,
     events: mpsc::UnboundedSender<Event>,
     cancel: watch::Receiver<bool>,
 ) -> Result<RunSummary, RunError> {
     let started = Instant::now();
-    let plan = checked(plan).await?;
+    let plan = plan.into_plan();
     let repo = Repo::discover(&options.cwd)?;
     repo.check_branch_namespace()?;
     let (base, embedded) = match &options.base {
@@ -112,18 +112,14 @@ pub async fn run(
 }
 
 /// Checks the plan's agents (preflight) off the async runtime: it runs `--version` probes.
-pub(super) async fn checked(plan: Plan) -> Result<Plan, RunError> {
-    let (plan, checked) = tokio::task::spawn_blocking(move || {
-        let checked = preflight::preflight(&plan);
-        (plan, checked)
-    })
-    .await
-    .map_err(|e| RunError::State {
-        path: PathBuf::from("preflight"),
-        source: std::io::Error::other(e),
-    })?;
-    checked?;
-    Ok(plan)
+pub async fn checked(plan: Plan) -> Result<preflight::Checked, RunError> {
+    tokio::task::spawn_blocking(move || preflight::check(plan))
+        .await
+        .map_err(|e| RunError::State {
+            path: PathBuf::from("preflight"),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(RunError::from)
 }
 
 /// Runs `plan` as run `run` from `base`, with the steps of `done` already passed.
