@@ -4,7 +4,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::output::{ColorChoice, OutputFormat};
 
-use crate::commands::history::{ApplyArgs, CleanArgs, LogsArgs, RunsArgs, ShowArgs};
+use crate::commands::{
+    apply::ApplyArgs, clean::CleanArgs, logs::LogsArgs, runs::RunsArgs, show::ShowArgs,
+};
 use crate::commands::{
     graph::GraphArgs, init::InitArgs, run::RunArgs, schema::SchemaArgs, validate::ValidateArgs,
 };
@@ -46,7 +48,7 @@ pub enum Command {
 
     Validate(ValidateArgs),
     Graph(GraphArgs),
-    Resume(crate::commands::history::ResumeArgs),
+    Resume(crate::commands::resume::ResumeArgs),
     Runs(RunsArgs),
 
     Show(ShowArgs),

@@ -183,13 +183,13 @@ pub fn main() -> ExitCode {
 
         Command::Validate(args) => commands::validate::cmd_validate(&ctx, args),
         Command::Graph(args) => commands::graph::cmd_graph(&ctx, args),
-        Command::Resume(args) => commands::history::cmd_resume(&ctx, args),
-        Command::Runs(args) => commands::history::cmd_runs(&ctx, args),
+        Command::Resume(args) => commands::resume::cmd_resume(&ctx, args),
+        Command::Runs(args) => commands::runs::cmd_runs(&ctx, args),
 
-        Command::Show(args) => commands::history::cmd_show(&ctx, args),
-        Command::Logs(args) => commands::history::cmd_logs(&ctx, args),
-        Command::Apply(args) => commands::history::cmd_apply(&ctx, args),
-        Command::Clean(args) => commands::history::cmd_clean(&ctx, args),
+        Command::Show(args) => commands::show::cmd_show(&ctx, args),
+        Command::Logs(args) => commands::logs::cmd_logs(&ctx, args),
+        Command::Apply(args) => commands::apply::cmd_apply(&ctx, args),
+        Command::Clean(args) => commands::clean::cmd_clean(&ctx, args),
         Command::Agents(args) => commands::agents::cmd_agents(&ctx, args),
 
         Command::Init(args) => commands::init::cmd_init(&ctx, args),

@@ -1,18 +1,23 @@
 //! One module per command: its clap args and its `cmd_*` function.
 
 pub mod agents;
+pub mod apply;
+pub mod clean;
 pub mod graph;
-
-pub mod history;
-
 pub mod init;
+pub mod logs;
+pub mod resume;
 pub mod run;
+pub mod runs;
 pub mod schema;
+pub mod show;
 pub mod validate;
 pub mod watch;
 
 use std::path::Path;
 
+use medley_engine::git::Repo;
+use medley_engine::history::{self, RunInfo};
 use medley_engine::mission::{LoadError, Mission};
 use medley_engine::plan::compile::CompileError;
 use medley_engine::plan::{self, CompileOptions, Plan};
@@ -54,4 +59,24 @@ pub fn compile_source(
         CompileError::Mission(errors) => CliError::invalid(*errors),
         CompileError::Set(error) => CliError::invalid(error),
     })
+}
+
+/// The repository the command runs in.
+pub(crate) fn repo(ctx: &Context) -> Result<Repo, CliError> {
+    Repo::discover(&ctx.cwd).map_err(CliError::invalid)
+}
+
+pub(crate) fn load(repo: &Repo, arg: &str) -> Result<RunInfo, CliError> {
+    let id = history::resolve(&repo.git_dir, arg).map_err(CliError::invalid)?;
+    history::load(&repo.git_dir, &id).map_err(CliError::failed)
+}
+
+/// A run's cost: the known part, and "unknown" for what is not known.
+pub(crate) fn money(run: &RunInfo) -> String {
+    match (run.cost_usd, run.unpriced_steps) {
+        (Some(c), 0) => format!("${c:.4}"),
+        (Some(c), _) => format!("${c:.4}+?"),
+        (None, 0) if run.tokens.input + run.tokens.output == 0 => "-".to_owned(),
+        (None, _) => "unknown".to_owned(),
+    }
 }

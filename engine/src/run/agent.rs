@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::attempt::{Failure, FailureKind, Verdict, Work};
 use super::context::render;
 use super::program::{adapter_of, program_of, which};
-use super::state::Shared;
+use super::state::{Scope, Shared};
 
 use crate::agent::{self, AgentOutcome, AgentResult, Invocation, OutputKind, SessionTotals};
 use crate::event::{Body, ErrorKind, FailReason, StepError, Tokens};
@@ -110,7 +110,7 @@ impl Work for AgentWork<'_> {
         let original = match &self.original {
             Some(original) => original.clone(),
             None => {
-                let original = render(shared, Some(i), prompt, Flavor::Text, 1, base, None)
+                let original = render(shared, Scope::Step(i), prompt, Flavor::Text, 1, base, None)
                     .await
                     .map_err(|e| {
                         StepError::new(ErrorKind::Template, format!("cannot render `prompt`: {e}"))
@@ -130,7 +130,7 @@ impl Work for AgentWork<'_> {
                 let retry = match retry_prompt {
                     Some(t) => render(
                         shared,
-                        Some(i),
+                        Scope::Step(i),
                         t,
                         Flavor::Text,
                         attempt,

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::gate::{self, GateResult};
 use super::setup::{self, Prepared};
-use super::state::Shared;
+use super::state::{Scope, Shared};
 use super::worktree::Worktree;
 use crate::event::{Body, ErrorKind, FailReason, StepError};
 use crate::git::refs;
@@ -264,7 +264,7 @@ pub(crate) async fn drive<W: Work>(
             }
         }
         if let Some(gate) = &step.gate {
-            match gate::run(shared, Some(i), gate, &worktree, logs, attempt, base).await {
+            match gate::run(shared, Scope::Step(i), gate, &worktree, logs, attempt, base).await {
                 GateResult::Passed => {}
                 GateResult::Cancelled => return Attempts::cancelled(attempt),
                 GateResult::Failed {

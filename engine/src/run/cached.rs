@@ -12,7 +12,7 @@ use super::context::{render, render_shell};
 use super::end::{StepEnd, finish_with};
 use super::gate::{self, GateResult};
 use super::setup::{self, Prepared};
-use super::state::Shared;
+use super::state::{Scope, Shared};
 use crate::event::Outcome;
 use crate::git::refs;
 use crate::plan::{Action, Flavor};
@@ -22,7 +22,9 @@ pub(crate) async fn key(shared: &Arc<Shared>, i: usize, base: Oid) -> Result<Str
     let step = &shared.plan.steps[i];
     let (action, runner) = match &step.action {
         Action::Command { run } => (
-            render_shell(shared, Some(i), run, 1, base).await?.key(),
+            render_shell(shared, Scope::Step(i), run, 1, base)
+                .await?
+                .key(),
             "command".to_owned(),
         ),
         Action::Agent { prompt, agents, .. } => {
@@ -48,17 +50,21 @@ pub(crate) async fn key(shared: &Arc<Shared>, i: usize, base: Oid) -> Result<Str
                 runner.push(serde_json::json!({ "profile": profile, "version": version }));
             }
             (
-                render(shared, Some(i), prompt, Flavor::Text, 1, base, None).await?,
+                render(shared, Scope::Step(i), prompt, Flavor::Text, 1, base, None).await?,
                 serde_json::to_string(&runner).unwrap_or_default(),
             )
         }
     };
     let gate = match &step.gate {
-        Some(gate) => render_shell(shared, Some(i), gate, 1, base).await?.key(),
+        Some(gate) => render_shell(shared, Scope::Step(i), gate, 1, base)
+            .await?
+            .key(),
         None => String::new(),
     };
     let setup = match &shared.plan.setup {
-        Some(setup) => render_shell(shared, Some(i), setup, 1, base).await?.key(),
+        Some(setup) => render_shell(shared, Scope::Step(i), setup, 1, base)
+            .await?
+            .key(),
         None => String::new(),
     };
     let repo = shared.repo.clone();
@@ -163,7 +169,7 @@ pub(crate) async fn reuse(
         let passed =
             match setup::prepare(shared, i, &mut held, &logs, commit, "setup.cached.log").await {
                 Prepared::Ready => matches!(
-                    gate::run(shared, Some(i), gate, &worktree, &logs, 0, base).await,
+                    gate::run(shared, Scope::Step(i), gate, &worktree, &logs, 0, base).await,
                     GateResult::Passed
                 ),
                 Prepared::Cancelled | Prepared::Failed(_) => false,

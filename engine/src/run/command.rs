@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::attempt::{Failure, Verdict, Work};
 use super::output::{self, TAIL_BYTES, TAIL_LINES};
-use super::state::Shared;
+use super::state::{Scope, Shared};
 
 use crate::event::{ErrorKind, FailReason, StepError};
 use crate::plan::TemplateRef;
@@ -49,7 +49,7 @@ impl Work for CommandWork<'_> {
         let shared = self.shared;
         let step = &shared.plan.steps[self.i];
         let shell =
-            super::context::render_shell(shared, Some(self.i), self.run, attempt, self.base)
+            super::context::render_shell(shared, Scope::Step(self.i), self.run, attempt, self.base)
                 .await
                 .map_err(|e| {
                     StepError::new(ErrorKind::Template, format!("cannot render `run`: {e}"))

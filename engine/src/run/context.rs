@@ -7,7 +7,7 @@ use std::sync::Arc;
 use git2::Oid;
 use minijinja::value::Value;
 
-use super::state::Shared;
+use super::state::{Scope, Shared};
 use crate::event::Outcome;
 use crate::plan::template::{self, StepsContext};
 use crate::plan::{Flavor, TemplateRef};
@@ -17,16 +17,19 @@ impl Shared {
     /// (diffs, and `file()` while rendering): build and use it off the async runtime.
     pub(crate) fn context(
         &self,
-        i: Option<usize>,
+        scope: Scope,
         attempt: u32,
         base: Oid,
         uses_steps: bool,
     ) -> Result<Value, String> {
         let plan = &self.plan;
-        let matrix = i.map(|i| plan.steps[i].matrix.clone()).unwrap_or_default();
+        let matrix = scope
+            .step()
+            .map(|i| plan.steps[i].matrix.clone())
+            .unwrap_or_default();
         let repo = self.repo.clone();
         let steps = if uses_steps {
-            self.steps_value(i)?
+            self.steps_value(scope)?
         } else {
             Value::from_object(StepsContext {
                 keys: self.upstream.keys.clone(),
@@ -61,11 +64,11 @@ impl Shared {
     /// `steps.<id>` for step `i`: the results of the steps upstream of it (every step for the
     /// mission's gate), with matrix steps summed up over their children. A reused result is
     /// `passed` with `cached` true, and hands on what the run that made it handed on.
-    fn steps_value(&self, i: Option<usize>) -> Result<Value, String> {
+    fn steps_value(&self, scope: Scope) -> Result<Value, String> {
         let plan = &self.plan;
-        let visible = match i {
-            Some(i) => self.upstream.of(i),
-            None => {
+        let visible = match scope {
+            Scope::Step(i) => self.upstream.of(i),
+            Scope::Mission => {
                 let mut all = fixedbitset::FixedBitSet::with_capacity(plan.steps.len());
                 all.insert_range(..);
                 Arc::new(all)
@@ -148,7 +151,7 @@ impl Shared {
 /// display), off the async runtime: the context reads git (diffs of upstream steps, `file()`).
 pub(crate) async fn render(
     shared: &Arc<Shared>,
-    i: Option<usize>,
+    scope: Scope,
     template: &TemplateRef,
     flavor: Flavor,
     attempt: u32,
@@ -158,7 +161,7 @@ pub(crate) async fn render(
     let shared = shared.clone();
     let template = template.clone();
     tokio::task::spawn_blocking(move || {
-        let context = render_context(&shared, i, &template, attempt, base, failure)?;
+        let context = render_context(&shared, scope, &template, attempt, base, failure)?;
         shared
             .plan
             .templates
@@ -173,7 +176,7 @@ pub(crate) async fn render(
 /// runtime.
 pub(crate) async fn render_shell(
     shared: &Arc<Shared>,
-    i: Option<usize>,
+    scope: Scope,
     template: &TemplateRef,
     attempt: u32,
     base: Oid,
@@ -181,7 +184,7 @@ pub(crate) async fn render_shell(
     let shared = shared.clone();
     let template = template.clone();
     tokio::task::spawn_blocking(move || {
-        let context = render_context(&shared, i, &template, attempt, base, None)?;
+        let context = render_context(&shared, scope, &template, attempt, base, None)?;
         shared
             .plan
             .templates
@@ -194,13 +197,13 @@ pub(crate) async fn render_shell(
 
 fn render_context(
     shared: &Shared,
-    i: Option<usize>,
+    scope: Scope,
     template: &TemplateRef,
     attempt: u32,
     base: Oid,
     failure: Option<Value>,
 ) -> Result<Value, String> {
-    let mut context = shared.context(i, attempt, base, template.source.contains("steps"))?;
+    let mut context = shared.context(scope, attempt, base, template.source.contains("steps"))?;
     if let Some(failure) = failure {
         let mut pairs: std::collections::BTreeMap<String, Value> =
             std::collections::BTreeMap::new();

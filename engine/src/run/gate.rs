@@ -8,7 +8,7 @@ use git2::Oid;
 
 use super::context::render_shell;
 use super::output::{FAILURE_BYTES, FAILURE_LINES, TAIL_BYTES, TAIL_LINES, describe, tail};
-use super::state::Shared;
+use super::state::{Scope, Shared};
 
 use crate::event::Body;
 use crate::plan::TemplateRef;
@@ -29,15 +29,15 @@ pub(crate) enum GateResult {
 /// Runs a gate in `worktree`; `step` is `None` for the mission's gate.
 pub(crate) async fn run(
     shared: &Arc<Shared>,
-    i: Option<usize>,
+    scope: Scope,
     gate: &TemplateRef,
     worktree: &Path,
     logs: &Path,
     attempt: u32,
     base: Oid,
 ) -> GateResult {
-    let step_id = i.map(|i| shared.plan.steps[i].id.clone());
-    let shell = match render_shell(shared, i, gate, attempt, base).await {
+    let step_id = scope.step().map(|i| shared.plan.steps[i].id.clone());
+    let shell = match render_shell(shared, scope, gate, attempt, base).await {
         Ok(c) => c,
         Err(e) => {
             let message = format!("cannot render the gate: {e}");
@@ -61,10 +61,15 @@ pub(crate) async fn run(
     spec.secrets = shared.secrets.clone();
     spec.env = shared.step_env(step_id.as_deref().unwrap_or(""), worktree, attempt);
     spec.env.extend(shell.env);
-    let timeout = i.map_or(std::time::Duration::from_secs(30 * 60), |i| {
-        shared.plan.steps[i].timeout
-    });
-    let mut cancel = i.map_or_else(|| shared.stops.run_stop(), |i| shared.stops.step_stop(i));
+    let timeout = scope
+        .step()
+        .map_or(std::time::Duration::from_secs(30 * 60), |i| {
+            shared.plan.steps[i].timeout
+        });
+    let mut cancel = match scope {
+        Scope::Step(i) => shared.stops.step_stop(i),
+        Scope::Mission => shared.stops.run_stop(),
+    };
     let exit = process::run(&spec, timeout, &mut cancel, shared.grace).await;
     let output_tail = tail(&log, TAIL_LINES, TAIL_BYTES);
     let exit = match exit {
@@ -121,7 +126,7 @@ pub(crate) async fn mission(
     let held = super::worktree::acquire(shared, "_final", merged, shared.plan.fresh_worktrees)
         .await
         .map_err(|e| e.to_string())?;
-    let result = run(shared, None, gate, held.path(), &logs, 1, merged).await;
+    let result = run(shared, Scope::Mission, gate, held.path(), &logs, 1, merged).await;
     let _ = held.release(shared).await;
     Ok(matches!(result, GateResult::Passed))
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::state::{Shared, StepRecord};
+use super::state::{Scope, Shared, StepRecord};
 use super::{Control, end, step};
 use crate::event::{Body, ErrorKind, Outcome, RunOutcome, SkipReason};
 use crate::process;
@@ -218,7 +218,7 @@ async fn eval_if(shared: &Arc<Shared>, i: usize, expression: &str) -> Result<boo
     let shared = shared.clone();
     let expression = expression.to_owned();
     tokio::task::spawn_blocking(move || {
-        let context = shared.context(Some(i), 1, shared.base, true)?;
+        let context = shared.context(Scope::Step(i), 1, shared.base, true)?;
         shared
             .plan
             .templates

@@ -9,7 +9,7 @@ use git2::Oid;
 use super::blocking;
 use super::context::render_shell;
 use super::output::{TAIL_BYTES, TAIL_LINES, describe, tail};
-use super::state::Shared;
+use super::state::{Scope, Shared};
 use super::worktree::Worktree;
 use crate::event::{ErrorKind, StepError};
 use crate::process::{self, Exit, Spec};
@@ -56,7 +56,7 @@ pub(crate) async fn prepare(
     };
     let step = &shared.plan.steps[i];
     let log = logs.join(setup_log);
-    let shell = match render_shell(shared, Some(i), setup, 1, base).await {
+    let shell = match render_shell(shared, Scope::Step(i), setup, 1, base).await {
         Ok(c) => c,
         Err(e) => {
             return Prepared::Failed(StepError::new(

@@ -28,6 +28,24 @@ pub(crate) struct StepRecord {
     pub cost_usd: Option<f64>,
 }
 
+/// What a template or a gate belongs to: a step, or the mission (its gate, on the merged
+/// result, which sees every step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    Step(usize),
+    Mission,
+}
+
+impl Scope {
+    /// The step's index, for a step.
+    pub(crate) fn step(self) -> Option<usize> {
+        match self {
+            Scope::Step(i) => Some(i),
+            Scope::Mission => None,
+        }
+    }
+}
+
 /// Everything the step tasks share.
 pub(crate) struct Shared {
     pub repo: Repo,

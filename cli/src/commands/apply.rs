@@ -1,0 +1,48 @@
+//! `medley apply`: a run's change written to the working tree, uncommitted.
+
+use clap::Args;
+use medley_engine::history::{self};
+
+use super::{load, repo};
+use crate::{CliError, Context, exit};
+
+/// Apply a run's change to the working tree, uncommitted
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Apply a run's change (its result, or one step's with --step) against the run's \
+        base to the working tree, as uncommitted changes. HEAD and the index are not touched. \
+        Refuses, naming them, when a file it would change differs from the run's base.",
+    after_help = "Examples:\n  medley apply last\n  medley apply last --step greet.en"
+)]
+pub struct ApplyArgs {
+    /// A run id, the start of one, or `last`
+    pub run: String,
+    /// Apply this step's result instead of the run's
+    #[arg(long, value_name = "ID")]
+    pub step: Option<String>,
+}
+
+pub fn cmd_apply(ctx: &Context, args: ApplyArgs) -> Result<u8, CliError> {
+    let repo = repo(ctx)?;
+    let run = load(&repo, &args.run)?;
+    let files = history::apply(&repo, &run, args.step.as_deref()).map_err(|e| match e {
+        history::HistoryError::Git(_) | history::HistoryError::Io { .. } => CliError::failed(e),
+        _ => CliError::invalid(e),
+    })?;
+    let what = args
+        .step
+        .as_deref()
+        .map_or("result".to_owned(), |s| format!("step `{s}`"));
+    if files.is_empty() {
+        ctx.status(&format!("run {}: the {what} changes nothing", run.id));
+    } else {
+        ctx.status(&format!(
+            "applied the {what} of run {} to the working tree ({} file{}): {}",
+            run.id,
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
+            files.join(", ")
+        ));
+    }
+    Ok(exit::SUCCESS)
+}

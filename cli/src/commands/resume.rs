@@ -1,0 +1,25 @@
+//! `medley resume`: a failed, cancelled or killed run continued under the same id.
+
+use clap::Args;
+
+use crate::{CliError, Context};
+
+/// Continue a failed, cancelled or killed run
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Continue a failed, cancelled or killed run under the same id: the steps that \
+        passed keep their results, the others run again, from the run's base and its mission as \
+        it was when the run started. Works after a SIGKILL at any moment.",
+    after_help = "Example:\n  medley resume last"
+)]
+pub struct ResumeArgs {
+    /// A run id, the start of one, or `last`
+    pub run: String,
+    /// Run the remaining steps without reusing cached results
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+pub fn cmd_resume(ctx: &Context, args: ResumeArgs) -> Result<u8, CliError> {
+    crate::commands::run::resume_run(ctx, &args.run, args.no_cache)
+}
