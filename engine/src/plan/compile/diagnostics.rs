@@ -39,14 +39,15 @@ impl<'m> Compiler<'m> {
     }
 
     /// Explains a template that failed on the context it will have: which name is undefined,
-    /// what it probably meant, or that a step is not upstream.
+    /// what it probably meant, or that a step is not upstream. `step` is the step whose
+    /// template it is, `None` for the mission's own (`gate`, `setup`).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn render_error(
         &mut self,
         error: &minijinja::Error,
         value: &Spanned<String>,
         field: &str,
-        step: &str,
+        step: Option<&str>,
         ctx: &Value,
         vars: &IndexMap<String, serde_json::Value>,
         matrix: &IndexMap<String, serde_json::Value>,
@@ -79,10 +80,9 @@ impl<'m> Compiler<'m> {
                 .trim()
                 .to_owned()
         });
-        let place = if step.is_empty() {
-            format!("the mission's `{field}`")
-        } else {
-            format!("`{field}` of step `{step}`")
+        let place = match step {
+            None => format!("the mission's `{field}`"),
+            Some(step) => format!("`{field}` of step `{step}`"),
         };
         if error.kind() != minijinja::ErrorKind::UndefinedError {
             let detail = error
@@ -139,23 +139,21 @@ impl<'m> Compiler<'m> {
                         ErrorKind::UndefinedName,
                     )
                 } else if all_ids.iter().any(|i| i == id) {
-                    let fix = if step.is_empty() {
-                        "the mission's templates see every step".to_owned()
-                    } else {
-                        format!(
+                    let fix = match step {
+                        None => "the mission's templates see every step".to_owned(),
+                        Some(step) => format!(
                             "add \"{id}\" to `needs` of step `{step}`, so its result is there when `{step}` runs"
-                        )
+                        ),
                     };
                     (
                         format!(
                             "step `{id}` is not upstream of {}",
-                            if step.is_empty() {
-                                "this template".to_owned()
-                            } else {
-                                format!("step `{step}`")
+                            match step {
+                                None => "this template".to_owned(),
+                                Some(step) => format!("step `{step}`"),
                             }
                         ),
-                        format!("`{step}` does not need `{id}`"),
+                        format!("`{}` does not need `{id}`", step.unwrap_or_default()),
                         fix,
                         ErrorKind::NotUpstream,
                     )

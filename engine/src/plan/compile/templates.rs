@@ -183,7 +183,7 @@ impl<'m> Compiler<'m> {
                             &e,
                             value,
                             field,
-                            d.id,
+                            Some(d.id),
                             &ctx,
                             vars,
                             &child.matrix,
@@ -201,7 +201,7 @@ impl<'m> Compiler<'m> {
                             &e,
                             expr,
                             "if",
-                            d.id,
+                            Some(d.id),
                             &ctx,
                             vars,
                             &child.matrix,
@@ -240,13 +240,13 @@ impl<'m> Compiler<'m> {
             ));
             let ctx = template::context(ctx);
             if let Err(e) = templates.render(&t.name, Flavor::Shell, &ctx) {
-                self.render_error(&e, value, "gate", "", &ctx, vars, &no_matrix, &all);
+                self.render_error(&e, value, "gate", None, &ctx, vars, &no_matrix, &all);
             }
         }
         if let (Some(t), Some(value)) = (setup, &self.file.setup) {
             let ctx = template::context(base);
             if let Err(e) = templates.render(&t.name, Flavor::Shell, &ctx) {
-                self.render_error(&e, value, "setup", "", &ctx, vars, &no_matrix, &all);
+                self.render_error(&e, value, "setup", None, &ctx, vars, &no_matrix, &all);
             }
         }
     }

@@ -32,6 +32,25 @@ pub(super) enum CommandKind {
     Backtick,
 }
 
+/// A command that evaluates its words as arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ArithCommand {
+    /// `let`.
+    Let,
+    /// `[[ … ]]`.
+    Test,
+}
+
+impl ArithCommand {
+    /// The command as written.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            ArithCommand::Let => "let",
+            ArithCommand::Test => "[[",
+        }
+    }
+}
+
 /// The lexer's state between pieces of literal text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lexer {
@@ -53,7 +72,7 @@ pub struct Lexer {
     /// The next word is a command's name.
     pub(super) command_position: bool,
     /// Inside a command that evaluates its words as arithmetic (`let`, `[[ … ]]`).
-    pub(super) arith_command: Option<&'static str>,
+    pub(super) arith_command: Option<ArithCommand>,
     /// The last character was an unquoted `(` of a command: another makes `((`.
     pub(super) paren: bool,
     /// Inside a `#` comment.
@@ -393,15 +412,15 @@ impl Lexer {
         if self.command_position && !word.is_empty() {
             self.command_position = false;
             match word.as_str() {
-                "let" => self.arith_command = Some("let"),
-                "[[" => self.arith_command = Some("[["),
+                "let" => self.arith_command = Some(ArithCommand::Let),
+                "[[" => self.arith_command = Some(ArithCommand::Test),
                 // Reserved words before a command's name.
                 "if" | "then" | "else" | "elif" | "do" | "while" | "until" | "!" | "{" | "time" => {
                     self.command_position = true
                 }
                 _ => {}
             }
-        } else if word == "]]" && self.arith_command == Some("[[") {
+        } else if word == "]]" && self.arith_command == Some(ArithCommand::Test) {
             self.arith_command = None;
         }
         if (word == "case" || word == "esac") && self.in_subst() {

@@ -144,7 +144,8 @@ impl Lexer {
         if let Some(command) = self.arith_command {
             return Err(Refusal::new(
                 format!(
-                    "a value inside `{command}` would be evaluated as arithmetic (bash runs `$(…)` found there)"
+                    "a value inside `{}` would be evaluated as arithmetic (bash runs `$(…)` found there)",
+                    command.name()
                 ),
                 "compare with `[ … ]` (`test`), which never evaluates its operands, or check the value is a number first",
             ));
