@@ -3,12 +3,12 @@
 
 use indexmap::IndexMap;
 
-use super::Compiler;
+use super::{Compiler, code_list};
 use crate::mission::diagnostics::{ErrorKind, MissionError};
 use crate::mission::model::{AgentChain, Runtime};
 use crate::mission::suggest::{closest, did_you_mean};
 use crate::plan::AgentSpec;
-use crate::plan::ids::{invalid_id, is_valid_id, to_id};
+use crate::plan::ids::to_id;
 
 impl<'m> Compiler<'m> {
     pub(super) fn agents(&mut self) -> IndexMap<String, AgentSpec> {
@@ -29,15 +29,12 @@ impl<'m> Compiler<'m> {
             })
             .collect();
         for (name, profile) in &self.file.agents {
-            let key = self
-                .mission
-                .agent_keys
-                .get(name)
-                .cloned()
-                .unwrap_or(profile.span());
-            if !is_valid_id(name) {
-                self.push(invalid_id("agent profile name", name, key.clone()));
-            }
+            let key = self.declared_id(
+                &self.mission.agent_keys,
+                name,
+                profile.span(),
+                "agent profile name",
+            );
             let p = profile.get_ref();
             let runtime = match &p.runtime {
                 Some(r) => match Runtime::from_name(r.get_ref()) {
@@ -70,7 +67,7 @@ impl<'m> Compiler<'m> {
                             .label(key.clone(), "which CLI does this profile run?")
                             .help(format!(
                                 "add `runtime = \"...\"` with one of: {}",
-                                Runtime::ALL.map(|r| format!("`{}`", r.name())).join(", ")
+                                code_list(Runtime::ALL.map(Runtime::name))
                             )),
                         );
                         None
@@ -176,11 +173,7 @@ impl<'m> Compiler<'m> {
                     None => format!(
                         "define it as `[agents.{}]` with a `runtime`, or use one of: {}",
                         to_id(n),
-                        agents
-                            .keys()
-                            .map(|k| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        code_list(agents.keys().map(String::as_str))
                     ),
                 };
                 self.push(

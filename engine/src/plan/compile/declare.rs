@@ -11,7 +11,7 @@ use super::Compiler;
 use super::matrix::{child_span, matrix_size};
 use crate::mission::diagnostics::{ErrorKind, MissionError};
 use crate::mission::model::Step;
-use crate::plan::ids::{MAX_ID_BYTES, invalid_id, is_valid_id, shorten};
+use crate::plan::ids::{MAX_ID_BYTES, shorten};
 
 /// A declared step with its matrix children (one child, itself, when it has no matrix).
 pub(super) struct Decl<'m> {
@@ -35,15 +35,7 @@ impl<'m> Compiler<'m> {
         let mut total: u64 = 0;
         let mut over = false;
         for (id, step) in &self.file.steps {
-            let key = self
-                .mission
-                .step_keys
-                .get(id)
-                .cloned()
-                .unwrap_or(step.span());
-            if !is_valid_id(id) {
-                self.push(invalid_id("step id", id, key.clone()));
-            }
+            let key = self.declared_id(&self.mission.step_keys, id, step.span(), "step id");
             if id.len() > MAX_ID_BYTES {
                 self.push(
                     MissionError::new(

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use minijinja::value::Value;
 use toml::Spanned;
 
-use super::Compiler;
+use super::{Compiler, code_list};
 use crate::mission::diagnostics::{ErrorKind, MissionError};
 use crate::mission::suggest::{closest, did_you_mean};
 use crate::plan::template::{CONTEXT_NAMES, FAILURE_FIELDS, STEP_FIELDS};
@@ -214,11 +214,7 @@ impl<'m> Compiler<'m> {
                 "undefined".to_owned(),
                 format!(
                     "a template sees {}",
-                    CONTEXT_NAMES
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    code_list(CONTEXT_NAMES.iter().copied())
                 ),
                 ErrorKind::UndefinedName,
             ),

@@ -32,8 +32,10 @@ mod templates;
 mod vars;
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::time::Duration;
 
+use indexmap::IndexMap;
 use toml::Spanned;
 
 use super::template::{Flavor, Templates};
@@ -42,6 +44,7 @@ use crate::mission::diagnostics::{ErrorKind, MissionError, MissionErrors, Proble
 use crate::mission::{Mission, MissionFile};
 
 pub use super::dag::{Upstream, find_cycles, step_keys, topological_order};
+use super::ids::invalid_id;
 pub use super::ids::{MAX_ID_BYTES, is_valid_id};
 pub use vars::SetError;
 
@@ -69,6 +72,15 @@ const DEFAULT_MAX_PARALLEL: usize = 4;
 /// The most steps a plan may have unless the mission sets `max_steps`.
 pub const DEFAULT_MAX_STEPS: u64 = 1000;
 
+/// Names for a message: each in backticks, comma-separated (`` `a`, `b` ``).
+fn code_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names
+        .into_iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Compiles a loaded mission into a plan, or reports every problem it has.
 pub fn compile(mission: &Mission, options: &CompileOptions) -> Result<Plan, CompileError> {
     // `run` reports the problems it collected itself, before anything else can fail.
@@ -89,6 +101,22 @@ struct Compiler<'m> {
 impl<'m> Compiler<'m> {
     fn push(&mut self, error: MissionError) {
         self.problems.push(error);
+    }
+
+    /// Where `[<table>.<id>]` is written (its key, or else the whole `table`), with `id` checked
+    /// there: an invalid one is reported as an invalid `what`.
+    fn declared_id(
+        &mut self,
+        keys: &IndexMap<String, Range<usize>>,
+        id: &str,
+        table: Range<usize>,
+        what: &str,
+    ) -> Range<usize> {
+        let key = keys.get(id).cloned().unwrap_or(table);
+        if !is_valid_id(id) {
+            self.push(invalid_id(what, id, key.clone()));
+        }
+        key
     }
 
     /// Reports `glob` (an entry of `key`) when it is not a valid glob.

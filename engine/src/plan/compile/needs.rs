@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use super::Compiler;
 use super::declare::Decl;
+use super::{Compiler, code_list};
 use crate::mission::diagnostics::{ErrorKind, MissionError};
 use crate::mission::suggest::closest;
 use crate::plan::dag::find_cycles;
@@ -59,14 +59,7 @@ impl<'m> Compiler<'m> {
                         .filter(|c| *c != d.id);
                     let help = match closest(name, candidates) {
                         Some(c) => format!("did you mean `{c}`?"),
-                        None => format!(
-                            "the steps are {}",
-                            decls
-                                .iter()
-                                .map(|d| format!("`{}`", d.id))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
+                        None => format!("the steps are {}", code_list(decls.iter().map(|d| d.id))),
                     };
                     self.push(
                         MissionError::new(

@@ -3,7 +3,7 @@
 
 use indexmap::IndexMap;
 
-use super::Compiler;
+use super::{Compiler, code_list};
 use crate::mission::diagnostics::{ErrorKind, MissionError};
 use crate::mission::suggest::closest;
 
@@ -27,11 +27,7 @@ fn declared_help(name: &str, declared: &[String]) -> String {
     if declared.is_empty() {
         return "the mission has no `[vars]`: declare the var there to make it settable".to_owned();
     }
-    let list = declared
-        .iter()
-        .map(|d| format!("`{d}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = code_list(declared.iter().map(String::as_str));
     match closest(name, declared.iter().map(String::as_str)) {
         Some(c) => format!("did you mean `{c}`? the declared vars are {list}"),
         None => format!("the declared vars are {list}"),
