@@ -1,7 +1,27 @@
 //! Plans: a mission compiled into concrete steps in a DAG, ready to run.
+//!
+//! This file holds the plan's types ([`Plan`], [`PlanStep`], [`Action`], [`AgentSpec`],
+//! [`TemplateRef`]), as `run --dry-run --output json` prints them. Where the rest lives:
+//!
+//! - `compile/`: a loaded mission -> a [`Plan`], every problem found reported at once; its
+//!   `mod.rs` says which file checks what (settings, vars, agents, steps, matrices, needs,
+//!   templates, and the diagnostics for templates).
+//! - `dag.rs`: the steps upstream of each step, the order steps run in, cycles in `needs`.
+//! - `ids.rs`: what a valid id is, the suggestion for an invalid one, matrix child ids.
+//! - `duration.rs`: `90s`, `1h30m` parsed and written (also named `plan::duration_text`).
+//! - `template/`: minijinja templates in their two flavours (prompt text, shell command), the
+//!   context they see, and what a shell template may not do.
+//! - `shell/`: where a value stands in a shell command, and how it is handed over safely.
+//! - `only.rs`: `--only STEP`. `preview.rs`: templates rendered for `run --dry-run`.
+//! - `graph.rs`: the DAG as Graphviz DOT or Mermaid (`medley graph`).
 
 pub mod compile;
+pub mod dag;
+pub mod duration;
 pub mod graph;
+pub mod ids;
+mod only;
+mod preview;
 pub mod shell;
 pub mod template;
 
@@ -11,6 +31,8 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 pub use compile::{CompileOptions, SetError, compile};
+pub use duration as duration_text;
+pub use only::UnknownStep;
 pub use template::{Flavor, Templates};
 
 use crate::mission::model::{Price, Runtime, Strategy};
@@ -133,137 +155,5 @@ impl PlanStep {
 impl Plan {
     pub fn step(&self, id: &str) -> Option<&PlanStep> {
         self.steps.iter().find(|s| s.id == id)
-    }
-}
-
-/// Durations in the mission's own notation (`90s`, `20m`, `1h30m`).
-pub mod duration_text {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*d))
-    }
-
-    /// `1h30m`, `90s`, `250ms`: the largest units that divide exactly.
-    pub fn format(d: Duration) -> String {
-        let mut ms = d.as_millis();
-        if ms == 0 {
-            return "0s".to_owned();
-        }
-        let mut out = String::new();
-        for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
-            if ms >= size {
-                out.push_str(&format!("{}{unit}", ms / size));
-                ms %= size;
-            }
-        }
-        out
-    }
-
-    /// Parses `<number><unit>` groups (units `ms`, `s`, `m`, `h`), e.g. `90s`, `1h30m`.
-    pub fn parse(text: &str) -> Option<Duration> {
-        let mut total: u64 = 0;
-        let mut rest = text;
-        if rest.is_empty() {
-            return None;
-        }
-        while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            if digits == 0 {
-                return None;
-            }
-            let n: u64 = rest[..digits].parse().ok()?;
-            rest = &rest[digits..];
-            let (unit_ms, len) = if rest.starts_with("ms") {
-                (1, 2)
-            } else if rest.starts_with('s') {
-                (1000, 1)
-            } else if rest.starts_with('m') {
-                (60_000, 1)
-            } else if rest.starts_with('h') {
-                (3_600_000, 1)
-            } else {
-                return None;
-            };
-            rest = &rest[len..];
-            total = total.checked_add(n.checked_mul(unit_ms)?)?;
-        }
-        Some(Duration::from_millis(total))
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn parses_and_formats() {
-            assert_eq!(parse("90s"), Some(Duration::from_secs(90)));
-            assert_eq!(parse("20m"), Some(Duration::from_secs(1200)));
-            assert_eq!(parse("1h30m"), Some(Duration::from_secs(5400)));
-            assert_eq!(parse("250ms"), Some(Duration::from_millis(250)));
-            for bad in ["20 mins", "", "m", "10", "1.5h", "-1s", "10d"] {
-                assert_eq!(parse(bad), None, "{bad}");
-            }
-            assert_eq!(format(Duration::from_secs(5400)), "1h30m");
-            assert_eq!(format(Duration::from_millis(1500)), "1s500ms");
-        }
-    }
-}
-
-/// `--only STEP` names no step of the plan.
-#[derive(Debug, Clone, thiserror::Error, miette::Diagnostic)]
-#[error("`--only {0}`: the mission has no step `{0}`")]
-#[diagnostic(help("{1}"))]
-pub struct UnknownStep(pub String, pub String);
-
-impl Plan {
-    /// Keeps only `id` (a step, a matrix step's children, or one child) and what it needs.
-    pub fn only(&mut self, id: &str) -> Result<(), UnknownStep> {
-        let mut keep: std::collections::HashSet<String> = self
-            .steps
-            .iter()
-            .filter(|s| s.id == id || s.declared == id)
-            .map(|s| s.id.clone())
-            .collect();
-        if keep.is_empty() {
-            let mut ids: Vec<&str> = self.steps.iter().map(|s| s.id.as_str()).collect();
-            ids.extend(self.steps.iter().map(|s| s.declared.as_str()));
-            ids.dedup();
-            let help = crate::mission::suggest::did_you_mean(id, ids, "the steps are");
-            return Err(UnknownStep(id.to_owned(), help));
-        }
-        // Steps come after what they need, so one backward pass collects the closure.
-        for step in self.steps.iter().rev() {
-            if keep.contains(&step.id) {
-                keep.extend(step.needs.iter().cloned());
-            }
-        }
-        self.steps.retain(|s| keep.contains(&s.id));
-        self.partial = true;
-        Ok(())
-    }
-
-    /// A template rendered with what is known before the run (vars, mission, matrix), or
-    /// `None` when it needs more (step results, the run id, files).
-    pub fn preview(
-        &self,
-        step: Option<&PlanStep>,
-        template: &TemplateRef,
-        flavor: Flavor,
-    ) -> Option<String> {
-        use minijinja::value::Value;
-        let matrix = step.map(|s| s.matrix.clone()).unwrap_or_default();
-        let context = template::context(vec![
-            ("vars", Value::from(minijinja::value::Serde(&self.vars))),
-            (
-                "mission",
-                template::map([("name", Value::from(self.mission.as_str()))]),
-            ),
-            ("matrix", Value::from(minijinja::value::Serde(&matrix))),
-            ("attempt", Value::from(1)),
-        ]);
-        self.templates.render(&template.name, flavor, &context).ok()
     }
 }

@@ -1,84 +1,12 @@
-//! Where a value sits in a shell command: a small `sh` lexer over a template's literal text.
-//!
-//! A value is never written into a command as text. It is passed to the process as an
-//! environment variable (`MEDLEY_V1`, ...), and the command refers to it in the way the quoting
-//! context it sits in needs: `"$V"` bare, `${V}` inside double quotes or an unquoted heredoc,
-//! `'"$V"'` inside single quotes (closing and reopening them). The shell expands a variable
-//! once and never reads its value as syntax, so no value can run. Contexts where that does not
-//! hold (a quoted heredoc, `$((…))`, `${…}`, right after `\` or `$`) or that this lexer cannot
-//! follow are refused.
+//! The `sh` lexer's state machine: literal text read a character at a time, tracking quotes,
+//! `$(…)`, backticks, `${…}`, `$((…))`, comments, `case`/`let`/`[[`, and heredocs. What it
+//! says where a value stands is in `shell/mod.rs` ([`Lexer::value`], [`Lexer::merge`]).
 
-/// The quoting context of a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Context {
-    /// An unquoted word.
-    Bare,
-    /// Inside `"…"`.
-    Double,
-    /// Inside `'…'`.
-    Single,
-    /// The body of an unquoted heredoc (`<<EOF`).
-    Heredoc,
-    /// A `#` comment.
-    Comment,
-}
-
-impl Context {
-    /// How the command refers to variable `name` here.
-    pub fn reference(self, name: &str) -> String {
-        match self {
-            Context::Bare | Context::Comment => format!("\"${name}\""),
-            Context::Double | Context::Heredoc => format!("${{{name}}}"),
-            Context::Single => format!("'\"${name}\"'"),
-        }
-    }
-
-    /// How a value reads to a person here (what the command would be with the value written
-    /// in, quoted for this context).
-    pub fn display(self, value: &str) -> String {
-        match self {
-            Context::Bare => shlex::try_quote(value)
-                .map(|q| q.into_owned())
-                .unwrap_or_else(|_| value.replace('\0', "")),
-            Context::Comment => value.replace('\n', "\\n"),
-            Context::Double => escape(value, &['\\', '"', '$', '`']),
-            Context::Heredoc => escape(value, &['\\', '$', '`']),
-            Context::Single => value.replace('\'', "'\\''"),
-        }
-    }
-}
-
-fn escape(value: &str, special: &[char]) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        if special.contains(&c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Why a value cannot go where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub message: String,
-    pub help: String,
-}
-
-impl Refusal {
-    fn new(message: impl Into<String>, help: impl Into<String>) -> Refusal {
-        Refusal {
-            message: message.into(),
-            help: help.into(),
-        }
-    }
-}
-
-const ARGUMENT_HELP: &str = "pass the value as a plain argument (`cmd {{ value }}`) or inside double quotes (`\"{{ value }}\"`), where medley can hand it over safely";
+use super::Refusal;
+use super::heredoc::{Delimiter, Heredoc, delimiter_char};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Frame {
+pub(super) enum Frame {
     /// Commands: the top level, `$(…)` or `` `…` ``.
     Command {
         kind: CommandKind,
@@ -98,70 +26,63 @@ enum Frame {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CommandKind {
+pub(super) enum CommandKind {
     Top,
     Subst,
     Backtick,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Heredoc {
-    delimiter: String,
-    strip_tabs: bool,
-    quoted: bool,
-    /// The current line so far, in each way the template can have written it, while it may
-    /// still be the delimiter.
-    lines: Vec<String>,
-    /// Some way of writing the current line cannot be the delimiter any more.
-    other: bool,
-    /// Only leading tabs so far (for `<<-`).
-    at_line_start: bool,
+/// A command that evaluates its words as arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ArithCommand {
+    /// `let`.
+    Let,
+    /// `[[ … ]]`.
+    Test,
 }
 
-/// A heredoc delimiter being read after `<<`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Delimiter {
-    strip_tabs: bool,
-    word: String,
-    quoted: bool,
-    started: bool,
-    /// Inside `'…'` or `"…"` of the delimiter word.
-    quote: Option<char>,
-    escaped: bool,
+impl ArithCommand {
+    /// The command as written.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            ArithCommand::Let => "let",
+            ArithCommand::Test => "[[",
+        }
+    }
 }
 
 /// The lexer's state between pieces of literal text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lexer {
-    stack: Vec<Frame>,
+    pub(super) stack: Vec<Frame>,
     /// The last character was an unescaped `\` (its escape is pending).
-    escape: bool,
+    pub(super) escape: bool,
     /// The last character was an unescaped `$`.
-    dollar: bool,
+    pub(super) dollar: bool,
     /// The last two characters were `$(`: a third `(` makes it `$((`.
-    subst_open: bool,
+    pub(super) subst_open: bool,
     /// The last character was `<` (bare), or `<<` (`heredoc_op`).
-    less: u8,
+    pub(super) less: u8,
     /// At the start of a word (a `#` here starts a comment).
-    word_start: bool,
+    pub(super) word_start: bool,
     /// One way the template can go is at the start of a word, another is not.
-    maybe_word_start: bool,
+    pub(super) maybe_word_start: bool,
     /// The current unquoted word, to spot `case` (whose `)` would end a `$(…)`), `let` and `[[`.
-    word: String,
+    pub(super) word: String,
     /// The next word is a command's name.
-    command_position: bool,
+    pub(super) command_position: bool,
     /// Inside a command that evaluates its words as arithmetic (`let`, `[[ … ]]`).
-    arith_command: Option<&'static str>,
+    pub(super) arith_command: Option<ArithCommand>,
     /// The last character was an unquoted `(` of a command: another makes `((`.
-    paren: bool,
+    pub(super) paren: bool,
     /// Inside a `#` comment.
-    comment: bool,
+    pub(super) comment: bool,
     /// Reading a heredoc delimiter.
-    delimiter: Option<Delimiter>,
+    pub(super) delimiter: Option<Delimiter>,
     /// Heredocs whose bodies start at the next newline.
-    pending: Vec<Heredoc>,
+    pub(super) pending: Vec<Heredoc>,
     /// Once set, the lexer can no longer tell where it is: every later value is refused.
-    lost: Option<Refusal>,
+    pub(super) lost: Option<Refusal>,
 }
 
 impl Default for Lexer {
@@ -194,13 +115,13 @@ impl Lexer {
         }
     }
 
-    fn top(&self) -> &Frame {
+    pub(super) fn top(&self) -> &Frame {
         self.stack
             .last()
             .expect("the top-level frame is never popped")
     }
 
-    fn in_backtick(&self) -> bool {
+    pub(super) fn in_backtick(&self) -> bool {
         self.stack.iter().any(|f| {
             matches!(
                 f,
@@ -464,21 +385,17 @@ impl Lexer {
     }
 
     fn open_subst(&mut self) {
-        self.stack.push(Frame::Command {
-            kind: CommandKind::Subst,
-            parens: 0,
-        });
+        self.open_command(CommandKind::Subst);
         self.subst_open = true;
-        self.word_start = true;
-        self.command_position = true;
-        self.word.clear();
     }
 
     fn open_backtick(&mut self) {
-        self.stack.push(Frame::Command {
-            kind: CommandKind::Backtick,
-            parens: 0,
-        });
+        self.open_command(CommandKind::Backtick);
+    }
+
+    /// A nested command (`$(…)` or `` `…` ``) starts: a command's name comes next.
+    fn open_command(&mut self, kind: CommandKind) {
+        self.stack.push(Frame::Command { kind, parens: 0 });
         self.word_start = true;
         self.command_position = true;
         self.word.clear();
@@ -495,15 +412,15 @@ impl Lexer {
         if self.command_position && !word.is_empty() {
             self.command_position = false;
             match word.as_str() {
-                "let" => self.arith_command = Some("let"),
-                "[[" => self.arith_command = Some("[["),
+                "let" => self.arith_command = Some(ArithCommand::Let),
+                "[[" => self.arith_command = Some(ArithCommand::Test),
                 // Reserved words before a command's name.
                 "if" | "then" | "else" | "elif" | "do" | "while" | "until" | "!" | "{" | "time" => {
                     self.command_position = true
                 }
                 _ => {}
             }
-        } else if word == "]]" && self.arith_command == Some("[[") {
+        } else if word == "]]" && self.arith_command == Some(ArithCommand::Test) {
             self.arith_command = None;
         }
         if (word == "case" || word == "esac") && self.in_subst() {
@@ -628,208 +545,6 @@ impl Lexer {
             '\\' => self.escape = true,
             '$' => self.dollar = true,
             _ => {}
-        }
-    }
-
-    /// A value stands here: its context, or why it cannot.
-    pub fn value(&self) -> Result<Context, Refusal> {
-        if let Some(lost) = &self.lost {
-            return Err(lost.clone());
-        }
-        if self.delimiter.is_some() || self.less == 2 {
-            return Err(Refusal::new(
-                "a value cannot be a heredoc's delimiter",
-                "write the delimiter literally, e.g. `<<EOF`",
-            ));
-        }
-        if self.escape {
-            return Err(Refusal::new(
-                "a value right after `\\` cannot be passed safely",
-                "remove the `\\`: medley passes the value as it is",
-            ));
-        }
-        if self.dollar {
-            return Err(Refusal::new(
-                "a value right after `$` cannot be passed safely",
-                "remove the `$`: to use a variable whose name is a value, set it first",
-            ));
-        }
-        let context = match self.top() {
-            Frame::Command { .. } if self.comment => Context::Comment,
-            Frame::Command { .. } => Context::Bare,
-            Frame::Double => Context::Double,
-            Frame::Single => Context::Single,
-            Frame::AnsiC => {
-                return Err(Refusal::new(
-                    "a value inside `$'…'` cannot be passed safely",
-                    ARGUMENT_HELP,
-                ));
-            }
-            Frame::Param(_) => {
-                return Err(Refusal::new(
-                    "a value inside `${…}` cannot be passed safely",
-                    ARGUMENT_HELP,
-                ));
-            }
-            Frame::Arith(_) => {
-                return Err(Refusal::new(
-                    "a value inside `$((…))` or `((…))` would be evaluated as arithmetic",
-                    "pass the value as an argument, or check it is a number before computing with it",
-                ));
-            }
-            Frame::Heredoc(doc) if doc.quoted => {
-                return Err(Refusal::new(
-                    "a value inside a quoted heredoc is not expanded by the shell",
-                    "write the delimiter unquoted (`<<EOF`, not `<<'EOF'`) so medley can pass the value as a variable",
-                ));
-            }
-            Frame::Heredoc(_) => Context::Heredoc,
-        };
-        if let Some(command) = self.arith_command {
-            return Err(Refusal::new(
-                format!(
-                    "a value inside `{command}` would be evaluated as arithmetic (bash runs `$(…)` found there)"
-                ),
-                "compare with `[ … ]` (`test`), which never evaluates its operands, or check the value is a number first",
-            ));
-        }
-        if context == Context::Bare && self.in_backtick() && self.stack.contains(&Frame::Double) {
-            return Err(Refusal::new(
-                "a value inside backticks inside double quotes cannot be passed safely",
-                "write `$(…)` instead of backticks",
-            ));
-        }
-        Ok(context)
-    }
-
-    /// Steps over a value (which keeps the context it was in).
-    pub fn after_value(&mut self) {
-        self.word_start = false;
-        self.paren = false;
-        self.word.push('\0');
-        self.subst_open = false;
-        self.less = 0;
-        if let Some(Frame::Heredoc(doc)) = self.stack.last_mut() {
-            doc.at_line_start = false;
-            doc.push_line('\0');
-        }
-    }
-
-    /// One state for two ways the template can go (`{% if %}` branches, a loop run or not),
-    /// or `None` when they leave the command in different quoting.
-    pub fn merge(mut self, other: &Lexer) -> Option<Lexer> {
-        if self.shape() != other.shape() {
-            return None;
-        }
-        if self.lost.is_none() {
-            self.lost = other.lost.clone();
-        }
-        if self.word != other.word {
-            self.word = "\0".to_owned();
-        }
-        if self.word_start != other.word_start {
-            self.word_start = false;
-            self.maybe_word_start = true;
-        }
-        self.maybe_word_start |= other.maybe_word_start;
-        // Either way may have begun a command, or one that evaluates arithmetic.
-        self.command_position |= other.command_position;
-        self.arith_command = self.arith_command.or(other.arith_command);
-        for (a, b) in self.stack.iter_mut().zip(&other.stack) {
-            if let (Frame::Heredoc(a), Frame::Heredoc(b)) = (a, b) {
-                for line in &b.lines {
-                    if !a.lines.contains(line) {
-                        a.lines.push(line.clone());
-                    }
-                }
-                a.other |= b.other;
-                a.at_line_start &= b.at_line_start;
-            }
-        }
-        Some(self)
-    }
-
-    /// The state without what [`Lexer::merge`] can join.
-    fn shape(&self) -> Lexer {
-        let mut shape = self.clone();
-        shape.word.clear();
-        shape.command_position = false;
-        shape.arith_command = None;
-        shape.word_start = false;
-        shape.maybe_word_start = false;
-        shape.lost = None;
-        for frame in &mut shape.stack {
-            if let Frame::Heredoc(doc) = frame {
-                doc.lines.clear();
-                doc.other = false;
-                doc.at_line_start = false;
-            }
-        }
-        shape
-    }
-}
-
-impl Heredoc {
-    fn push_line(&mut self, c: char) {
-        let delimiter = &self.delimiter;
-        let mut other = self.other;
-        self.lines.retain_mut(|line| {
-            line.push(c);
-            let keep = delimiter.starts_with(line.as_str());
-            other |= !keep;
-            keep
-        });
-        self.other = other;
-    }
-}
-
-impl Delimiter {
-    fn new(strip_tabs: bool) -> Delimiter {
-        Delimiter {
-            strip_tabs,
-            word: String::new(),
-            quoted: false,
-            started: false,
-            quote: None,
-            escaped: false,
-        }
-    }
-}
-
-/// Reads `c` into a heredoc delimiter; false when `c` ends it.
-fn delimiter_char(d: &mut Delimiter, c: char) -> bool {
-    if d.escaped {
-        d.escaped = false;
-        d.word.push(c);
-        return true;
-    }
-    if let Some(q) = d.quote {
-        if c == q {
-            d.quote = None;
-        } else {
-            d.word.push(c);
-        }
-        return true;
-    }
-    match c {
-        ' ' | '\t' if !d.started => true,
-        ' ' | '\t' | '\n' | ';' | '&' | '|' | '(' | ')' | '<' | '>' => false,
-        '\'' | '"' => {
-            d.started = true;
-            d.quoted = true;
-            d.quote = Some(c);
-            true
-        }
-        '\\' => {
-            d.started = true;
-            d.quoted = true;
-            d.escaped = true;
-            true
-        }
-        _ => {
-            d.started = true;
-            d.word.push(c);
-            true
         }
     }
 }

@@ -1,0 +1,141 @@
+//! Declared steps: each `[steps.<id>]` checked (its id, the `max_steps` cap) and expanded into
+//! its concrete children ([`Decl`], [`Child`]), whose ids must be short and distinct.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use indexmap::IndexMap;
+use toml::Spanned;
+
+use super::Compiler;
+use super::matrix::{child_span, matrix_size};
+use crate::mission::diagnostics::{ErrorKind, MissionError};
+use crate::mission::model::Step;
+use crate::plan::ids::{MAX_ID_BYTES, shorten};
+
+/// A declared step with its matrix children (one child, itself, when it has no matrix).
+pub(super) struct Decl<'m> {
+    pub(super) id: &'m str,
+    pub(super) key: Range<usize>,
+    pub(super) step: &'m Spanned<Step>,
+    pub(super) children: Vec<Child>,
+    pub(super) is_matrix: bool,
+}
+
+/// One concrete step of a declared step: its id and its matrix values.
+pub(super) struct Child {
+    pub(super) id: String,
+    pub(super) matrix: IndexMap<String, serde_json::Value>,
+}
+
+impl<'m> Compiler<'m> {
+    pub(super) fn declare_steps(&mut self, max_steps: u64) -> Vec<Decl<'m>> {
+        let mut decls = Vec::new();
+        let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+        let mut total: u64 = 0;
+        let mut over = false;
+        for (id, step) in &self.file.steps {
+            let key = self.declared_id(&self.mission.step_keys, id, step.span(), "step id");
+            if id.len() > MAX_ID_BYTES {
+                self.push(
+                    MissionError::new(
+                        ErrorKind::InvalidId,
+                        format!("step id `{}` is too long", shorten(id)),
+                    )
+                    .label(
+                        key.clone(),
+                        format!("{} bytes, more than {MAX_ID_BYTES}", id.len()),
+                    )
+                    .help("step ids name worktrees, log files and branches: use a shorter id"),
+                );
+            }
+            // Counted before expanding, so a huge matrix is refused without being built.
+            let count = step
+                .get_ref()
+                .matrix
+                .as_ref()
+                .map_or(1, |m| matrix_size(m.get_ref()));
+            total = total.saturating_add(count);
+            if total > max_steps && !over {
+                over = true;
+                let span = step
+                    .get_ref()
+                    .matrix
+                    .as_ref()
+                    .map_or(key.clone(), |m| m.span());
+                let label = if count > 1 {
+                    format!("{count} steps")
+                } else {
+                    "one step too many".to_owned()
+                };
+                self.push(
+                    MissionError::new(
+                        ErrorKind::Matrix,
+                        format!(
+                            "the plan would have {}{total} steps, more than `max_steps` ({max_steps})",
+                            if total == u64::MAX { "at least " } else { "" }
+                        ),
+                    )
+                    .label(span, label)
+                    .help(format!(
+                        "a matrix makes one step per combination of its axes' values: use fewer values, split the mission, or raise the cap with `max_steps = {}` at the top of the file",
+                        total.min(u64::from(u32::MAX))
+                    )),
+                );
+            }
+            let (children, is_matrix) = match &step.get_ref().matrix {
+                None => (
+                    vec![Child {
+                        id: id.clone(),
+                        matrix: IndexMap::new(),
+                    }],
+                    false,
+                ),
+                Some(_) if over => (Vec::new(), true),
+                Some(matrix) => (self.expand_matrix(id, matrix), true),
+            };
+            for child in children.iter().filter(|c| c.id != *id) {
+                if child.id.len() > MAX_ID_BYTES {
+                    self.push(
+                        MissionError::new(
+                            ErrorKind::Matrix,
+                            format!("matrix child id `{}` is too long", shorten(&child.id)),
+                        )
+                        .label(
+                            child_span(step, &child.matrix),
+                            format!("{} bytes, more than {MAX_ID_BYTES}", child.id.len()),
+                        )
+                        .help("matrix values become part of step ids, which name worktrees, log files and branches: use shorter values (e.g. a short name, with the long text in `vars`)"),
+                    );
+                    break;
+                }
+            }
+            for child in &children {
+                if child.id != *id {
+                    if let Some(first) = seen.get(&child.id) {
+                        let first = first.clone();
+                        self.push(
+                            MissionError::new(
+                                ErrorKind::Matrix,
+                                format!("two matrix children have the same id `{}`", child.id),
+                            )
+                            .label(child_span(step, &child.matrix), "this child's id")
+                            .label(first, "is also this one's")
+                            .help("matrix values become id characters (others turn into `-`): make the values differ in letters or digits"),
+                        );
+                        continue;
+                    }
+                    seen.insert(child.id.clone(), child_span(step, &child.matrix));
+                }
+            }
+            decls.push(Decl {
+                id,
+                key,
+                step,
+                children,
+                is_matrix,
+            });
+        }
+        decls
+    }
+}
