@@ -8,7 +8,7 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use medley_engine::mission::Mission;
-use medley_engine::plan::{CompileOptions, compile};
+use medley_engine::plan::{PlanOptions, compile};
 
 /// 100 plain steps and 180 five-child matrix steps: 1,000 concrete steps. Agent and command
 /// steps alternate; each needs one or two earlier steps; templates read vars, the matrix and
@@ -64,8 +64,7 @@ fn bench(c: &mut Criterion) {
     let text = generated_mission();
     let mission =
         Mission::parse(Path::new("big.toml"), text.clone()).expect("the generated mission loads");
-    let plan =
-        compile(&mission, &CompileOptions::default()).expect("the generated mission compiles");
+    let plan = compile(&mission, &PlanOptions::default()).expect("the generated mission compiles");
     assert_eq!(plan.steps.len(), 1000);
     let mut group = c.benchmark_group("mission");
     group.sample_size(20);
@@ -73,12 +72,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mission =
                 Mission::parse(Path::new("big.toml"), black_box(text.clone())).expect("loads");
-            black_box(compile(&mission, &CompileOptions::default()).expect("compiles"))
+            black_box(compile(&mission, &PlanOptions::default()).expect("compiles"))
         })
     });
     group.bench_function("compile 1000 steps", |b| {
         b.iter(|| {
-            black_box(compile(black_box(&mission), &CompileOptions::default()).expect("compiles"))
+            black_box(compile(black_box(&mission), &PlanOptions::default()).expect("compiles"))
         })
     });
     group.finish();

@@ -10,7 +10,7 @@ use proptest::prelude::{Just, ProptestConfig, Strategy, any, prop_oneof, proptes
 use proptest::sample::select;
 
 use crate::mission::Mission;
-use crate::plan::{CompileOptions, compile};
+use crate::plan::{PlanOptions, compile};
 
 /// Parses and compiles `source`, rendering any diagnostic, as `validate` does.
 fn check(source: String, sets: Vec<(String, String)>) {
@@ -21,7 +21,13 @@ fn check(source: String, sets: Vec<(String, String)>) {
             return;
         }
     };
-    if let Err(error) = compile(&mission, &CompileOptions { sets }) {
+    if let Err(error) = compile(
+        &mission,
+        &PlanOptions {
+            sets,
+            ..PlanOptions::default()
+        },
+    ) {
         match error {
             crate::plan::compile::CompileError::Mission(errors) => render(errors.as_ref()),
             other => {

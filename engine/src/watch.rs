@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use crate::event::{Body, Event};
 use crate::git::Repo;
 use crate::mission::{Mission, MissionErrors};
-use crate::plan::{CompileOptions, Plan, compile};
+use crate::plan::{Plan, PlanOptions, compile};
 use crate::run::{Control, RunError, RunOptions, RunRecord, RunSummary};
 
 /// What watch mode tells its user, besides the runs' own events.
@@ -117,13 +117,15 @@ fn load(options: &WatchOptions) -> Result<(Plan, RunRecord), Box<MissionErrors>>
     let mission = Mission::parse(&options.mission, source.clone()).map_err(Box::new)?;
     let plan = compile(
         &mission,
-        &CompileOptions {
+        &PlanOptions {
             sets: options.sets.clone(),
+            ..PlanOptions::default()
         },
     )
     .map_err(|e| match e {
         crate::plan::compile::CompileError::Mission(errors) => errors,
-        crate::plan::compile::CompileError::Set(e) => Box::new(MissionErrors::new(
+        e @ (crate::plan::compile::CompileError::Set(_)
+        | crate::plan::compile::CompileError::Only(_)) => Box::new(MissionErrors::new(
             &options.mission.display().to_string(),
             &source,
             vec![crate::mission::MissionError::new(

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use medley_engine::mission::Mission;
-use medley_engine::plan::{CompileOptions, compile};
+use medley_engine::plan::{PlanOptions, compile};
 
 use crate::{in_repo, snapshot};
 
@@ -36,7 +36,7 @@ fn valid_missions_compile_to_these_plans() {
     insta::glob!("../corpus/valid", "*.toml", |path| {
         let mission = Mission::load(path).unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
 
-        let plan = compile(&mission, &CompileOptions::default())
+        let plan = compile(&mission, &PlanOptions::default())
             .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
         let mut json = serde_json::to_value(&plan).unwrap();
         json["path"] = relative(path).into();

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use medley_engine::mission::Mission;
-use medley_engine::plan::{CompileOptions, compile};
+use medley_engine::plan::{PlanOptions, compile};
 use medley_engine::schema::mission_schema;
 use medley_tests::workspace_root;
 
@@ -12,7 +12,7 @@ use crate::in_repo;
 fn compiles(name: &str, source: &str) -> usize {
     let mission = Mission::parse(Path::new(name), source.to_owned())
         .unwrap_or_else(|e| panic!("{name} does not load: {e:?}"));
-    let plan = compile(&mission, &CompileOptions::default())
+    let plan = compile(&mission, &PlanOptions::default())
         .unwrap_or_else(|e| panic!("{name} does not compile: {e:?}"));
     plan.steps.len()
 }

@@ -1,5 +1,5 @@
 use clap::{Args, ValueEnum};
-use medley_engine::plan::{CompileOptions, graph};
+use medley_engine::plan::{PlanOptions, graph};
 
 use super::load_plan;
 use crate::{CliError, Context, exit, print_data};
@@ -27,7 +27,7 @@ pub enum GraphFormat {
 }
 
 pub fn cmd_graph(ctx: &Context, args: GraphArgs) -> Result<u8, CliError> {
-    let plan = load_plan(ctx, args.mission.as_deref(), &CompileOptions::default())?;
+    let plan = load_plan(ctx, args.mission.as_deref(), &PlanOptions::default())?;
     let text = match args.format {
         GraphFormat::Dot => graph::dot(&plan),
         GraphFormat::Mermaid => graph::mermaid(&plan),

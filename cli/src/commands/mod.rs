@@ -20,7 +20,7 @@ use medley_engine::git::Repo;
 use medley_engine::history::{self, RunInfo};
 use medley_engine::mission::{LoadError, Mission};
 use medley_engine::plan::compile::CompileError;
-use medley_engine::plan::{self, CompileOptions, Plan};
+use medley_engine::plan::{self, Plan, PlanOptions};
 
 use crate::{CliError, Context, missions};
 
@@ -28,17 +28,13 @@ use crate::{CliError, Context, missions};
 pub fn load_plan(
     ctx: &Context,
     arg: Option<&str>,
-    options: &CompileOptions,
+    options: &PlanOptions,
 ) -> Result<Plan, CliError> {
     let path = missions::resolve(&ctx.cwd, arg).map_err(CliError::invalid)?;
     compile_path(ctx, &path, options)
 }
 
-pub fn compile_path(
-    ctx: &Context,
-    path: &Path,
-    options: &CompileOptions,
-) -> Result<Plan, CliError> {
+pub fn compile_path(ctx: &Context, path: &Path, options: &PlanOptions) -> Result<Plan, CliError> {
     let source = read_mission(ctx, path)?;
     compile_source(path, source, options)
 }
@@ -52,12 +48,13 @@ pub fn read_mission(ctx: &Context, path: &Path) -> Result<String, CliError> {
 pub fn compile_source(
     path: &Path,
     source: String,
-    options: &CompileOptions,
+    options: &PlanOptions,
 ) -> Result<Plan, CliError> {
     let mission = Mission::parse(path, source).map_err(CliError::invalid)?;
     plan::compile(&mission, options).map_err(|e| match e {
         CompileError::Mission(errors) => CliError::invalid(*errors),
         CompileError::Set(error) => CliError::invalid(error),
+        CompileError::Only(error) => CliError::invalid(error),
     })
 }
 

@@ -1,9 +1,7 @@
 use std::fmt::Write as _;
 
 use clap::Args;
-use medley_engine::plan::{
-    Action, CompileOptions, Flavor, Plan, TemplateRef, duration_text, graph,
-};
+use medley_engine::plan::{Action, Flavor, Plan, PlanOptions, TemplateRef, duration_text, graph};
 
 use medley_engine::event::RunOutcome;
 use medley_engine::run::{RunOptions, RunRecord};
@@ -58,28 +56,24 @@ pub fn parse_set(text: &str) -> Result<(String, String), String> {
 }
 
 pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
-    let options = CompileOptions {
+    let options = PlanOptions {
         sets: args.sets.clone(),
+        only: args.only.clone(),
+        max_parallel: args.max_parallel.map(|n| n as usize),
     };
     let path =
         crate::missions::resolve(&ctx.cwd, args.mission.as_deref()).map_err(CliError::invalid)?;
     // Read once: the plan that runs and the mission recorded for `resume` are the same text.
     let source = super::read_mission(ctx, &path)?;
-    let mut plan = super::compile_source(&path, source.clone(), &options)?;
+    let plan = super::compile_source(&path, source.clone(), &options)?;
     let record = RunRecord {
         mission_path: path.display().to_string(),
         mission_source: source,
-        sets: args.sets.clone(),
-        only: args.only.clone(),
-        max_parallel: args.max_parallel.map(|n| n as usize),
+        sets: options.sets,
+        only: options.only,
+        max_parallel: options.max_parallel,
         ..RunRecord::default()
     };
-    if let Some(only) = &args.only {
-        plan.only(only).map_err(CliError::invalid)?;
-    }
-    if let Some(n) = args.max_parallel {
-        plan.max_parallel = n as usize;
-    }
     if !args.dry_run {
         return run_plan(
             ctx,

@@ -1,5 +1,5 @@
 use clap::Args;
-use medley_engine::plan::CompileOptions;
+use medley_engine::plan::PlanOptions;
 
 use super::compile_path;
 use crate::{CliError, Context, exit, missions, style};
@@ -34,7 +34,7 @@ pub fn cmd_validate(ctx: &Context, args: ValidateArgs) -> Result<u8, CliError> {
                 continue;
             }
         };
-        match compile_path(ctx, &path, &CompileOptions::default()) {
+        match compile_path(ctx, &path, &PlanOptions::default()) {
             Ok(plan) => {
                 for warning in cache_warnings(&plan) {
                     ctx.status(&format!(

@@ -199,7 +199,7 @@ mod tests {
 
     use super::HashMap;
     use crate::mission::{ErrorKind, Mission};
-    use crate::plan::compile::{CompileError, CompileOptions, compile};
+    use crate::plan::compile::{CompileError, PlanOptions, compile};
 
     /// A mission whose step `s<i>` needs `s<j>` for each edge (i, j).
     fn mission_text(nodes: usize, edges: &[(usize, usize)]) -> String {
@@ -247,7 +247,7 @@ mod tests {
         fn order_respects_needs_and_cycles_are_real((nodes, edges) in graphs()) {
             let text = mission_text(nodes, &edges);
             let mission = Mission::parse(Path::new("p.toml"), text).expect("a well-formed mission");
-            match compile(&mission, &CompileOptions::default()) {
+            match compile(&mission, &PlanOptions::default()) {
                 Ok(plan) => {
                     prop_assert!(!has_cycle(nodes, &edges));
                     prop_assert_eq!(plan.steps.len(), nodes);
@@ -290,7 +290,7 @@ mod tests {
     fn order_is_deterministic_and_follows_the_file() {
         let text = "[steps.c]\nrun = \"true\"\nneeds = [\"a\"]\n[steps.b]\nrun = \"true\"\n[steps.a]\nrun = \"true\"\n";
         let mission = Mission::parse(Path::new("o.toml"), text.to_owned()).unwrap();
-        let plan = compile(&mission, &CompileOptions::default()).unwrap();
+        let plan = compile(&mission, &PlanOptions::default()).unwrap();
         let ids: Vec<&str> = plan.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["b", "a", "c"]);
     }

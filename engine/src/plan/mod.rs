@@ -30,7 +30,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::Serialize;
 
-pub use compile::{CompileOptions, SetError, compile};
+pub use compile::{PlanOptions, SetError, compile};
 pub use duration as duration_text;
 pub use only::UnknownStep;
 pub use template::{Flavor, Templates};

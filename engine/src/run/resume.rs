@@ -62,21 +62,18 @@ pub async fn resume(
         record.mission_source.clone(),
     )
     .map_err(|e| mission_error(crate::plan::compile::CompileError::Mission(Box::new(e))))?;
-    let options_compile = crate::plan::CompileOptions {
+    let shape = crate::plan::PlanOptions {
         sets: record.sets.clone(),
+        only: record.only.clone(),
+        max_parallel: record.max_parallel,
     };
-    let mut plan = crate::plan::compile(&mission, &options_compile).map_err(mission_error)?;
-    if let Some(only) = &record.only {
-        plan.only(only).map_err(|error| {
-            resume_error(ResumeError::Only {
-                run: run.clone(),
-                error,
-            })
-        })?;
-    }
-    if let Some(n) = record.max_parallel {
-        plan.max_parallel = n;
-    }
+    let plan = crate::plan::compile(&mission, &shape).map_err(|e| match e {
+        crate::plan::compile::CompileError::Only(error) => resume_error(ResumeError::Only {
+            run: run.clone(),
+            error,
+        }),
+        errors => mission_error(errors),
+    })?;
     // The run goes on as it was started: with its cache setting, its grace periods and its
     // worktrees' place.
     let mut options = options;

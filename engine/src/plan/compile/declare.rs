@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use toml::Spanned;
 
 use super::Compiler;
-use super::matrix::{child_span, matrix_size};
+use super::matrix::{Child, child_span, matrix_size};
 use crate::mission::diagnostics::{ErrorKind, MissionError};
 use crate::mission::model::Step;
 use crate::plan::ids::{MAX_ID_BYTES, shorten};
@@ -20,12 +20,6 @@ pub(super) struct Decl<'m> {
     pub(super) step: &'m Spanned<Step>,
     pub(super) children: Vec<Child>,
     pub(super) is_matrix: bool,
-}
-
-/// One concrete step of a declared step: its id and its matrix values.
-pub(super) struct Child {
-    pub(super) id: String,
-    pub(super) matrix: IndexMap<String, serde_json::Value>,
 }
 
 impl<'m> Compiler<'m> {

@@ -6,11 +6,16 @@ use indexmap::IndexMap;
 use toml::Spanned;
 
 use super::Compiler;
-use super::declare::Child;
 use super::vars::is_scalar;
 use crate::mission::diagnostics::{ErrorKind, MissionError};
 use crate::mission::model::Step;
 use crate::plan::ids::value_id;
+
+/// One concrete step of a declared step: its id and its matrix values.
+pub(super) struct Child {
+    pub(super) id: String,
+    pub(super) matrix: IndexMap<String, serde_json::Value>,
+}
 
 impl<'m> Compiler<'m> {
     pub(super) fn expand_matrix(

@@ -48,11 +48,16 @@ use super::ids::invalid_id;
 pub use super::ids::{MAX_ID_BYTES, is_valid_id};
 pub use vars::SetError;
 
-/// Settings that come from the command line rather than the file.
+/// What shapes a plan besides its file, from the command line (or a run's record): built
+/// into the plan in one place, [`compile`].
 #[derive(Debug, Clone, Default)]
-pub struct CompileOptions {
+pub struct PlanOptions {
     /// `--set name=value` overrides of `[vars]`, in order.
     pub sets: Vec<(String, String)>,
+    /// `--only STEP`: that step and what it needs (the mission's gate is not run).
+    pub only: Option<String>,
+    /// `--max-parallel N`, over the mission's `max_parallel`.
+    pub max_parallel: Option<usize>,
 }
 
 /// Why a mission did not compile.
@@ -64,6 +69,9 @@ pub enum CompileError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Set(SetError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Only(super::UnknownStep),
 }
 
 const DEFAULT_ATTEMPTS: u32 = 2;
@@ -82,14 +90,21 @@ fn code_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 /// Compiles a loaded mission into a plan, or reports every problem it has.
-pub fn compile(mission: &Mission, options: &CompileOptions) -> Result<Plan, CompileError> {
+pub fn compile(mission: &Mission, options: &PlanOptions) -> Result<Plan, CompileError> {
     // `run` reports the problems it collected itself, before anything else can fail.
-    Compiler {
+    let mut plan = Compiler {
         mission,
         file: &mission.file,
         problems: Problems(mission.key_errors.clone()),
     }
-    .run(options)
+    .run(options)?;
+    if let Some(only) = &options.only {
+        plan.only(only).map_err(CompileError::Only)?;
+    }
+    if let Some(n) = options.max_parallel {
+        plan.max_parallel = n;
+    }
+    Ok(plan)
 }
 
 struct Compiler<'m> {
@@ -133,7 +148,7 @@ impl<'m> Compiler<'m> {
         }
     }
 
-    fn run(&mut self, options: &CompileOptions) -> Result<Plan, CompileError> {
+    fn run(&mut self, options: &PlanOptions) -> Result<Plan, CompileError> {
         let name = self.mission_name();
         let vars = self.vars();
         let agents = self.agents();
