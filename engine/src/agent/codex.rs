@@ -14,6 +14,7 @@ use super::{
 };
 use crate::mission::Runtime;
 
+/// What is constant about Codex CLI.
 pub const DESCRIPTION: Description = Description {
     runtime: Runtime::Codex,
     binary: "codex",
@@ -54,12 +55,23 @@ impl Adapter for Codex {
     }
 }
 
+/// How a turn ended.
+enum Turn {
+    /// `turn.completed`, with this attempt's tokens.
+    Completed {
+        input: Option<u64>,
+        output: Option<u64>,
+    },
+    /// `turn.failed`, with its error text.
+    Failed { text: String },
+}
+
 #[derive(Default)]
 struct CodexParser {
     previous: Option<SessionTotals>,
     session_id: Option<String>,
-    /// The terminal `turn.completed` or `turn.failed` event.
-    terminal: Option<Value>,
+    /// How the turn ended: the terminal `turn.completed` or `turn.failed` event.
+    terminal: Option<Turn>,
     /// The last `agent_message` text.
     last_message: Option<String>,
     /// The last top-level `error` event's message.
@@ -97,13 +109,15 @@ impl StreamParser for CodexParser {
                 self.item(&event["item"], event_type == "item.completed")
             }
             "turn.completed" => {
-                self.terminal = Some(event.clone());
                 let (input, output) = tokens(&event, self.previous);
+                self.terminal = Some(Turn::Completed { input, output });
                 (OutputKind::Usage, done(input, output))
             }
             "turn.failed" => {
-                self.terminal = Some(event.clone());
-                (OutputKind::Error, one_line(&failure_text(&event), 100))
+                let text = failure_text(&event);
+                let summary = one_line(&text, 100);
+                self.terminal = Some(Turn::Failed { text });
+                (OutputKind::Error, summary)
             }
             other => (OutputKind::Other, other.to_owned()),
         };
@@ -127,7 +141,7 @@ impl StreamParser for CodexParser {
 
     fn finish(&mut self, exit_code: Option<i32>) -> AgentResult {
         let mut result = AgentResult::of_session(self.session_id.clone(), self.denied);
-        let Some(event) = &self.terminal else {
+        let Some(turn) = &self.terminal else {
             if self.waiting {
                 return result.failed(AgentOutcome::Unreachable, self.last_error.clone());
             }
@@ -137,11 +151,13 @@ impl StreamParser for CodexParser {
             }
             return result.failed(AgentOutcome::AgentError, error);
         };
-        if event["type"] == "turn.completed" {
-            (result.input_tokens, result.output_tokens) = tokens(event, self.previous);
-            return result.succeeded(self.last_message.clone());
-        }
-        let text = failure_text(event);
+        let text = match turn {
+            Turn::Completed { input, output } => {
+                (result.input_tokens, result.output_tokens) = (*input, *output);
+                return result.succeeded(self.last_message.clone());
+            }
+            Turn::Failed { text } => text.clone(),
+        };
         let context = format!("{text}\n{}", self.last_error.as_deref().unwrap_or(""));
         let outcome = if has_auth_code(&context)
             || context.contains("Unauthorized")

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::mission::Runtime;
 
+/// What is constant about a `command` profile.
 pub const DESCRIPTION: Description = Description {
     runtime: Runtime::Command,
     // The program varies by profile: see [`CommandAdapter::program`].

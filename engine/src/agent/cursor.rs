@@ -13,6 +13,7 @@ use super::{
 };
 use crate::mission::Runtime;
 
+/// What is constant about Cursor CLI.
 pub const DESCRIPTION: Description = Description {
     runtime: Runtime::Cursor,
     binary: "cursor-agent",

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::mission::Runtime;
 
+/// What is constant about Gemini CLI.
 pub const DESCRIPTION: Description = Description {
     runtime: Runtime::Gemini,
     binary: "gemini",

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::mission::Runtime;
 
+/// What is constant about Kimi Code.
 pub const DESCRIPTION: Description = Description {
     runtime: Runtime::Kimi,
     binary: "kimi",

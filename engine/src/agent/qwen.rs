@@ -12,6 +12,7 @@ use super::{
 };
 use crate::mission::Runtime;
 
+/// What is constant about Qwen Code.
 pub const DESCRIPTION: Description = Description {
     runtime: Runtime::Qwen,
     binary: "qwen",
