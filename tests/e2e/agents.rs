@@ -55,6 +55,11 @@ pub(crate) fn argv(call: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that `text` says `words`, showing `text` when it does not.
+fn assert_contains(text: &str, words: &str) {
+    assert!(text.contains(words), "{text}");
+}
+
 fn argv_has(call: &serde_json::Value, flag: &str, value: &str) -> bool {
     argv(call).windows(2).any(|w| w[0] == flag && w[1] == value)
 }
@@ -186,11 +191,7 @@ fn an_auth_error_moves_on_to_the_next_agent_at_once() {
     assert_eq!(switched[0]["to"], "codex");
     assert_eq!(switched[0]["reason"], "auth");
     assert_eq!(finished(&env, "s")["agent"], "codex");
-    assert!(
-        out.stderr.contains("switching from `claude` to `codex`"),
-        "{}",
-        out.stderr
-    );
+    assert_contains(&out.stderr, "switching from `claude` to `codex`");
     // codex ran in its own worktree (a pool slot of its own), in its own CLI's sandbox mode.
     let calls = env.fake_calls();
     let codex = &calls[1];
@@ -281,12 +282,8 @@ fn costs_add_up_and_unknown_costs_are_said_to_be_unknown() {
         end["tokens"],
         serde_json::json!({"input": 400, "output": 80})
     );
-    assert!(out.stderr.contains("cost unknown"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("(unknown for 1 step)"),
-        "{}",
-        out.stderr
-    );
+    assert_contains(&out.stderr, "cost unknown");
+    assert_contains(&out.stderr, "(unknown for 1 step)");
     let show = env.run(&["show", "last"]);
     let row = |step: &str| {
         show.stdout
@@ -305,11 +302,7 @@ fn costs_add_up_and_unknown_costs_are_said_to_be_unknown() {
         "{}",
         show.stdout
     );
-    assert!(
-        show.stdout.contains("(unknown for 1 step)"),
-        "{}",
-        show.stdout
-    );
+    assert_contains(&show.stdout, "(unknown for 1 step)");
 }
 
 #[test]
@@ -332,7 +325,7 @@ fn a_budget_stops_the_run_when_costs_reach_it() {
         1,
         "no attempt starts once the budget is reached"
     );
-    assert!(out.stderr.contains("budget reached"), "{}", out.stderr);
+    assert_contains(&out.stderr, "budget reached");
 }
 
 #[test]
@@ -347,16 +340,8 @@ fn a_budget_with_an_agent_of_unknown_cost_is_refused_before_anything_starts() {
     );
     let out = env.run(&["run", "b"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("cannot know what `codex` cost"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("input_per_mtok = 1.25"),
-        "{}",
-        out.stderr
-    );
+    assert_contains(&out.stderr, "cannot know what `codex` cost");
+    assert_contains(&out.stderr, "input_per_mtok = 1.25");
     assert!(env.fake_calls().is_empty());
 }
 
@@ -378,25 +363,14 @@ fn preflight_names_missing_agents_and_how_to_install_them() {
     );
     let missing = env.run(&["run", "m"]);
     assert_eq!(missing.code, 2, "{}", missing.stderr);
-    assert!(
-        missing.stderr.contains("`a` needs `gemini` or `qwen`"),
-        "{}",
-        missing.stderr
-    );
-    assert!(
-        missing.stderr.contains("npm install -g @google/gemini-cli"),
-        "{}",
-        missing.stderr
-    );
+    assert_contains(&missing.stderr, "`a` needs `gemini` or `qwen`");
+    assert_contains(&missing.stderr, "npm install -g @google/gemini-cli");
     // A missing agent later in a chain is warned about and skipped.
     let warned = env.run(&["run", "w", "--output", "plain"]);
     assert_eq!(warned.code, 0, "{}", warned.stderr);
-    assert!(
-        warned
-            .stderr
-            .contains("warning: step `a`: agent `claude` is not installed"),
-        "{}",
-        warned.stderr
+    assert_contains(
+        &warned.stderr,
+        "warning: step `a`: agent `claude` is not installed",
     );
     assert_eq!(finished(&env, "a")["agent"], "codex");
 }
