@@ -10,11 +10,15 @@
 //! - one file per CLI, each with its `DESCRIPTION`, argv and parser: [`claude`], [`codex`],
 //!   [`gemini`], [`cursor`], [`kimi`] (also why a `kimi` cannot start), [`qwen`], and
 //!   [`command`] (any program reading the prompt on stdin);
-//! - what the adapters share: `stream` (a JSONL line as an event, content blocks, tokens,
-//!   session ids), `summary` (one-line texts for the live view), `failure` (the stderr tail
-//!   and the words that name an auth error, a limit or the network);
+//! - what the adapters share: `argv` (medley's flags, then the profile's `args`), `stream` (a
+//!   JSONL line as an event, content blocks, tokens, session ids), `summary` (one-line texts
+//!   for the live view), `failure` (the stderr tail and the words that name an auth error, a
+//!   limit or the network);
 //! - `samples` (tests only): one table of every captured sample in `tests/samples/`, with
 //!   the adapter that parses it and what it must yield.
+//!
+//! Dependencies: `crate::mission` (for [`Runtime`]) and nothing else of the engine; a test below
+//! fails on any other path into the crate.
 //!
 //! How each real CLI behaves, with sources: `shared/AGENTS.md`; captured output of the real
 //! CLIs: `tests/samples/`.
@@ -198,4 +202,31 @@ pub fn parse_all(
     }
     let result = parser.finish(exit_code);
     (outputs, result)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The agent module depends on the mission model alone (for `Runtime`): never on the
+    /// runner, the history or the journal, which depend on it.
+    #[test]
+    fn the_agent_module_uses_only_itself_and_the_mission_model() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/agent");
+        // Spelled in two parts, so this test does not find itself.
+        let needle = ["crate", "::"].concat();
+        for entry in fs_err::read_dir(dir).unwrap_or_else(|e| panic!("{e}")) {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            let text = fs_err::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+            for (at, _) in text.match_indices(&needle) {
+                let rest = &text[at + needle.len()..];
+                assert!(
+                    rest.starts_with("agent") || rest.starts_with("mission"),
+                    "{}: uses `{needle}{}`",
+                    path.display(),
+                    rest.split(|c: char| !c.is_alphanumeric() && c != '_')
+                        .next()
+                        .unwrap_or("")
+                );
+            }
+        }
+    }
 }
