@@ -3,67 +3,87 @@
 
 use std::time::Duration;
 
-use medley_tests::TestEnv;
+use medley_tests::{CommandOutput, TestEnv};
 
 use crate::env;
 
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-agent");
 
-fn events_of(env: &TestEnv, kind: &str) -> Vec<serde_json::Value> {
+/// A test environment with the fake CLIs `clis` following `script`, and a repository holding
+/// `files`.
+pub(crate) fn fake_env(clis: &[&str], script: &str, files: &[(&str, &str)]) -> TestEnv {
+    let env = env();
+    env.fakes(FAKE, clis, script);
+    env.repo(files);
+    env
+}
+
+/// Runs `medley ARGS...` with the environment variables `vars` set too.
+pub(crate) fn run_with(env: &TestEnv, vars: &[(&str, &str)], args: &[&str]) -> CommandOutput {
+    let output = env
+        .medley()
+        .envs(vars.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    CommandOutput::new(output, env.work())
+}
+
+/// The journal's events of one type.
+pub(crate) fn events_of(env: &TestEnv, kind: &str) -> Vec<serde_json::Value> {
     env.journal()
         .into_iter()
         .filter(|e| e["type"] == kind)
         .collect()
 }
 
-fn finished(env: &TestEnv, step: &str) -> serde_json::Value {
+/// The `step_finished` event of `step`.
+pub(crate) fn finished(env: &TestEnv, step: &str) -> serde_json::Value {
     events_of(env, "step_finished")
         .into_iter()
         .find(|e| e["step"] == step)
         .unwrap_or_else(|| panic!("no step_finished for {step}"))
 }
 
-fn argv_has(call: &serde_json::Value, flag: &str, value: &str) -> bool {
-    let argv: Vec<&str> = call["argv"]
+/// The argv a fake CLI was called with.
+pub(crate) fn argv(call: &serde_json::Value) -> Vec<String> {
+    call["argv"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|a| a.as_str())
-        .collect();
-    argv.windows(2).any(|w| w[0] == flag && w[1] == value)
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts that `text` says `words`, showing `text` when it does not.
+fn assert_contains(text: &str, words: &str) {
+    assert!(text.contains(words), "{text}");
+}
+
+fn argv_has(call: &serde_json::Value, flag: &str, value: &str) -> bool {
+    argv(call).windows(2).any(|w| w[0] == flag && w[1] == value)
 }
 
 #[test]
 fn a_gate_failure_is_fed_back_into_the_resumed_session() {
-    let env = env();
-    env.fakes(
-        FAKE,
+    let env = fake_env(
         &["claude"],
         "claude: write notes.txt first\nclaude: write done.txt ok\n",
+        &[(
+            "missions/fix.toml",
+            "[steps.fix]\nagent = \"claude\"\nprompt = \"Make done.txt.\"\ngate = \"echo checked; test -f done.txt\"\n",
+        )],
     );
-    env.repo(&[(
-        "missions/fix.toml",
-        "[steps.fix]\nagent = \"claude\"\nprompt = \"Make done.txt.\"\ngate = \"echo checked; test -f done.txt\"\n",
-    )]);
     let out = env.run(&["run", "fix", "--output", "plain"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let calls = env.fake_calls();
     assert_eq!(calls.len(), 2, "{calls:?}");
-    assert!(
-        calls[0]["argv"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a == "--session-id")
-    );
-    let session = calls[0]["argv"]
-        .as_array()
-        .unwrap()
+    let first = argv(&calls[0]);
+    assert!(first.iter().any(|a| a == "--session-id"));
+    let session = first
         .iter()
         .skip_while(|a| *a != "--session-id")
         .nth(1)
-        .unwrap()
-        .as_str()
         .unwrap()
         .to_owned();
     assert!(
@@ -97,16 +117,14 @@ fn a_gate_failure_is_fed_back_into_the_resumed_session() {
 
 #[test]
 fn the_prompt_archive_holds_exactly_what_each_agent_received() {
-    let env = env();
-    env.fakes(
-        FAKE,
+    let env = fake_env(
         &["claude", "codex"],
         "claude: 401\ncodex: write a.txt x\n",
+        &[(
+            "missions/p.toml",
+            "[vars]\nwho = \"O'Brien $HOME `x`\"\n\n[steps.s]\nagent = [\"claude\", \"codex\"]\nprompt = \"\"\"\nGreet {{ vars.who }}.\n  Keep   spacing; and a trailing newline.\n\"\"\"\n",
+        )],
     );
-    env.repo(&[(
-        "missions/p.toml",
-        "[vars]\nwho = \"O'Brien $HOME `x`\"\n\n[steps.s]\nagent = [\"claude\", \"codex\"]\nprompt = \"\"\"\nGreet {{ vars.who }}.\n  Keep   spacing; and a trailing newline.\n\"\"\"\n",
-    )]);
     let out = env.run(&["run", "p"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let runs = env.work().join(".git/medley/runs");
@@ -129,16 +147,14 @@ fn the_prompt_archive_holds_exactly_what_each_agent_received() {
 
 #[test]
 fn an_auth_error_moves_on_to_the_next_agent_at_once() {
-    let env = env();
-    env.fakes(
-        FAKE,
+    let env = fake_env(
         &["claude", "codex"],
         "claude: 401\ncodex: write out.txt by codex\n",
+        &[(
+            "missions/f.toml",
+            "[steps.s]\nagent = [\"claude\", \"codex\"]\nattempts = 3\nprompt = \"Write out.txt.\"\n",
+        )],
     );
-    env.repo(&[(
-        "missions/f.toml",
-        "[steps.s]\nagent = [\"claude\", \"codex\"]\nattempts = 3\nprompt = \"Write out.txt.\"\n",
-    )]);
     let out = env.run(&["run", "f", "--output", "plain"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let calls: Vec<String> = env
@@ -175,11 +191,7 @@ fn an_auth_error_moves_on_to_the_next_agent_at_once() {
     assert_eq!(switched[0]["to"], "codex");
     assert_eq!(switched[0]["reason"], "auth");
     assert_eq!(finished(&env, "s")["agent"], "codex");
-    assert!(
-        out.stderr.contains("switching from `claude` to `codex`"),
-        "{}",
-        out.stderr
-    );
+    assert_contains(&out.stderr, "switching from `claude` to `codex`");
     // codex ran in its own worktree (a pool slot of its own), in its own CLI's sandbox mode.
     let calls = env.fake_calls();
     let codex = &calls[1];
@@ -193,13 +205,14 @@ fn an_auth_error_moves_on_to_the_next_agent_at_once() {
 
 #[test]
 fn a_codex_waiting_for_the_network_is_stopped_and_the_chain_moves_on() {
-    let env = env();
-    env.fakes(
-        FAKE,
+    let env = fake_env(
         &["claude", "codex"],
         "codex: unreachable\nclaude: write ok.txt yes\n",
+        &[(
+            "missions/n.toml",
+            "[steps.s]\nagent = [\"codex\", \"claude\"]\nprompt = \"Write ok.txt.\"\ntimeout = \"10m\"\n",
+        )],
     );
-    env.repo(&[("missions/n.toml", "[steps.s]\nagent = [\"codex\", \"claude\"]\nprompt = \"Write ok.txt.\"\ntimeout = \"10m\"\n")]);
     let out = env.run(&["run", "n"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let failed = events_of(&env, "attempt_failed");
@@ -247,16 +260,14 @@ fn a_race_is_won_by_the_first_to_pass_and_the_loser_is_stopped() {
 
 #[test]
 fn costs_add_up_and_unknown_costs_are_said_to_be_unknown() {
-    let env = env();
-    env.fakes(
-        FAKE,
+    let env = fake_env(
         &["claude", "codex"],
         "claude: write a.txt a\ncodex: write b.txt b\n",
+        &[(
+            "missions/c.toml",
+            "[steps.a]\nagent = \"claude\"\nprompt = \"A.\"\n\n[steps.b]\nneeds = [\"a\"]\nagent = \"codex\"\nprompt = \"B.\"\n",
+        )],
     );
-    env.repo(&[(
-        "missions/c.toml",
-        "[steps.a]\nagent = \"claude\"\nprompt = \"A.\"\n\n[steps.b]\nneeds = [\"a\"]\nagent = \"codex\"\nprompt = \"B.\"\n",
-    )]);
     let out = env.run(&["run", "c", "--output", "plain"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!((finished(&env, "a")["cost_usd"].as_f64().unwrap() - 0.0016).abs() < 1e-9);
@@ -271,12 +282,8 @@ fn costs_add_up_and_unknown_costs_are_said_to_be_unknown() {
         end["tokens"],
         serde_json::json!({"input": 400, "output": 80})
     );
-    assert!(out.stderr.contains("cost unknown"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("(unknown for 1 step)"),
-        "{}",
-        out.stderr
-    );
+    assert_contains(&out.stderr, "cost unknown");
+    assert_contains(&out.stderr, "(unknown for 1 step)");
     let show = env.run(&["show", "last"]);
     let row = |step: &str| {
         show.stdout
@@ -295,21 +302,19 @@ fn costs_add_up_and_unknown_costs_are_said_to_be_unknown() {
         "{}",
         show.stdout
     );
-    assert!(
-        show.stdout.contains("(unknown for 1 step)"),
-        "{}",
-        show.stdout
-    );
+    assert_contains(&show.stdout, "(unknown for 1 step)");
 }
 
 #[test]
 fn a_budget_stops_the_run_when_costs_reach_it() {
-    let env = env();
-    env.fakes(FAKE, &["claude"], "claude: write a.txt a\n");
-    env.repo(&[(
-        "missions/b.toml",
-        "budget_usd = 0.001\n\n[steps.a]\nagent = \"claude\"\nprompt = \"A.\"\n\n[steps.b]\nneeds = [\"a\"]\nagent = \"claude\"\nprompt = \"B.\"\n",
-    )]);
+    let env = fake_env(
+        &["claude"],
+        "claude: write a.txt a\n",
+        &[(
+            "missions/b.toml",
+            "budget_usd = 0.001\n\n[steps.a]\nagent = \"claude\"\nprompt = \"A.\"\n\n[steps.b]\nneeds = [\"a\"]\nagent = \"claude\"\nprompt = \"B.\"\n",
+        )],
+    );
     let out = env.run(&["run", "b", "--output", "plain"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let end = &events_of(&env, "run_finished")[0];
@@ -320,79 +325,66 @@ fn a_budget_stops_the_run_when_costs_reach_it() {
         1,
         "no attempt starts once the budget is reached"
     );
-    assert!(out.stderr.contains("budget reached"), "{}", out.stderr);
+    assert_contains(&out.stderr, "budget reached");
 }
 
 #[test]
 fn a_budget_with_an_agent_of_unknown_cost_is_refused_before_anything_starts() {
-    let env = env();
-    env.fakes(FAKE, &["codex"], "codex: ok\n");
-    env.repo(&[(
-        "missions/b.toml",
-        "budget_usd = 1.0\n\n[steps.a]\nagent = \"codex\"\nprompt = \"A.\"\n",
-    )]);
+    let env = fake_env(
+        &["codex"],
+        "codex: ok\n",
+        &[(
+            "missions/b.toml",
+            "budget_usd = 1.0\n\n[steps.a]\nagent = \"codex\"\nprompt = \"A.\"\n",
+        )],
+    );
     let out = env.run(&["run", "b"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("cannot know what `codex` cost"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("input_per_mtok = 1.25"),
-        "{}",
-        out.stderr
-    );
+    assert_contains(&out.stderr, "cannot know what `codex` cost");
+    assert_contains(&out.stderr, "input_per_mtok = 1.25");
     assert!(env.fake_calls().is_empty());
 }
 
 #[test]
 fn preflight_names_missing_agents_and_how_to_install_them() {
-    let env = env();
-    env.fakes(FAKE, &["codex"], "codex: write a.txt a\n");
-    env.repo(&[
-        (
-            "missions/m.toml",
-            "[steps.a]\nagent = [\"gemini\", \"qwen\"]\nprompt = \"A.\"\n",
-        ),
-        (
-            "missions/w.toml",
-            "[steps.a]\nagent = [\"claude\", \"codex\"]\nprompt = \"A.\"\n",
-        ),
-    ]);
+    let env = fake_env(
+        &["codex"],
+        "codex: write a.txt a\n",
+        &[
+            (
+                "missions/m.toml",
+                "[steps.a]\nagent = [\"gemini\", \"qwen\"]\nprompt = \"A.\"\n",
+            ),
+            (
+                "missions/w.toml",
+                "[steps.a]\nagent = [\"claude\", \"codex\"]\nprompt = \"A.\"\n",
+            ),
+        ],
+    );
     let missing = env.run(&["run", "m"]);
     assert_eq!(missing.code, 2, "{}", missing.stderr);
-    assert!(
-        missing.stderr.contains("`a` needs `gemini` or `qwen`"),
-        "{}",
-        missing.stderr
-    );
-    assert!(
-        missing.stderr.contains("npm install -g @google/gemini-cli"),
-        "{}",
-        missing.stderr
-    );
+    assert_contains(&missing.stderr, "`a` needs `gemini` or `qwen`");
+    assert_contains(&missing.stderr, "npm install -g @google/gemini-cli");
     // A missing agent later in a chain is warned about and skipped.
     let warned = env.run(&["run", "w", "--output", "plain"]);
     assert_eq!(warned.code, 0, "{}", warned.stderr);
-    assert!(
-        warned
-            .stderr
-            .contains("warning: step `a`: agent `claude` is not installed"),
-        "{}",
-        warned.stderr
+    assert_contains(
+        &warned.stderr,
+        "warning: step `a`: agent `claude` is not installed",
     );
     assert_eq!(finished(&env, "a")["agent"], "codex");
 }
 
 #[test]
 fn claude_bypass_refused_as_root_says_how_to_fix_it() {
-    let env = env();
-    env.fakes(FAKE, &["claude"], "claude: ok\n");
-    env.repo(&[(
-        "missions/r.toml",
-        "[steps.a]\nagent = \"claude\"\nattempts = 1\nprompt = \"A.\"\n",
-    )]);
+    let env = fake_env(
+        &["claude"],
+        "claude: ok\n",
+        &[(
+            "missions/r.toml",
+            "[steps.a]\nagent = \"claude\"\nattempts = 1\nprompt = \"A.\"\n",
+        )],
+    );
     let out = env
         .medley()
         .env_remove("IS_SANDBOX")
@@ -436,16 +428,14 @@ fn agents_lists_each_runtime() {
 
 #[test]
 fn a_cli_that_lingers_after_its_final_event_is_stopped_and_its_result_stands() {
-    let env = env();
-    env.fakes(
-        FAKE,
+    let env = fake_env(
         &["cursor-agent"],
         "cursor-agent: write c.txt cursor; linger\n",
+        &[(
+            "missions/l.toml",
+            "[steps.s]\nagent = \"cursor\"\nprompt = \"Write c.txt.\"\ntimeout = \"5m\"\n",
+        )],
     );
-    env.repo(&[(
-        "missions/l.toml",
-        "[steps.s]\nagent = \"cursor\"\nprompt = \"Write c.txt.\"\ntimeout = \"5m\"\n",
-    )]);
     let out = env.run(&["run", "l", "--output", "plain"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let s = finished(&env, "s");
@@ -455,32 +445,26 @@ fn a_cli_that_lingers_after_its_final_event_is_stopped_and_its_result_stands() {
     assert_eq!(env.tree(&env.result_branches()[0])["c.txt"], "cursor");
     let call = &env.fake_calls()[0];
     assert!(argv_has(call, "--output-format", "stream-json"), "{call}");
-    assert!(
-        call["argv"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a == "--force"),
-        "{call}"
-    );
+    assert!(argv(call).iter().any(|a| a == "--force"), "{call}");
 }
 
 #[test]
 fn a_cli_of_an_untested_version_is_warned_about() {
-    let env = env();
-    env.fakes(FAKE, &["codex"], "codex: write a.txt a\n");
-    env.repo(&[(
-        "missions/v.toml",
-        "[steps.a]\nagent = \"codex\"\nprompt = \"A.\"\n",
-    )]);
-    let out = env
-        .medley()
-        .env("MEDLEY_FAKE_VERSION", "codex-cli 0.200.1")
-        .args(["run", "v", "--output", "plain"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let env = fake_env(
+        &["codex"],
+        "codex: write a.txt a\n",
+        &[(
+            "missions/v.toml",
+            "[steps.a]\nagent = \"codex\"\nprompt = \"A.\"\n",
+        )],
+    );
+    let out = run_with(
+        &env,
+        &[("MEDLEY_FAKE_VERSION", "codex-cli 0.200.1")],
+        &["run", "v", "--output", "plain"],
+    );
+    let stderr = out.stderr;
+    assert_eq!(out.code, 0, "{stderr}");
     assert!(
         stderr.contains(
             "`codex` is version 0.200.1; medley's codex adapter was verified against 0.169.0"
@@ -488,12 +472,14 @@ fn a_cli_of_an_untested_version_is_warned_about() {
         "{stderr}"
     );
     // The tested version draws no warning (a new environment: versions are cached by binary).
-    let env = crate::env();
-    env.fakes(FAKE, &["codex"], "codex: write a.txt a\n");
-    env.repo(&[(
-        "missions/v.toml",
-        "[steps.a]\nagent = \"codex\"\nprompt = \"A.\"\n",
-    )]);
+    let env = fake_env(
+        &["codex"],
+        "codex: write a.txt a\n",
+        &[(
+            "missions/v.toml",
+            "[steps.a]\nagent = \"codex\"\nprompt = \"A.\"\n",
+        )],
+    );
     let quiet = env.run(&["run", "v", "--output", "plain"]);
     assert_eq!(quiet.code, 0, "{}", quiet.stderr);
     assert!(!quiet.stderr.contains("warning"), "{}", quiet.stderr);

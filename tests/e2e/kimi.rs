@@ -2,46 +2,20 @@
 //! that resume with `-S`, errors classified by Kimi Code's own codes, the network wait, the
 //! legacy stub and an old Node refused before anything starts.
 
-use medley_tests::TestEnv;
+use crate::agents::{argv, events_of, fake_env, finished, run_with};
 
-use crate::env;
-
-const FAKE: &str = env!("CARGO_BIN_EXE_fake-agent");
-
-fn finished(env: &TestEnv, step: &str) -> serde_json::Value {
-    env.journal()
-        .into_iter()
-        .find(|e| e["type"] == "step_finished" && e["step"] == step)
-        .unwrap_or_else(|| panic!("no step_finished for {step}"))
-}
-
-fn failures(env: &TestEnv) -> Vec<serde_json::Value> {
-    env.journal()
-        .into_iter()
-        .filter(|e| e["type"] == "attempt_failed")
-        .collect()
-}
-
-fn argv(call: &serde_json::Value) -> Vec<String> {
-    call["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_owned())
-        .collect()
-}
-
+/// A step of kimi alone.
+const ONE: &str = "[steps.fix]\nagent = \"kimi\"\nprompt = \"Make done.txt.\"\n";
+/// A step of kimi, then codex.
 const FIX: &str = "[steps.fix]\nagent = [\"kimi\", \"codex\"]\nprompt = \"Make done.txt.\"\ngate = \"echo checked; test -f done.txt\"\n";
 
 #[test]
 fn a_retry_resumes_the_kimi_session_with_the_gates_output() {
-    let env = env();
-    env.fakes(
-        FAKE,
+    let env = fake_env(
         &["kimi", "codex"],
         "kimi: write notes.txt first\nkimi: write done.txt ok\n",
+        &[("missions/fix.toml", FIX)],
     );
-    env.repo(&[("missions/fix.toml", FIX)]);
     let out = env.run(&["run", "fix", "--output", "plain"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let calls = env.fake_calls();
@@ -88,13 +62,11 @@ fn a_retry_resumes_the_kimi_session_with_the_gates_output() {
 
 #[test]
 fn a_401_moves_on_to_the_next_agent_at_once() {
-    let env = env();
-    env.fakes(
-        FAKE,
+    let env = fake_env(
         &["kimi", "codex"],
         "kimi: 401\ncodex: write done.txt ok\n",
+        &[("missions/fix.toml", FIX)],
     );
-    env.repo(&[("missions/fix.toml", FIX)]);
     let out = env.run(&["run", "fix", "--output", "plain"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let calls: Vec<String> = env
@@ -103,7 +75,7 @@ fn a_401_moves_on_to_the_next_agent_at_once() {
         .map(|c| c["cli"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(calls, ["kimi", "codex"], "a 401 is not retried");
-    let failed = failures(&env);
+    let failed = events_of(&env, "attempt_failed");
     assert_eq!(failed[0]["reason"], "auth", "{failed:?}");
     let message = failed[0]["message"].as_str().unwrap();
     assert!(message.contains("provider.auth_error: 401"), "{message}");
@@ -114,12 +86,11 @@ fn a_401_moves_on_to_the_next_agent_at_once() {
 #[test]
 fn a_missing_key_says_how_to_configure_a_provider() {
     for case in ["nokey", "noconfig"] {
-        let env = env();
-        env.fakes(FAKE, &["kimi"], &format!("kimi: {case}\n"));
-        env.repo(&[(
-            "missions/fix.toml",
-            "[steps.fix]\nagent = \"kimi\"\nprompt = \"Make done.txt.\"\n",
-        )]);
+        let env = fake_env(
+            &["kimi"],
+            &format!("kimi: {case}\n"),
+            &[("missions/fix.toml", ONE)],
+        );
         let out = env.run(&["run", "fix", "--output", "plain"]);
         assert_eq!(out.code, 1, "{}", out.stderr);
         assert_eq!(
@@ -127,7 +98,7 @@ fn a_missing_key_says_how_to_configure_a_provider() {
             1,
             "{case}: a setup error is not retried"
         );
-        let failed = failures(&env);
+        let failed = events_of(&env, "attempt_failed");
         assert_eq!(failed[0]["reason"], "auth", "{case}: {failed:?}");
         let message = failed[0]["message"].as_str().unwrap();
         assert!(message.contains("KIMI_MODEL_API_KEY"), "{case}: {message}");
@@ -137,48 +108,35 @@ fn a_missing_key_says_how_to_configure_a_provider() {
 
 #[test]
 fn an_unreachable_model_service_is_given_up_after_the_network_wait() {
-    let env = env();
-    env.fakes(
-        FAKE,
+    let env = fake_env(
         &["kimi", "codex"],
         "kimi: unreachable\ncodex: write done.txt ok\n",
+        &[("missions/fix.toml", FIX)],
     );
-    env.repo(&[("missions/fix.toml", FIX)]);
     // The test environment sets MEDLEY_NETWORK_WAIT=1s; the fake kimi would retry forever.
     let out = env.run(&["run", "fix", "--output", "plain"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let failed = failures(&env);
+    let failed = events_of(&env, "attempt_failed");
     assert_eq!(failed[0]["reason"], "unreachable", "{failed:?}");
     assert_eq!(finished(&env, "fix")["agent"], "codex");
 }
 
 #[test]
 fn the_legacy_kimi_cli_is_refused_before_anything_starts() {
-    let env = env();
-    env.fakes(FAKE, &["kimi"], "kimi: ok\n");
-    env.repo(&[(
-        "missions/fix.toml",
-        "[steps.fix]\nagent = \"kimi\"\nprompt = \"Make done.txt.\"\n",
-    )]);
-    let out = env
-        .medley()
-        .args(["run", "fix", "--output", "plain"])
-        .env("MEDLEY_FAKE_KIMI", "legacy")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let env = fake_env(&["kimi"], "kimi: ok\n", &[("missions/fix.toml", ONE)]);
+    let out = run_with(
+        &env,
+        &[("MEDLEY_FAKE_KIMI", "legacy")],
+        &["run", "fix", "--output", "plain"],
+    );
+    let stderr = out.stderr;
+    assert_eq!(out.code, 2, "{stderr}");
     assert!(stderr.contains("legacy Python kimi-cli 1.52.0"), "{stderr}");
     assert!(stderr.contains("install Kimi Code instead"), "{stderr}");
     assert!(env.fake_calls().is_empty(), "no prompt was sent");
 
-    let agents = env
-        .medley()
-        .args(["agents"])
-        .env("MEDLEY_FAKE_KIMI", "legacy")
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&agents.stdout);
+    let agents = run_with(&env, &[("MEDLEY_FAKE_KIMI", "legacy")], &["agents"]);
+    let listed = agents.stdout;
     assert!(
         listed.contains("kimi: cannot start: ") && listed.contains("legacy Python kimi-cli"),
         "{listed}"
@@ -187,8 +145,7 @@ fn the_legacy_kimi_cli_is_refused_before_anything_starts() {
 
 #[test]
 fn a_node_too_old_for_kimi_code_is_named_by_preflight_and_agents() {
-    let env = env();
-    env.fakes(FAKE, &["kimi"], "kimi: ok\n");
+    let env = fake_env(&["kimi"], "kimi: ok\n", &[("missions/fix.toml", ONE)]);
     // The `node` on PATH is 20, as on the machine where Kimi Code 2.1.0 fails to load.
     let bin = env.home().parent().unwrap().join("bin");
     let node = bin.join("node");
@@ -196,26 +153,16 @@ fn a_node_too_old_for_kimi_code_is_named_by_preflight_and_agents() {
     let mut perms = fs_err::metadata(&node).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     fs_err::set_permissions(&node, perms).unwrap();
-    env.repo(&[(
-        "missions/fix.toml",
-        "[steps.fix]\nagent = \"kimi\"\nprompt = \"Make done.txt.\"\n",
-    )]);
-    let out = env
-        .medley()
-        .args(["run", "fix", "--output", "plain"])
-        .env("MEDLEY_FAKE_KIMI", "old-node")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let out = run_with(
+        &env,
+        &[("MEDLEY_FAKE_KIMI", "old-node")],
+        &["run", "fix", "--output", "plain"],
+    );
+    let stderr = out.stderr;
+    assert_eq!(out.code, 2, "{stderr}");
     assert!(stderr.contains("needs Node 22.19 or newer"), "{stderr}");
     assert!(stderr.contains("20.20.2"), "{stderr}");
-    let agents = env
-        .medley()
-        .args(["agents"])
-        .env("MEDLEY_FAKE_KIMI", "old-node")
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&agents.stdout);
+    let agents = run_with(&env, &[("MEDLEY_FAKE_KIMI", "old-node")], &["agents"]);
+    let listed = agents.stdout;
     assert!(listed.contains("needs Node 22.19 or newer"), "{listed}");
 }

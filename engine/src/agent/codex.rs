@@ -1,15 +1,28 @@
 //! Codex CLI (`codex exec --json`): AGENTS.md section 4.
 
-use std::collections::VecDeque;
 use std::path::Path;
 
 use serde_json::Value;
 
+use super::argv::Argv;
+use super::failure::{Tail, has_auth_code, names_usage_limit};
+use super::stream;
+use super::summary::done;
 use super::{
-    Adapter, AgentOutcome, AgentResult, Invocation, Output, OutputKind, SessionTotals,
-    StreamParser, exit_error, has_code, names_usage_limit, one_line, push_tail,
+    Adapter, AgentOutcome, AgentResult, Description, Invocation, Output, OutputKind, PromptVia,
+    SessionTotals, Sessions, StreamParser, one_line,
 };
 use crate::mission::Runtime;
+
+/// What is constant about Codex CLI.
+pub const DESCRIPTION: Description = Description {
+    runtime: Runtime::Codex,
+    binary: "codex",
+    install_hint: "npm install -g @openai/codex",
+    verified: true,
+    sessions: Sessions::Reported,
+    prompt: PromptVia::Argv,
+};
 
 /// stderr when the read-only sandbox refused a write.
 const READ_ONLY: &str = "blocked by read-only sandbox";
@@ -19,41 +32,19 @@ const WAITING: &str = "Reconnecting... waiting for network";
 pub struct Codex;
 
 impl Adapter for Codex {
-    fn runtime(&self) -> Runtime {
-        Runtime::Codex
-    }
-
-    fn binary(&self) -> &'static str {
-        "codex"
-    }
-
-    fn install_hint(&self) -> &'static str {
-        "npm install -g @openai/codex"
-    }
-
-    fn verified(&self) -> bool {
-        true
-    }
-
-    fn resumable(&self) -> bool {
-        true
+    fn description(&self) -> &'static Description {
+        &DESCRIPTION
     }
 
     fn argv(&self, invocation: &Invocation<'_>) -> Vec<String> {
-        let mut argv: Vec<String> = ["exec", "--json", "--sandbox", "workspace-write", "-C"]
-            .map(str::to_owned)
-            .to_vec();
-        argv.push(invocation.worktree.display().to_string());
-        if let Some(model) = invocation.model {
-            argv.extend(["-m".to_owned(), model.to_owned()]);
-        }
-        // Global flags go before `resume`.
-        argv.extend(invocation.extra_args.iter().cloned());
-        if let Some(thread) = invocation.resume {
-            argv.extend(["resume".to_owned(), thread.to_owned()]);
-        }
-        argv.push(invocation.prompt.to_owned());
-        argv
+        Argv::new(&["exec", "--json", "--sandbox", "workspace-write", "-C"])
+            .arg(invocation.worktree.display().to_string())
+            .flag("-m", invocation.model)
+            // Global flags go before `resume`.
+            .args(invocation.extra_args)
+            .flag("resume", invocation.resume)
+            .arg(invocation.prompt)
+            .build()
     }
 
     fn parser(&self, previous: Option<SessionTotals>) -> Box<dyn StreamParser> {
@@ -64,31 +55,39 @@ impl Adapter for Codex {
     }
 }
 
+/// How a turn ended.
+enum Turn {
+    /// `turn.completed`, with this attempt's tokens.
+    Completed {
+        input: Option<u64>,
+        output: Option<u64>,
+    },
+    /// `turn.failed`, with its error text.
+    Failed { text: String },
+}
+
 #[derive(Default)]
 struct CodexParser {
     previous: Option<SessionTotals>,
     session_id: Option<String>,
-    /// The terminal `turn.completed` or `turn.failed` event.
-    terminal: Option<Value>,
+    /// How the turn ended: the terminal `turn.completed` or `turn.failed` event.
+    terminal: Option<Turn>,
     /// The last `agent_message` text.
     last_message: Option<String>,
     /// The last top-level `error` event's message.
     last_error: Option<String>,
     waiting: bool,
     denied: bool,
-    stderr: VecDeque<String>,
+    stderr: Tail,
 }
 
 impl StreamParser for CodexParser {
     fn stdout_line(&mut self, line: &str) -> Vec<Output> {
-        let Some(event) = serde_json::from_str::<Value>(line)
-            .ok()
-            .filter(Value::is_object)
-        else {
+        let Some(event) = stream::event(line) else {
             return Vec::new();
         };
         let mut session_id = None;
-        let event_type = event["type"].as_str().unwrap_or("unknown");
+        let event_type = stream::event_type(&event);
         let (kind, summary) = match event_type {
             "thread.started" => {
                 session_id = event["thread_id"].as_str().map(str::to_owned);
@@ -110,29 +109,19 @@ impl StreamParser for CodexParser {
                 self.item(&event["item"], event_type == "item.completed")
             }
             "turn.completed" => {
-                self.terminal = Some(event.clone());
                 let (input, output) = tokens(&event, self.previous);
-                (
-                    OutputKind::Usage,
-                    format!(
-                        "done: {} in / {} out tokens",
-                        input.unwrap_or(0),
-                        output.unwrap_or(0)
-                    ),
-                )
+                self.terminal = Some(Turn::Completed { input, output });
+                (OutputKind::Usage, done(input, output))
             }
             "turn.failed" => {
-                self.terminal = Some(event.clone());
-                (OutputKind::Error, one_line(&failure_text(&event), 100))
+                let text = failure_text(&event);
+                let summary = one_line(&text, 100);
+                self.terminal = Some(Turn::Failed { text });
+                (OutputKind::Error, summary)
             }
             other => (OutputKind::Other, other.to_owned()),
         };
-        vec![Output {
-            kind,
-            summary,
-            raw: event,
-            session_id,
-        }]
+        stream::outputs(vec![(kind, summary)], event, session_id)
     }
 
     fn ended(&self) -> bool {
@@ -143,7 +132,7 @@ impl StreamParser for CodexParser {
         if line.contains(READ_ONLY) {
             self.denied = true;
         }
-        push_tail(&mut self.stderr, line);
+        self.stderr.push(line);
     }
 
     fn waiting_for_network(&self) -> bool {
@@ -151,49 +140,38 @@ impl StreamParser for CodexParser {
     }
 
     fn finish(&mut self, exit_code: Option<i32>) -> AgentResult {
-        let mut result = AgentResult {
-            session_id: self.session_id.clone(),
-            denial: self.denied,
-            ..AgentResult::default()
-        };
-        let Some(event) = &self.terminal else {
+        let mut result = AgentResult::of_session(self.session_id.clone(), self.denied);
+        let Some(turn) = &self.terminal else {
             if self.waiting {
-                result.outcome = Some(AgentOutcome::Unreachable);
-                result.error = self.last_error.clone();
-            } else {
-                result.outcome = Some(AgentOutcome::AgentError);
-                let mut error = exit_error(&self.stderr, exit_code);
-                if let Some(last) = &self.last_error {
-                    error = format!("{last}\n{error}");
-                }
-                result.error = Some(error);
+                return result.failed(AgentOutcome::Unreachable, self.last_error.clone());
             }
-            return result;
+            let mut error = self.stderr.exit_error(exit_code);
+            if let Some(last) = &self.last_error {
+                error = format!("{last}\n{error}");
+            }
+            return result.failed(AgentOutcome::AgentError, error);
         };
-        if event["type"] == "turn.completed" {
-            result.outcome = Some(AgentOutcome::Ok);
-            result.final_message = self.last_message.clone();
-            (result.input_tokens, result.output_tokens) = tokens(event, self.previous);
-            return result;
-        }
-        let text = failure_text(event);
+        let text = match turn {
+            Turn::Completed { input, output } => {
+                (result.input_tokens, result.output_tokens) = (*input, *output);
+                return result.succeeded(self.last_message.clone());
+            }
+            Turn::Failed { text } => text.clone(),
+        };
         let context = format!("{text}\n{}", self.last_error.as_deref().unwrap_or(""));
-        result.outcome = Some(
-            if ["401", "403"].iter().any(|code| has_code(&context, code))
-                || context.contains("Unauthorized")
-                || context.contains("Missing environment variable")
-            {
-                AgentOutcome::AuthError
-            } else if names_usage_limit(&context) {
-                AgentOutcome::UsageLimit
-            } else if self.waiting {
-                AgentOutcome::Unreachable
-            } else {
-                AgentOutcome::AgentError
-            },
-        );
-        result.error = Some(text);
-        result
+        let outcome = if has_auth_code(&context)
+            || context.contains("Unauthorized")
+            || context.contains("Missing environment variable")
+        {
+            AgentOutcome::AuthError
+        } else if names_usage_limit(&context) {
+            AgentOutcome::UsageLimit
+        } else if self.waiting {
+            AgentOutcome::Unreachable
+        } else {
+            AgentOutcome::AgentError
+        };
+        result.failed(outcome, text)
     }
 }
 
@@ -303,167 +281,18 @@ fn failure_text(event: &Value) -> String {
 /// `usage` after a resume covers the whole thread: subtract what earlier attempts reported.
 fn tokens(event: &Value, previous: Option<SessionTotals>) -> (Option<u64>, Option<u64>) {
     let previous = previous.unwrap_or_default();
-    let usage = &event["usage"];
+    let (input, output) = stream::tokens(&event["usage"]);
     (
-        usage["input_tokens"]
-            .as_u64()
-            .map(|n| n.saturating_sub(previous.input_tokens)),
-        usage["output_tokens"]
-            .as_u64()
-            .map(|n| n.saturating_sub(previous.output_tokens)),
+        input.map(|n| n.saturating_sub(previous.input_tokens)),
+        output.map(|n| n.saturating_sub(previous.output_tokens)),
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::argv::test_invocation;
     use crate::agent::parse_all;
-
-    macro_rules! sample {
-        ($case:literal) => {
-            crate::agent::parse_sample(&Codex, $case, None)
-        };
-        ($case:literal, $previous:expr) => {
-            crate::agent::parse_sample(&Codex, $case, $previous)
-        };
-    }
-
-    #[test]
-    fn patch_sample_is_ok_with_tokens_and_no_cost() {
-        let (outputs, result) = sample!("codex-patch", None);
-        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
-        assert_eq!(
-            result.session_id.as_deref(),
-            Some("01a20c2d-fabc-7d82-a6c4-e9e416259269")
-        );
-        assert!(
-            result
-                .final_message
-                .unwrap()
-                .starts_with("Created hello_codex.txt.")
-        );
-        assert_eq!(
-            (result.input_tokens, result.output_tokens),
-            (Some(200), Some(40))
-        );
-        assert_eq!(result.cost_usd, None);
-        assert!(!result.denial);
-        let tool = outputs.iter().find(|o| o.kind == OutputKind::Tool).unwrap();
-        assert_eq!(tool.summary, "apply_patch hello_codex.txt (add)");
-        assert_eq!(
-            outputs[0].session_id.as_deref(),
-            Some("01a20c2d-fabc-7d82-a6c4-e9e416259269")
-        );
-    }
-
-    #[test]
-    fn resume_sample_subtracts_previous_tokens() {
-        let previous = SessionTotals {
-            input_tokens: 200,
-            output_tokens: 40,
-            cost_usd: 0.0,
-        };
-        let (_, result) = sample!("codex-resume", Some(previous));
-        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
-        assert_eq!(
-            result.session_id.as_deref(),
-            Some("01a20c2d-fabc-7d82-a6c4-e9e416259269")
-        );
-        assert!(
-            result
-                .final_message
-                .unwrap()
-                .starts_with("Created second_codex.txt.")
-        );
-        assert_eq!(
-            (result.input_tokens, result.output_tokens),
-            (Some(200), Some(40))
-        );
-        assert_eq!(result.cost_usd, None);
-    }
-
-    #[test]
-    fn shell_samples_name_the_script() {
-        for (outputs, result) in [
-            sample!("codex-shell", None),
-            sample!("codex-yolo-cflags", None),
-        ] {
-            assert_eq!(result.outcome, Some(AgentOutcome::Ok));
-            assert_eq!(
-                (result.input_tokens, result.output_tokens),
-                (Some(200), Some(40))
-            );
-            assert!(result.session_id.is_some());
-            let tools: Vec<&str> = outputs
-                .iter()
-                .filter(|o| o.kind == OutputKind::Tool)
-                .map(|o| o.summary.as_str())
-                .collect();
-            assert_eq!(
-                tools,
-                [
-                    "shell: printf '%s\\n' medley-acceptance-ok > hello_codex.txt",
-                    "shell: printf '%s\\n' medley-acceptance-ok > hello_codex.txt (exit 0)"
-                ]
-            );
-        }
-    }
-
-    #[test]
-    fn readonly_sample_is_ok_with_denial() {
-        let (_, result) = sample!("codex-readonly-denied", None);
-        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
-        assert!(result.denial);
-        assert_eq!(
-            result.session_id.as_deref(),
-            Some("01a20c2e-01d9-7f23-b336-444b2733c243")
-        );
-        assert_eq!(
-            (result.input_tokens, result.output_tokens),
-            (Some(200), Some(40))
-        );
-    }
-
-    #[test]
-    fn auth_sample_is_auth_error() {
-        let (_, result) = sample!("codex-401", None);
-        assert_eq!(result.outcome, Some(AgentOutcome::AuthError));
-        assert_eq!(
-            result.session_id.as_deref(),
-            Some("01a20c2e-0652-7e33-b7b4-9891125db8f0")
-        );
-        assert_eq!(result.final_message, None);
-        assert!(
-            result
-                .error
-                .unwrap()
-                .starts_with("unexpected status 401 Unauthorized")
-        );
-        assert_eq!(result.input_tokens, None);
-    }
-
-    #[test]
-    fn unreachable_sample_waits_for_network() {
-        let adapter = Codex;
-        let mut parser = adapter.parser(None);
-        let stdout = fs_err::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/samples/codex-unreachable.stdout.jsonl"
-        ))
-        .unwrap();
-        for line in stdout.lines() {
-            parser.stdout_line(line);
-        }
-        assert!(parser.waiting_for_network());
-        let (_, result) = sample!("codex-unreachable", None);
-        assert_eq!(result.outcome, Some(AgentOutcome::Unreachable));
-        assert_eq!(
-            result.session_id.as_deref(),
-            Some("01a20c2e-0855-7852-85d3-f1beaa023d47")
-        );
-        assert_eq!(result.final_message, None);
-        assert!(result.error.unwrap().starts_with(WAITING));
-    }
 
     #[test]
     fn missing_key_and_no_terminal_event() {
@@ -491,16 +320,6 @@ mod tests {
     }
 
     #[test]
-    fn status_codes_are_whole_numbers() {
-        assert!(has_code("unexpected status 401 Unauthorized", "401"));
-        assert!(has_code("\"code\":429,", "429"));
-        assert!(!has_code("url: http://127.0.0.1:42901/v1", "429"));
-        assert!(!has_code("at 06:11:49.401Z", "401"));
-        assert!(names_usage_limit("You've hit your usage limit"));
-        assert!(!names_usage_limit("port 14290"));
-    }
-
-    #[test]
     fn junk_and_unknown_events_do_not_break_parsing() {
         let stdout = "garbage {\n{\"type\":\"thread.started\",\"thread_id\":\"t1\"}\n{\"type\":\"new.kind\"}\n\
                       {\"type\":\"item.completed\",\"item\":{\"type\":\"todo_list\"}}\n\
@@ -519,14 +338,7 @@ mod tests {
             "-c".to_owned(),
             "model_reasoning_effort=\"high\"".to_owned(),
         ];
-        let mut inv = Invocation {
-            prompt: "do it",
-            worktree: std::path::Path::new("/tmp/wt"),
-            model: None,
-            resume: None,
-            new_session: Some("ignored"),
-            extra_args: &extra,
-        };
+        let mut inv = test_invocation(Some("ignored"), &extra);
         assert_eq!(
             Codex.argv(&inv),
             [

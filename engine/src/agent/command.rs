@@ -1,15 +1,25 @@
 //! A `command` profile: any program that reads the prompt on stdin and answers on stdout
 //! (AGENTS.md section 10, last row). No session, no resume, no tokens, no cost.
 
-use std::collections::VecDeque;
-
 use serde_json::Value;
 
+use super::failure::Tail;
 use super::{
-    Adapter, AgentOutcome, AgentResult, Invocation, Output, OutputKind, SessionTotals,
-    StreamParser, exit_error, one_line, push_tail,
+    Adapter, AgentOutcome, AgentResult, Description, Invocation, Output, OutputKind, PromptVia,
+    SessionTotals, Sessions, StreamParser, one_line,
 };
 use crate::mission::Runtime;
+
+/// What is constant about a `command` profile.
+pub const DESCRIPTION: Description = Description {
+    runtime: Runtime::Command,
+    // The program varies by profile: see [`CommandAdapter::program`].
+    binary: "command",
+    install_hint: "put the program on PATH",
+    verified: true,
+    sessions: Sessions::None,
+    prompt: PromptVia::Stdin,
+};
 
 /// The profile's `program`: the program, then its arguments.
 #[derive(Debug, Clone, Default)]
@@ -29,25 +39,8 @@ impl CommandAdapter {
 }
 
 impl Adapter for CommandAdapter {
-    fn runtime(&self) -> Runtime {
-        Runtime::Command
-    }
-
-    /// The program varies by profile: see [`CommandAdapter::program`].
-    fn binary(&self) -> &'static str {
-        "command"
-    }
-
-    fn install_hint(&self) -> &'static str {
-        "put the program on PATH"
-    }
-
-    fn verified(&self) -> bool {
-        true
-    }
-
-    fn resumable(&self) -> bool {
-        false
+    fn description(&self) -> &'static Description {
+        &DESCRIPTION
     }
 
     /// The program's arguments after its name, then the profile's `args`.
@@ -55,10 +48,6 @@ impl Adapter for CommandAdapter {
         let mut argv: Vec<String> = self.program.iter().skip(1).cloned().collect();
         argv.extend(invocation.extra_args.iter().cloned());
         argv
-    }
-
-    fn prompt_on_stdin(&self) -> bool {
-        true
     }
 
     fn parser(&self, _previous: Option<SessionTotals>) -> Box<dyn StreamParser> {
@@ -69,7 +58,7 @@ impl Adapter for CommandAdapter {
 #[derive(Default)]
 struct CommandParser {
     stdout: Vec<String>,
-    stderr: VecDeque<String>,
+    stderr: Tail,
 }
 
 impl StreamParser for CommandParser {
@@ -87,7 +76,7 @@ impl StreamParser for CommandParser {
     }
 
     fn stderr_line(&mut self, line: &str) {
-        push_tail(&mut self.stderr, line);
+        self.stderr.push(line);
     }
 
     fn finish(&mut self, exit_code: Option<i32>) -> AgentResult {
@@ -100,7 +89,7 @@ impl StreamParser for CommandParser {
         } else {
             AgentResult {
                 outcome: Some(AgentOutcome::AgentError),
-                error: Some(exit_error(&self.stderr, exit_code)),
+                error: Some(self.stderr.exit_error(exit_code)),
                 ..AgentResult::default()
             }
         }
@@ -158,6 +147,7 @@ mod tests {
         };
         assert_eq!(adapter.argv(&inv), ["--fast", "--x"]);
         assert_eq!(adapter.program(), ["my-agent", "--fast"]);
+        let adapter: &dyn Adapter = &adapter;
         assert_eq!(adapter.binary(), "command");
         assert!(adapter.prompt_on_stdin());
         assert!(!adapter.resumable());

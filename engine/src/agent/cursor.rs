@@ -1,60 +1,43 @@
 //! Cursor CLI (`cursor-agent`): AGENTS.md section 6. Not checked against the real CLI: the
 //! stream follows Cursor's documentation (no tokens, no cost).
 
-use std::collections::VecDeque;
-
 use serde_json::Value;
 
+use super::argv::Argv;
+use super::failure::{Tail, guess_failure};
+use super::stream;
+use super::summary::tool_summary;
 use super::{
-    Adapter, AgentOutcome, AgentResult, Invocation, Output, OutputKind, SessionTotals,
-    StreamParser, exit_error, guess_failure, one_line, push_tail, tool_summary,
+    Adapter, AgentResult, Description, Invocation, Output, OutputKind, PromptVia, SessionTotals,
+    Sessions, StreamParser, one_line,
 };
 use crate::mission::Runtime;
+
+/// What is constant about Cursor CLI.
+pub const DESCRIPTION: Description = Description {
+    runtime: Runtime::Cursor,
+    binary: "cursor-agent",
+    install_hint: "see https://cursor.com/cli",
+    // Follows Cursor's documentation only: no captured sample.
+    verified: false,
+    sessions: Sessions::Reported,
+    prompt: PromptVia::Argv,
+};
 
 pub struct Cursor;
 
 impl Adapter for Cursor {
-    fn runtime(&self) -> Runtime {
-        Runtime::Cursor
-    }
-
-    fn binary(&self) -> &'static str {
-        "cursor-agent"
-    }
-
-    fn install_hint(&self) -> &'static str {
-        "see https://cursor.com/cli"
-    }
-
-    fn verified(&self) -> bool {
-        false
-    }
-
-    fn resumable(&self) -> bool {
-        true
+    fn description(&self) -> &'static Description {
+        &DESCRIPTION
     }
 
     fn argv(&self, invocation: &Invocation<'_>) -> Vec<String> {
-        let mut argv: Vec<String> = [
-            "-p",
-            invocation.prompt,
-            "--output-format",
-            "stream-json",
-            "--force",
-            "--trust",
-            "--workspace",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        argv.push(invocation.worktree.display().to_string());
-        if let Some(model) = invocation.model {
-            argv.extend(["--model".to_owned(), model.to_owned()]);
-        }
-        if let Some(session) = invocation.resume {
-            argv.extend(["--resume".to_owned(), session.to_owned()]);
-        }
-        argv.extend(invocation.extra_args.iter().cloned());
-        argv
+        Argv::print_mode(invocation.prompt, &["--force", "--trust", "--workspace"])
+            .arg(invocation.worktree.display().to_string())
+            .flag("--model", invocation.model)
+            .flag("--resume", invocation.resume)
+            .args(invocation.extra_args)
+            .build()
     }
 
     fn parser(&self, _previous: Option<SessionTotals>) -> Box<dyn StreamParser> {
@@ -70,22 +53,16 @@ struct CursorParser {
     result: Option<Value>,
     /// The last assistant text, in case `result` has none.
     last_text: Option<String>,
-    stderr: VecDeque<String>,
+    stderr: Tail,
 }
 
 impl StreamParser for CursorParser {
     fn stdout_line(&mut self, line: &str) -> Vec<Output> {
-        let Some(event) = serde_json::from_str::<Value>(line)
-            .ok()
-            .filter(Value::is_object)
-        else {
+        let Some(event) = stream::event(line) else {
             return Vec::new();
         };
-        let session_id = event["session_id"].as_str().map(str::to_owned);
-        if session_id.is_some() {
-            self.session_id.clone_from(&session_id);
-        }
-        let (kind, summary) = match event["type"].as_str().unwrap_or("unknown") {
+        let session_id = stream::session_id(&event, &mut self.session_id);
+        let (kind, summary) = match stream::event_type(&event) {
             "system" => {
                 if let Some(cwd) = event["cwd"].as_str() {
                     self.cwd = Some(cwd.to_owned());
@@ -117,12 +94,7 @@ impl StreamParser for CursorParser {
             }
             other => (OutputKind::Other, other.to_owned()),
         };
-        vec![Output {
-            kind,
-            summary,
-            raw: event,
-            session_id,
-        }]
+        stream::outputs(vec![(kind, summary)], event, session_id)
     }
 
     fn ended(&self) -> bool {
@@ -130,32 +102,24 @@ impl StreamParser for CursorParser {
     }
 
     fn stderr_line(&mut self, line: &str) {
-        push_tail(&mut self.stderr, line);
+        self.stderr.push(line);
     }
 
     fn finish(&mut self, exit_code: Option<i32>) -> AgentResult {
-        let mut result = AgentResult {
-            session_id: self.session_id.clone(),
-            ..AgentResult::default()
-        };
+        let result = AgentResult::of_session(self.session_id.clone(), false);
         let Some(event) = &self.result else {
-            let error = exit_error(&self.stderr, exit_code);
-            result.outcome = Some(guess_failure(&error));
-            result.error = Some(error);
-            return result;
+            let error = self.stderr.exit_error(exit_code);
+            return result.failed(guess_failure(&error), error);
         };
         if event["is_error"] != true {
-            result.outcome = Some(AgentOutcome::Ok);
-            result.final_message = event["result"]
+            let message = event["result"]
                 .as_str()
                 .map(str::to_owned)
                 .or_else(|| self.last_text.clone());
-            return result;
+            return result.succeeded(message);
         }
         let text = error_text(event);
-        result.outcome = Some(guess_failure(&text));
-        result.error = Some(text);
-        result
+        result.failed(guess_failure(&text), text)
     }
 }
 
@@ -197,10 +161,7 @@ impl CursorParser {
 
 /// The text blocks of an `assistant` event.
 fn message_text(event: &Value) -> String {
-    event["message"]["content"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
+    stream::blocks(event)
         .iter()
         .filter_map(|block| block["text"].as_str())
         .collect::<Vec<_>>()
@@ -224,10 +185,9 @@ fn error_text(event: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::agent::parse_all;
+    use crate::agent::argv::test_invocation;
+    use crate::agent::{AgentOutcome, parse_all};
 
     /// A stream as Cursor's documentation shows it (hand-made: no captured sample).
     const STREAM: &str = r#"{"type":"system","subtype":"init","apiKeySource":"login","cwd":"/work/wt","session_id":"c-123","model":"Auto","permissionMode":"default"}
@@ -311,14 +271,7 @@ mod tests {
     #[test]
     fn argv_fresh_resume_model_and_extra_args() {
         let extra = vec!["--approve-mcps".to_owned()];
-        let mut inv = Invocation {
-            prompt: "do it",
-            worktree: Path::new("/tmp/wt"),
-            model: None,
-            resume: None,
-            new_session: Some("ignored"),
-            extra_args: &extra,
-        };
+        let mut inv = test_invocation(Some("ignored"), &extra);
         assert_eq!(
             Cursor.argv(&inv),
             [

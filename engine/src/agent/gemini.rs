@@ -1,14 +1,26 @@
 //! Gemini CLI (`gemini`): AGENTS.md section 5.
 
-use std::collections::VecDeque;
-
 use serde_json::Value;
 
+use super::argv::Argv;
+use super::failure::{Tail, has_auth_code, names_usage_limit};
+use super::stream;
+use super::summary::{done, tool_summary};
 use super::{
-    Adapter, AgentOutcome, AgentResult, Invocation, Output, OutputKind, SessionTotals,
-    StreamParser, exit_error, has_code, names_usage_limit, one_line, push_tail, tool_summary,
+    Adapter, AgentOutcome, AgentResult, Description, Invocation, Output, OutputKind, PromptVia,
+    SessionTotals, Sessions, StreamParser, one_line,
 };
 use crate::mission::Runtime;
+
+/// What is constant about Gemini CLI.
+pub const DESCRIPTION: Description = Description {
+    runtime: Runtime::Gemini,
+    binary: "gemini",
+    install_hint: "npm install -g @google/gemini-cli",
+    verified: true,
+    sessions: Sessions::PreAssigned,
+    prompt: PromptVia::Argv,
+};
 
 /// Exit codes that mean an auth failure: HTTP 401 mod 256, and "Invalid auth method selected".
 const AUTH_EXITS: [i32; 2] = [145, 41];
@@ -16,52 +28,17 @@ const AUTH_EXITS: [i32; 2] = [145, 41];
 pub struct Gemini;
 
 impl Adapter for Gemini {
-    fn runtime(&self) -> Runtime {
-        Runtime::Gemini
-    }
-
-    fn binary(&self) -> &'static str {
-        "gemini"
-    }
-
-    fn install_hint(&self) -> &'static str {
-        "npm install -g @google/gemini-cli"
-    }
-
-    fn verified(&self) -> bool {
-        true
-    }
-
-    fn resumable(&self) -> bool {
-        true
-    }
-
-    fn pre_assigns_session(&self) -> bool {
-        true
+    fn description(&self) -> &'static Description {
+        &DESCRIPTION
     }
 
     fn argv(&self, invocation: &Invocation<'_>) -> Vec<String> {
-        let mut argv: Vec<String> = [
-            "-p",
-            invocation.prompt,
-            "--output-format",
-            "stream-json",
-            "--approval-mode",
-            "yolo",
-            "--skip-trust",
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        if let Some(session) = invocation.resume {
-            argv.extend(["--resume".to_owned(), session.to_owned()]);
-        } else if let Some(session) = invocation.new_session {
-            argv.extend(["--session-id".to_owned(), session.to_owned()]);
-        }
-        if let Some(model) = invocation.model {
-            argv.extend(["-m".to_owned(), model.to_owned()]);
-        }
-        argv.extend(invocation.extra_args.iter().cloned());
-        argv
+        let flags = ["--approval-mode", "yolo", "--skip-trust"];
+        Argv::print_mode(invocation.prompt, &flags)
+            .resume_or_assign(invocation)
+            .flag("-m", invocation.model)
+            .args(invocation.extra_args)
+            .build()
     }
 
     fn parser(&self, _previous: Option<SessionTotals>) -> Box<dyn StreamParser> {
@@ -78,22 +55,16 @@ struct GeminiParser {
     final_text: String,
     /// A tool result whose status is not `success`.
     denied: bool,
-    stderr: VecDeque<String>,
+    stderr: Tail,
 }
 
 impl StreamParser for GeminiParser {
     fn stdout_line(&mut self, line: &str) -> Vec<Output> {
-        let Some(event) = serde_json::from_str::<Value>(line)
-            .ok()
-            .filter(Value::is_object)
-        else {
+        let Some(event) = stream::event(line) else {
             return Vec::new();
         };
-        let session_id = event["session_id"].as_str().map(str::to_owned);
-        if session_id.is_some() {
-            self.session_id.clone_from(&session_id);
-        }
-        let (kind, summary) = match event["type"].as_str().unwrap_or("unknown") {
+        let session_id = stream::session_id(&event, &mut self.session_id);
+        let (kind, summary) = match stream::event_type(&event) {
             "init" => (
                 OutputKind::Other,
                 format!(
@@ -142,27 +113,15 @@ impl StreamParser for GeminiParser {
             "result" => {
                 self.result = Some(event.clone());
                 if event["status"] == "success" {
-                    let (input, output) = tokens(&event);
-                    (
-                        OutputKind::Usage,
-                        format!(
-                            "done: {} in / {} out tokens",
-                            input.unwrap_or(0),
-                            output.unwrap_or(0)
-                        ),
-                    )
+                    let (input, output) = stream::tokens(&event["stats"]);
+                    (OutputKind::Usage, done(input, output))
                 } else {
                     (OutputKind::Error, one_line(&error_text(&event), 100))
                 }
             }
             other => (OutputKind::Other, other.to_owned()),
         };
-        vec![Output {
-            kind,
-            summary,
-            raw: event,
-            session_id,
-        }]
+        stream::outputs(vec![(kind, summary)], event, session_id)
     }
 
     fn ended(&self) -> bool {
@@ -170,49 +129,39 @@ impl StreamParser for GeminiParser {
     }
 
     fn stderr_line(&mut self, line: &str) {
-        push_tail(&mut self.stderr, line);
+        self.stderr.push(line);
     }
 
     fn finish(&mut self, exit_code: Option<i32>) -> AgentResult {
-        let mut result = AgentResult {
-            session_id: self.session_id.clone(),
-            denial: self.denied,
-            ..AgentResult::default()
-        };
+        let mut result = AgentResult::of_session(self.session_id.clone(), self.denied);
         let auth_exit = exit_code.is_some_and(|code| AUTH_EXITS.contains(&code));
         let Some(event) = &self.result else {
-            result.outcome = Some(if auth_exit {
+            let outcome = if auth_exit {
                 AgentOutcome::AuthError
             } else {
                 AgentOutcome::AgentError
-            });
-            result.error = Some(exit_error(&self.stderr, exit_code));
-            return result;
+            };
+            return result.failed(outcome, self.stderr.exit_error(exit_code));
         };
-        (result.input_tokens, result.output_tokens) = tokens(event);
+        (result.input_tokens, result.output_tokens) = stream::tokens(&event["stats"]);
         if event["status"] == "success" {
-            result.outcome = Some(AgentOutcome::Ok);
-            result.final_message = Some(self.final_text.clone());
-            return result;
+            return result.succeeded(Some(self.final_text.clone()));
         }
         let text = error_text(event);
-        result.outcome = Some(
-            if auth_exit
-                || ["401", "403"].iter().any(|code| has_code(&text, code))
-                || text.contains("UNAUTHENTICATED")
-                || text.contains("PERMISSION_DENIED")
-            {
-                AgentOutcome::AuthError
-            } else if text.contains("fetch failed") {
-                AgentOutcome::Unreachable
-            } else if names_usage_limit(&text) {
-                AgentOutcome::UsageLimit
-            } else {
-                AgentOutcome::AgentError
-            },
-        );
-        result.error = Some(text);
-        result
+        let outcome = if auth_exit
+            || has_auth_code(&text)
+            || text.contains("UNAUTHENTICATED")
+            || text.contains("PERMISSION_DENIED")
+        {
+            AgentOutcome::AuthError
+        } else if text.contains("fetch failed") {
+            AgentOutcome::Unreachable
+        } else if names_usage_limit(&text) {
+            AgentOutcome::UsageLimit
+        } else {
+            AgentOutcome::AgentError
+        };
+        result.failed(outcome, text)
     }
 }
 
@@ -223,99 +172,11 @@ fn error_text(event: &Value) -> String {
     )
 }
 
-fn tokens(event: &Value) -> (Option<u64>, Option<u64>) {
-    let stats = &event["stats"];
-    (
-        stats["input_tokens"].as_u64(),
-        stats["output_tokens"].as_u64(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
+    use crate::agent::argv::test_invocation;
     use crate::agent::parse_all;
-
-    macro_rules! sample {
-        ($case:literal) => {
-            crate::agent::parse_sample(&Gemini, $case, None)
-        };
-    }
-
-    #[test]
-    fn yolo_sample_is_ok_with_final_text() {
-        let (outputs, result) = sample!("gemini-yolo");
-        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
-        assert_eq!(
-            result.session_id.as_deref(),
-            Some("e1aef7d2-e925-44e4-aa1d-47e2e70911a9")
-        );
-        assert_eq!(
-            result.final_message.as_deref(),
-            Some("Created hello_gemini.txt.")
-        );
-        // Three model calls (a router call first): 300 / 60.
-        assert_eq!(
-            (result.input_tokens, result.output_tokens),
-            (Some(300), Some(60))
-        );
-        assert_eq!(result.cost_usd, None);
-        assert!(!result.denial);
-        let tool = outputs.iter().find(|o| o.kind == OutputKind::Tool).unwrap();
-        assert_eq!(tool.summary, "write_file hello_gemini.txt");
-        assert_eq!(
-            outputs[0].session_id.as_deref(),
-            Some("e1aef7d2-e925-44e4-aa1d-47e2e70911a9")
-        );
-    }
-
-    #[test]
-    fn model_sample_is_ok_with_final_text() {
-        let (_, result) = sample!("gemini-model");
-        assert_eq!(result.outcome, Some(AgentOutcome::Ok));
-        assert_eq!(
-            result.session_id.as_deref(),
-            Some("96bbb174-ed40-41b7-87a6-2e1eac187db1")
-        );
-        assert_eq!(
-            result.final_message.as_deref(),
-            Some("Created hello_gemini.txt.")
-        );
-        assert_eq!(
-            (result.input_tokens, result.output_tokens),
-            (Some(200), Some(40))
-        );
-        assert_eq!(result.cost_usd, None);
-    }
-
-    #[test]
-    fn auth_sample_is_auth_error() {
-        let (_, result) = sample!("gemini-401");
-        assert_eq!(result.outcome, Some(AgentOutcome::AuthError));
-        assert_eq!(
-            result.session_id.as_deref(),
-            Some("bc16971f-056b-43f6-95bd-d2beb745653c")
-        );
-        assert_eq!(result.final_message, None);
-        assert!(result.error.unwrap().contains("UNAUTHENTICATED"));
-    }
-
-    #[test]
-    fn unreachable_sample_is_unreachable() {
-        let (_, result) = sample!("gemini-unreachable");
-        assert_eq!(result.outcome, Some(AgentOutcome::Unreachable));
-        assert_eq!(
-            result.session_id.as_deref(),
-            Some("8f91c923-72d5-4142-984c-aa42e48ffe41")
-        );
-        assert_eq!(result.final_message, None);
-        assert_eq!(
-            result.error.as_deref(),
-            Some("[API Error: exception TypeError: fetch failed sending request]")
-        );
-    }
 
     #[test]
     fn failed_tool_is_a_denial_and_text_after_it_is_final() {
@@ -368,14 +229,7 @@ mod tests {
     #[test]
     fn argv_fresh_resume_model_and_extra_args() {
         let extra = vec!["--approval-mode".to_owned(), "auto_edit".to_owned()];
-        let mut inv = Invocation {
-            prompt: "do it",
-            worktree: Path::new("/tmp/wt"),
-            model: None,
-            resume: None,
-            new_session: Some("new-id"),
-            extra_args: &extra,
-        };
+        let mut inv = test_invocation(Some("new-id"), &extra);
         assert_eq!(
             Gemini.argv(&inv),
             [

@@ -5,51 +5,41 @@
 //! Node 22.19 or newer, and the legacy Python `kimi-cli` that also installs `kimi` is a stub that
 //! does nothing: [`startup_problem`] tells both apart before a run.
 
-use std::collections::VecDeque;
-
 use serde_json::Value;
 
+use super::argv::Argv;
+use super::failure::Tail;
+use super::stream::{self, Line};
+use super::summary::tool_summary;
 use super::{
-    Adapter, AgentOutcome, AgentResult, Invocation, Output, OutputKind, SessionTotals,
-    StreamParser, exit_error, one_line, push_tail, tool_summary,
+    Adapter, AgentOutcome, AgentResult, Description, Invocation, Output, OutputKind, PromptVia,
+    SessionTotals, Sessions, StreamParser, one_line,
 };
 use crate::mission::Runtime;
+
+/// What is constant about Kimi Code.
+pub const DESCRIPTION: Description = Description {
+    runtime: Runtime::Kimi,
+    binary: "kimi",
+    install_hint: "npm install -g @moonshot-ai/kimi-code",
+    verified: true,
+    sessions: Sessions::Reported,
+    prompt: PromptVia::Argv,
+};
 
 pub struct Kimi;
 
 impl Adapter for Kimi {
-    fn runtime(&self) -> Runtime {
-        Runtime::Kimi
-    }
-
-    fn binary(&self) -> &'static str {
-        "kimi"
-    }
-
-    fn install_hint(&self) -> &'static str {
-        "npm install -g @moonshot-ai/kimi-code"
-    }
-
-    fn verified(&self) -> bool {
-        true
-    }
-
-    fn resumable(&self) -> bool {
-        true
+    fn description(&self) -> &'static Description {
+        &DESCRIPTION
     }
 
     fn argv(&self, invocation: &Invocation<'_>) -> Vec<String> {
-        let mut argv: Vec<String> = ["-p", invocation.prompt, "--output-format", "stream-json"]
-            .map(str::to_owned)
-            .to_vec();
-        if let Some(model) = invocation.model {
-            argv.extend(["-m".to_owned(), model.to_owned()]);
-        }
-        if let Some(session) = invocation.resume {
-            argv.extend(["-S".to_owned(), session.to_owned()]);
-        }
-        argv.extend(invocation.extra_args.iter().cloned());
-        argv
+        Argv::print_mode(invocation.prompt, &[])
+            .flag("-m", invocation.model)
+            .flag("-S", invocation.resume)
+            .args(invocation.extra_args)
+            .build()
     }
 
     fn parser(&self, _previous: Option<SessionTotals>) -> Box<dyn StreamParser> {
@@ -70,20 +60,17 @@ struct KimiParser {
     /// would go on retrying for minutes.
     waiting: bool,
     /// stderr, and stdout lines that are not JSON (errors may be plain text there).
-    tail: VecDeque<String>,
+    tail: Tail,
 }
 
 impl StreamParser for KimiParser {
     fn stdout_line(&mut self, line: &str) -> Vec<Output> {
-        let Some(event) = serde_json::from_str::<Value>(line)
-            .ok()
-            .filter(Value::is_object)
-        else {
-            push_tail(&mut self.tail, line);
+        let Some(event) = stream::event(line) else {
+            self.tail.push(line);
             return Vec::new();
         };
         let mut session_id = None;
-        let mut lines: Vec<(OutputKind, String)> = Vec::new();
+        let mut lines: Vec<Line> = Vec::new();
         match (
             event["role"].as_str().unwrap_or(""),
             event["type"].as_str().unwrap_or(""),
@@ -122,7 +109,7 @@ impl StreamParser for KimiParser {
                 lines.push((OutputKind::Other, "session saved".to_owned()));
             }
             ("assistant", _) => {
-                let text = content_text(&event["content"]);
+                let text = stream::content_text(&event["content"], "");
                 let calls = event["tool_calls"]
                     .as_array()
                     .map(Vec::as_slice)
@@ -151,7 +138,7 @@ impl StreamParser for KimiParser {
             }
             ("tool", _) => lines.push((
                 OutputKind::Other,
-                one_line(&content_text(&event["content"]), 100),
+                one_line(&stream::content_text(&event["content"], ""), 100),
             )),
             (role, kind) => {
                 let name = format!("{role} {kind}");
@@ -165,7 +152,7 @@ impl StreamParser for KimiParser {
         if lines.is_empty() {
             lines.push((OutputKind::Other, "assistant".to_owned()));
         }
-        super::outputs(lines, event, session_id)
+        stream::outputs(lines, event, session_id)
     }
 
     fn ended(&self) -> bool {
@@ -177,39 +164,29 @@ impl StreamParser for KimiParser {
     }
 
     fn stderr_line(&mut self, line: &str) {
-        push_tail(&mut self.tail, line);
+        self.tail.push(line);
     }
 
     fn finish(&mut self, exit_code: Option<i32>) -> AgentResult {
-        let mut result = AgentResult {
-            session_id: self.session_id.clone(),
-            ..AgentResult::default()
-        };
+        let result = AgentResult::of_session(self.session_id.clone(), false);
         if exit_code == Some(0) && self.resume_hint {
-            result.outcome = Some(AgentOutcome::Ok);
-            result.final_message = Some(self.final_text.clone().unwrap_or_default());
-            return result;
+            return result.succeeded(Some(self.final_text.clone().unwrap_or_default()));
         }
         if let Some((outcome, error)) = classify(&self.tail) {
-            result.outcome = Some(outcome);
-            result.error = Some(error);
-            return result;
+            return result.failed(outcome, error);
         }
         if exit_code.is_none() && self.waiting {
-            result.outcome = Some(AgentOutcome::Unreachable);
-            result.error = Some(format!(
+            let error = format!(
                 "it kept retrying a connection error ({}) and was stopped",
                 self.last_retry.as_deref().unwrap_or("Connection error.")
-            ));
-            return result;
+            );
+            return result.failed(AgentOutcome::Unreachable, error);
         }
-        let mut error = exit_error(&self.tail, exit_code);
+        let mut error = self.tail.exit_error(exit_code);
         if let Some(retry) = &self.last_retry {
             error.push_str(&format!("\nlast retry: {retry}"));
         }
-        result.outcome = Some(AgentOutcome::AgentError);
-        result.error = Some(error);
-        result
+        result.failed(AgentOutcome::AgentError, error)
     }
 }
 
@@ -225,8 +202,8 @@ const LEGACY_NOTICE: &str = "kimi-cli is no longer maintained";
 /// Classifies a failure by Kimi Code's own words: the stable `<code>` of
 /// `error: failed to run prompt: <code>: <message>` (never by searching the `See log:` path or
 /// other text for words), and the setup errors that have no code.
-fn classify(tail: &VecDeque<String>) -> Option<(AgentOutcome, String)> {
-    if let Some(line) = tail.iter().find(|l| l.starts_with(LEGACY_NOTICE)) {
+fn classify(tail: &Tail) -> Option<(AgentOutcome, String)> {
+    if let Some(line) = tail.lines().find(|l| l.starts_with(LEGACY_NOTICE)) {
         return Some((
             AgentOutcome::AuthError,
             format!(
@@ -236,7 +213,7 @@ fn classify(tail: &VecDeque<String>) -> Option<(AgentOutcome, String)> {
         ));
     }
     let said = tail
-        .iter()
+        .lines()
         .rev()
         .find_map(|l| l.strip_prefix("error: failed to run prompt: "))?;
     let code = said
@@ -322,158 +299,11 @@ pub fn startup_problem(
     ))
 }
 
-/// A message's content: a string, or text parts.
-fn content_text(content: &Value) -> String {
-    match content {
-        Value::String(text) => text.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|part| part["text"].as_str())
-            .collect::<Vec<_>>()
-            .join(""),
-        _ => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::agent::{parse_all, parse_sample};
-
-    /// Every captured stream of the real Kimi Code 2.1.0: outcome, session id, final message and
-    /// the words of the error.
-    #[test]
-    fn every_captured_sample_parses() {
-        use AgentOutcome::*;
-        let session = "session_d9f2ee36-6d32-4057-8d10-d3617e3d19fa";
-        // The case, its outcome, session id, final message and a part of its error.
-        type Case<'a> = (
-            &'a str,
-            AgentOutcome,
-            Option<&'a str>,
-            Option<&'a str>,
-            &'a str,
-        );
-        let cases: &[Case<'_>] = &[
-            (
-                "kimi-ok",
-                Ok,
-                Some(session),
-                Some("Created hello_kimi.txt."),
-                "",
-            ),
-            (
-                "kimi-resume",
-                Ok,
-                Some(session),
-                Some("Created second_kimi.txt."),
-                "",
-            ),
-            ("kimi-env", Ok, None, Some("Created hello_kimi.txt."), ""),
-            (
-                "kimi-401",
-                AuthError,
-                None,
-                None,
-                "provider.auth_error: 401 Incorrect API key",
-            ),
-            (
-                "kimi-429",
-                UsageLimit,
-                None,
-                None,
-                "provider.rate_limit: 429",
-            ),
-            (
-                "kimi-unreachable",
-                Unreachable,
-                None,
-                None,
-                "provider.connection_error",
-            ),
-            (
-                "kimi-unreachable-defaultretries",
-                Unreachable,
-                None,
-                None,
-                "provider.connection_error",
-            ),
-            ("kimi-nokey", AuthError, None, None, "KIMI_MODEL_API_KEY"),
-            ("kimi-noconfig", AuthError, None, None, "KIMI_MODEL_NAME"),
-            ("kimi-model-bad", AuthError, None, None, "not a model id"),
-            ("kimi-env-m", AuthError, None, None, "leave `model` out"),
-            ("kimi-resume-unknown", AgentError, None, None, "not found"),
-            (
-                "kimi-resume-othercwd",
-                AgentError,
-                None,
-                None,
-                "different directory",
-            ),
-        ];
-        for (case, outcome, session_id, message, error) in cases {
-            let (outputs, result) = parse_sample(&Kimi, case, None);
-            assert_eq!(result.outcome, Some(*outcome), "{case}: {result:?}");
-            if let Some(id) = session_id {
-                assert_eq!(result.session_id.as_deref(), Some(*id), "{case}");
-            }
-            assert_eq!(result.final_message.as_deref(), *message, "{case}");
-            let said = result.error.clone().unwrap_or_default();
-            assert!(said.contains(error), "{case}: {said}");
-            // The `See log:` path is never part of what is said.
-            assert!(!said.contains("See log"), "{case}: {said}");
-            // Kimi Code reports no usage: unknown, never zero.
-            assert_eq!((result.input_tokens, result.output_tokens), (None, None));
-            assert_eq!(result.cost_usd, None);
-            assert!(!outputs.is_empty(), "{case}");
-        }
-    }
-
-    #[test]
-    fn tools_are_named_as_the_real_cli_names_them() {
-        let (outputs, _) = parse_sample(&Kimi, "kimi-ok", None);
-        let tools: Vec<&str> = outputs
-            .iter()
-            .filter(|o| o.kind == OutputKind::Tool)
-            .map(|o| o.summary.as_str())
-            .collect();
-        assert_eq!(tools.len(), 1);
-        assert!(tools[0].starts_with("Write "), "{tools:?}");
-        assert!(tools[0].ends_with("hello_kimi.txt"), "{tools:?}");
-    }
-
-    #[test]
-    fn a_connection_retry_is_waiting_for_the_network() {
-        let stdout = fs_err::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/samples/kimi-unreachable-defaultretries.stdout.jsonl"
-        ))
-        .unwrap();
-        let mut parser = Kimi.parser(None);
-        let mut lines = stdout.lines();
-        parser.stdout_line(lines.next().unwrap());
-        assert!(!parser.waiting_for_network());
-        parser.stdout_line(lines.next().unwrap());
-        assert!(parser.waiting_for_network());
-        // Stopped by medley while it retries: unreachable, and it says why.
-        let result = parser.finish(None);
-        assert_eq!(result.outcome, Some(AgentOutcome::Unreachable));
-        assert!(result.error.unwrap().contains("Connection error."));
-        // A rate-limit retry is not a network wait.
-        let mut parser = Kimi.parser(None);
-        for line in fs_err::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/samples/kimi-429.stdout.jsonl"
-        ))
-        .unwrap()
-        .lines()
-        {
-            parser.stdout_line(line);
-        }
-        assert!(!parser.waiting_for_network());
-    }
+    use crate::agent::argv::test_invocation;
+    use crate::agent::parse_all;
 
     #[test]
     fn a_word_in_the_log_path_does_not_change_the_class() {
@@ -483,65 +313,9 @@ mod tests {
     }
 
     #[test]
-    fn the_legacy_stub_is_never_taken_for_a_result() {
-        let stdout = fs_err::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/samples/kimi-legacy-print.stdout.txt"
-        ))
-        .unwrap();
-        let (_, result) = parse_all(&Kimi, &stdout, "", Some(0), None);
-        // Not an agent error to retry: it moves on at once, saying what to install.
-        assert_eq!(result.outcome, Some(AgentOutcome::AuthError));
-        assert!(result.error.unwrap().contains("@moonshot-ai/kimi-code"));
-    }
-
-    #[test]
-    fn startup_problems_name_the_legacy_stub_and_an_old_node() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/samples");
-        let read = |f: &str| fs_err::read_to_string(format!("{dir}/{f}")).unwrap();
-        let kimi = Path::new("/usr/bin/kimi");
-        assert_eq!(
-            startup_problem(
-                kimi,
-                true,
-                &read("kimi-version.stdout.txt"),
-                "",
-                Some("v22.22.0")
-            ),
-            None
-        );
-        let legacy = startup_problem(
-            kimi,
-            true,
-            &read("kimi-legacy-version.stdout.txt"),
-            "",
-            None,
-        )
-        .unwrap();
-        assert!(legacy.contains("legacy Python kimi-cli 1.52.0"), "{legacy}");
-        assert!(
-            legacy.contains("npm install -g @moonshot-ai/kimi-code"),
-            "{legacy}"
-        );
-        let syntax = "file:///x/kimi.js:1\nSyntaxError: The requested module 'node:zlib' does not provide an export named 'zstdCompressSync'\n";
-        let node = startup_problem(kimi, false, "", syntax, Some("v20.20.2\n")).unwrap();
-        assert!(node.contains("needs Node 22.19 or newer"), "{node}");
-        assert!(node.contains("20.20.2"), "{node}");
-        let other = startup_problem(kimi, false, "", "boom\n", Some("v22.22.0")).unwrap();
-        assert!(other.contains("boom"), "{other}");
-    }
-
-    #[test]
     fn argv_fresh_resume_model_and_extra_args() {
         let extra = vec!["--thinking".to_owned()];
-        let mut inv = Invocation {
-            prompt: "do it",
-            worktree: Path::new("/tmp/wt"),
-            model: None,
-            resume: None,
-            new_session: Some("ignored"),
-            extra_args: &extra,
-        };
+        let mut inv = test_invocation(Some("ignored"), &extra);
         assert_eq!(
             Kimi.argv(&inv),
             [

@@ -1,91 +1,84 @@
 //! Agent runtimes: one adapter per CLI, behind one small trait. An adapter builds the argv for
-//! a fresh run, a resume and a model, and parses the CLI's JSONL stream into live events and
-//! one common result. Running the process belongs to the runner (`run::agent`).
+//! a fresh run, a resume and a model, and parses the CLI's stream into live events and one
+//! common result. Running the process belongs to the runner (`run::agent`).
+//!
+//! Where to look:
+//! - this file: [`Description`] (what is constant about a CLI: binary, install hint, sessions,
+//!   where the prompt goes), the [`Adapter`] and [`StreamParser`] traits (what differs in
+//!   behaviour: argv, parsing, classifying the end), and [`adapter`], the registry;
+//! - [`result`]: what an attempt produced ([`Output`] lines, [`AgentResult`], [`AgentOutcome`]);
+//! - one file per CLI, each with its `DESCRIPTION`, argv and parser: [`claude`], [`codex`],
+//!   [`gemini`], [`cursor`], [`kimi`] (also why a `kimi` cannot start), [`qwen`], and
+//!   [`command`] (any program reading the prompt on stdin);
+//! - what the adapters share: `argv` (medley's flags, then the profile's `args`), `stream` (a
+//!   JSONL line as an event, content blocks, tokens, session ids), `summary` (one-line texts
+//!   for the live view), `failure` (the stderr tail and the words that name an auth error, a
+//!   limit or the network);
+//! - `samples` (tests only): one table of every captured sample in `tests/samples/`, with
+//!   the adapter that parses it and what it must yield.
+//!
+//! Dependencies: `crate::mission` (for [`Runtime`]) and nothing else of the engine; a test below
+//! fails on any other path into the crate.
 //!
 //! How each real CLI behaves, with sources: `shared/AGENTS.md`; captured output of the real
-//! CLIs: `shared/samples/`, each parsed by its adapter in the tests.
+//! CLIs: `tests/samples/`.
 
-use std::collections::VecDeque;
 use std::path::Path;
-
-use serde::{Deserialize, Serialize};
 
 use crate::mission::Runtime;
 
+mod argv;
 pub mod claude;
 pub mod codex;
 pub mod command;
 pub mod cursor;
+mod failure;
 pub mod gemini;
 pub mod kimi;
 pub mod qwen;
+pub mod result;
+#[cfg(test)]
+mod samples;
+mod stream;
+mod summary;
 
-/// How an agent attempt ended (AGENTS.md section 10).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentOutcome {
-    Ok,
-    AgentError,
-    AuthError,
-    UsageLimit,
-    Unreachable,
-    /// The CLI reported success but its writes were refused (decided by the runner from
-    /// [`AgentResult::denial`] and an empty diff).
-    Denied,
-    Timeout,
+pub use result::{AgentOutcome, AgentResult, Output, OutputKind, SessionTotals};
+pub use summary::one_line;
+
+/// What is constant about one agent CLI. Each adapter module has one, as its `DESCRIPTION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Description {
+    pub runtime: Runtime,
+    /// The binary looked up on PATH (a `command` profile names its own program instead).
+    pub binary: &'static str,
+    /// How to install it, for the preflight error.
+    pub install_hint: &'static str,
+    /// Whether the adapter was checked against the real CLI's captured output.
+    pub verified: bool,
+    /// How the CLI names sessions, and so whether a retry can resume one.
+    pub sessions: Sessions,
+    /// Where the prompt goes.
+    pub prompt: PromptVia,
 }
 
-/// What one attempt of an agent CLI produced.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AgentResult {
-    /// `None` until `finish` decides.
-    pub outcome: Option<AgentOutcome>,
-    /// The agent's final message; `None` on failure.
-    pub final_message: Option<String>,
-    pub session_id: Option<String>,
-    /// All prompt tokens of this attempt (cached included), when the CLI reports them.
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-    /// The cost of this attempt in USD; `None` when the CLI reports none (never 0 for unknown).
-    pub cost_usd: Option<f64>,
-    /// The CLI's own error text on failure, so the user sees exactly what to fix.
-    pub error: Option<String>,
-    /// The CLI signalled that it was refused permission to write or run something
-    /// (claude/qwen `permission_denials`, codex's read-only sandbox message, a failed gemini
-    /// tool result). With an empty diff, the runner turns `Ok` into `Denied`.
-    pub denial: bool,
+/// How a CLI names its sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sessions {
+    /// No sessions: every attempt starts afresh.
+    None,
+    /// The CLI reports the id of the session it started; a retry resumes it.
+    Reported,
+    /// The CLI takes a fresh id medley chooses (`Invocation::new_session`); a retry resumes it.
+    PreAssigned,
 }
 
-/// What the CLI reported in earlier attempts of the same session, for CLIs whose totals after
-/// a resume cover the whole session (claude's cost, codex's tokens).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct SessionTotals {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost_usd: f64,
-}
-
-/// Kinds of live output (the `kind` of an `agent_output` event).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputKind {
-    Message,
-    Tool,
-    Usage,
-    Error,
-    Other,
-}
-
-/// One line of the CLI's stream, as the live view shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Output {
-    pub kind: OutputKind,
-    /// One line: what the agent is doing (the tool and its target), or its words, shortened.
-    pub summary: String,
-    /// The CLI's JSON object, as it printed it.
-    pub raw: serde_json::Value,
-    /// The session id, when this line carries one.
-    pub session_id: Option<String>,
+/// Where the prompt goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptVia {
+    /// In argv, where [`Adapter::argv`] puts it.
+    Argv,
+    /// On stdin, then closed.
+    Stdin,
 }
 
 /// What to run.
@@ -104,29 +97,51 @@ pub struct Invocation<'a> {
     pub extra_args: &'a [String],
 }
 
-/// One agent CLI.
+/// One agent CLI: its constant facts, and what it does differently.
 pub trait Adapter: Send + Sync {
-    fn runtime(&self) -> Runtime;
-    /// The binary looked up on PATH.
-    fn binary(&self) -> &'static str;
-    /// How to install it, for the preflight error.
-    fn install_hint(&self) -> &'static str;
-    /// Whether the adapter was checked against the real CLI's captured output.
-    fn verified(&self) -> bool;
-    /// Whether the CLI can resume a session with a new prompt.
-    fn resumable(&self) -> bool;
-    /// Whether the CLI takes a pre-assigned session id (`Invocation::new_session`).
-    fn pre_assigns_session(&self) -> bool {
-        false
-    }
+    /// The adapter's constant facts (its module's `DESCRIPTION`).
+    fn description(&self) -> &'static Description;
     /// The arguments after the binary name.
     fn argv(&self, invocation: &Invocation<'_>) -> Vec<String>;
-    /// Whether the prompt goes to stdin (then closed) rather than argv.
-    fn prompt_on_stdin(&self) -> bool {
-        false
-    }
     /// A parser for one attempt's streams.
     fn parser(&self, previous: Option<SessionTotals>) -> Box<dyn StreamParser>;
+}
+
+/// The description's facts, read through any adapter (what the runner and preflight ask).
+impl<'a> dyn Adapter + 'a {
+    pub fn runtime(&self) -> Runtime {
+        self.description().runtime
+    }
+
+    /// The binary looked up on PATH.
+    pub fn binary(&self) -> &'static str {
+        self.description().binary
+    }
+
+    /// How to install it, for the preflight error.
+    pub fn install_hint(&self) -> &'static str {
+        self.description().install_hint
+    }
+
+    /// Whether the adapter was checked against the real CLI's captured output.
+    pub fn verified(&self) -> bool {
+        self.description().verified
+    }
+
+    /// Whether the CLI can resume a session with a new prompt.
+    pub fn resumable(&self) -> bool {
+        self.description().sessions != Sessions::None
+    }
+
+    /// Whether the CLI takes a pre-assigned session id (`Invocation::new_session`).
+    pub fn pre_assigns_session(&self) -> bool {
+        self.description().sessions == Sessions::PreAssigned
+    }
+
+    /// Whether the prompt goes to stdin (then closed) rather than argv.
+    pub fn prompt_on_stdin(&self) -> bool {
+        self.description().prompt == PromptVia::Stdin
+    }
 }
 
 /// Reads one attempt's output as it arrives.
@@ -152,15 +167,7 @@ pub trait StreamParser: Send {
 
 /// Every adapter.
 pub fn adapters() -> Vec<Box<dyn Adapter>> {
-    vec![
-        Box::new(claude::Claude),
-        Box::new(codex::Codex),
-        Box::new(gemini::Gemini),
-        Box::new(cursor::Cursor),
-        Box::new(kimi::Kimi),
-        Box::new(qwen::Qwen),
-        Box::new(command::CommandAdapter::default()),
-    ]
+    Runtime::ALL.into_iter().map(adapter).collect()
 }
 
 /// The adapter of a runtime (`command` needs its profile's program: see
@@ -197,234 +204,29 @@ pub fn parse_all(
     (outputs, result)
 }
 
-/// Shortens text to one line of at most `max` characters (whitespace runs become one space;
-/// a cut ends with `…`). Reads only as much of `text` as it keeps.
-pub fn one_line(text: &str, max: usize) -> String {
-    fn cut(mut kept: String) -> String {
-        kept.pop();
-        kept.push('…');
-        kept
-    }
-    let mut kept = String::with_capacity(max.min(text.len()) + 2);
-    let mut count = 0;
-    for word in text.split_whitespace() {
-        if count > 0 {
-            if count == max {
-                return cut(kept);
-            }
-            kept.push(' ');
-            count += 1;
-        }
-        let chars = if word.is_ascii() {
-            word.len()
-        } else {
-            word.chars().count()
-        };
-        if count + chars <= max {
-            kept.push_str(word);
-            count += chars;
-            continue;
-        }
-        for c in word.chars() {
-            if count == max {
-                return cut(kept);
-            }
-            kept.push(c);
-            count += 1;
-        }
-    }
-    kept
-}
-
-/// The outputs of one stream line: each summary with the line's JSON (moved into the last
-/// one, cloned for the others).
-fn outputs(
-    lines: Vec<(OutputKind, String)>,
-    raw: serde_json::Value,
-    session_id: Option<String>,
-) -> Vec<Output> {
-    let mut raw = Some(raw);
-    let count = lines.len();
-    lines
-        .into_iter()
-        .enumerate()
-        .map(|(n, (kind, summary))| Output {
-            kind,
-            summary,
-            raw: if n + 1 == count {
-                raw.take().unwrap_or_default()
-            } else {
-                raw.clone().unwrap_or_default()
-            },
-            session_id: session_id.clone(),
-        })
-        .collect()
-}
-
-// Private helpers shared by the adapters (child modules see them).
-
-/// Keeps the last 20 non-blank lines of a stream (each cut at 1,000 bytes), for error texts.
-fn push_tail(tail: &mut VecDeque<String>, line: &str) {
-    let mut line = line.trim_end();
-    if line.trim().is_empty() {
-        return;
-    }
-    if line.len() > 1000 {
-        let mut end = 1000;
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        line = &line[..end];
-    }
-    if tail.len() == 20 {
-        tail.pop_front();
-    }
-    tail.push_back(line.to_owned());
-}
-
-/// The error text of an attempt that ended without a terminal event: how it ended, then the
-/// tail of its stderr.
-fn exit_error(tail: &VecDeque<String>, exit_code: Option<i32>) -> String {
-    let how = match exit_code {
-        Some(code) => format!("exited with code {code} without a result"),
-        None => "was killed without a result".to_owned(),
-    };
-    if tail.is_empty() {
-        how
-    } else {
-        let lines: Vec<&str> = tail.iter().map(String::as_str).collect();
-        format!("{how}:\n{}", lines.join("\n"))
-    }
-}
-
-/// Whether `text` holds the number `code` on its own (`401`, not a part of `:4010` or of
-/// `49.401Z`).
-fn has_code(text: &str, code: &str) -> bool {
-    text.match_indices(code).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + code.len()..].chars().next();
-        !before.is_some_and(|c| c.is_ascii_digit() || c == '.')
-            && !after.is_some_and(|c| c.is_ascii_digit())
-    })
-}
-
-/// Whether an error text names a usage, rate or quota limit (AGENTS.md section 10).
-fn names_usage_limit(text: &str) -> bool {
-    let lower = text.to_lowercase();
-    [
-        "usage limit",
-        "rate limit",
-        "rate_limit",
-        "quota",
-        "resource_exhausted",
-    ]
-    .iter()
-    .any(|needle| lower.contains(needle))
-        || has_code(text, "429")
-}
-
-/// Classifies the failure text of a CLI whose error texts are not known (cursor, kimi).
-fn guess_failure(text: &str) -> AgentOutcome {
-    let lower = text.to_lowercase();
-    let auth = [
-        "unauthorized",
-        "not logged in",
-        "authenticat",
-        "api key",
-        "api_key",
-        "login",
-    ];
-    let network = [
-        "econnrefused",
-        "enotfound",
-        "fetch failed",
-        "connection error",
-        "connection refused",
-        "network",
-    ];
-    if has_code(text, "401") || has_code(text, "403") || auth.iter().any(|n| lower.contains(n)) {
-        AgentOutcome::AuthError
-    } else if names_usage_limit(text) {
-        AgentOutcome::UsageLimit
-    } else if network.iter().any(|n| lower.contains(n)) {
-        AgentOutcome::Unreachable
-    } else {
-        AgentOutcome::AgentError
-    }
-}
-
-/// A tool call in one line: its name and its target, from its input (`Write hello.txt`,
-/// `Bash: echo hi > x`). Paths are shown relative to `cwd` when under it.
-fn tool_summary(name: &str, input: &serde_json::Value, cwd: Option<&str>) -> String {
-    let text = |key: &&str| input.get(*key).and_then(serde_json::Value::as_str);
-    let paths = [
-        "file_path",
-        "path",
-        "filePath",
-        "absolute_path",
-        "notebook_path",
-        "dir_path",
-    ];
-    let targets = ["pattern", "globPattern", "query", "url", "description"];
-    let line = if let Some(command) = ["command", "cmd"].iter().find_map(text) {
-        format!("{name}: {command}")
-    } else if let Some(path) = paths.iter().find_map(text) {
-        format!("{name} {}", short_path(path, cwd))
-    } else if let Some(target) = targets.iter().find_map(text) {
-        format!("{name} {target}")
-    } else {
-        name.to_owned()
-    };
-    one_line(&line, 100)
-}
-
-/// A path relative to `cwd` when under it, else an absolute path's file name.
-fn short_path<'a>(path: &'a str, cwd: Option<&str>) -> &'a str {
-    let relative = cwd.and_then(|cwd| path.strip_prefix(cwd.trim_end_matches('/')));
-    if let Some(relative) = relative.and_then(|rest| rest.strip_prefix('/')) {
-        return relative;
-    }
-    if path.starts_with('/') {
-        Path::new(path)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(path)
-    } else {
-        path
-    }
-}
-
-/// Parses a captured sample of the real CLI, `shared/samples/<case>.*`, with `adapter`.
 #[cfg(test)]
-pub(crate) fn parse_sample(
-    adapter: &dyn Adapter,
-    case: &str,
-    previous: Option<SessionTotals>,
-) -> (Vec<Output>, AgentResult) {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/samples");
-    let read = |ext: &str| {
-        fs_err::read_to_string(format!("{dir}/{case}.{ext}")).unwrap_or_else(|e| panic!("{e}"))
-    };
-    let exit_code: i32 = read("exitcode").trim().parse().expect("an exit code");
-    parse_all(
-        adapter,
-        &read("stdout.jsonl"),
-        &read("stderr.txt"),
-        Some(exit_code),
-        previous,
-    )
-}
-
-#[cfg(test)]
-mod one_line_tests {
-    use super::one_line;
-
+mod tests {
+    /// The agent module depends on the mission model alone (for `Runtime`): never on the
+    /// runner, the history or the journal, which depend on it.
     #[test]
-    fn shortens_to_one_line() {
-        assert_eq!(one_line("  a \n b\t c ", 10), "a b c");
-        assert_eq!(one_line("abcdef", 6), "abcdef");
-        assert_eq!(one_line("abcdefg", 6), "abcde…");
-        assert_eq!(one_line("abc defg", 6), "abc d…");
-        assert_eq!(one_line("abcdef gh", 6), "abcde…");
+    fn the_agent_module_uses_only_itself_and_the_mission_model() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/agent");
+        // Spelled in two parts, so this test does not find itself.
+        let needle = ["crate", "::"].concat();
+        for entry in fs_err::read_dir(dir).unwrap_or_else(|e| panic!("{e}")) {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            let text = fs_err::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+            for (at, _) in text.match_indices(&needle) {
+                let rest = &text[at + needle.len()..];
+                assert!(
+                    rest.starts_with("agent") || rest.starts_with("mission"),
+                    "{}: uses `{needle}{}`",
+                    path.display(),
+                    rest.split(|c: char| !c.is_alphanumeric() && c != '_')
+                        .next()
+                        .unwrap_or("")
+                );
+            }
+        }
     }
 }
