@@ -18,6 +18,8 @@ pub const DESCRIPTION: Description = Description {
     binary: "claude",
     install_hint: "npm install -g @anthropic-ai/claude-code",
     verified: true,
+    tested_version: Some("2.1.330"),
+    login_hint: "log in with `claude` (`/login`), or set `ANTHROPIC_API_KEY` in your environment or the profile's `env`",
     sessions: Sessions::PreAssigned,
     prompt: PromptVia::Argv,
 };

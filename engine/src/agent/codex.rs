@@ -20,6 +20,8 @@ pub const DESCRIPTION: Description = Description {
     binary: "codex",
     install_hint: "npm install -g @openai/codex",
     verified: true,
+    tested_version: Some("0.169.0"),
+    login_hint: "log in with `codex login`, or set `CODEX_API_KEY` (or your provider's key variable) in your environment or the profile's `env`",
     sessions: Sessions::Reported,
     prompt: PromptVia::Argv,
 };

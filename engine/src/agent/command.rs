@@ -17,6 +17,8 @@ pub const DESCRIPTION: Description = Description {
     binary: "command",
     install_hint: "put the program on PATH",
     verified: true,
+    tested_version: None,
+    login_hint: "check the program's own credentials",
     sessions: Sessions::None,
     prompt: PromptVia::Stdin,
 };

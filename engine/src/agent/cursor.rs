@@ -20,6 +20,8 @@ pub const DESCRIPTION: Description = Description {
     install_hint: "see https://cursor.com/cli",
     // Follows Cursor's documentation only: no captured sample.
     verified: false,
+    tested_version: None,
+    login_hint: "log in with `cursor-agent login`, or set `CURSOR_API_KEY` in your environment or the profile's `env`",
     sessions: Sessions::Reported,
     prompt: PromptVia::Argv,
 };

@@ -18,6 +18,8 @@ pub const DESCRIPTION: Description = Description {
     binary: "gemini",
     install_hint: "npm install -g @google/gemini-cli",
     verified: true,
+    tested_version: Some("0.61.0"),
+    login_hint: "log in with `gemini`, or set `GEMINI_API_KEY` in your environment or the profile's `env`",
     sessions: Sessions::PreAssigned,
     prompt: PromptVia::Argv,
 };

@@ -23,6 +23,8 @@ pub const DESCRIPTION: Description = Description {
     binary: "kimi",
     install_hint: "npm install -g @moonshot-ai/kimi-code",
     verified: true,
+    tested_version: Some("2.1.0"),
+    login_hint: "log in with `kimi` (its config lives under `KIMI_CODE_HOME`, by default `~/.kimi-code`)",
     sessions: Sessions::Reported,
     prompt: PromptVia::Argv,
 };

@@ -55,6 +55,10 @@ pub struct Description {
     pub install_hint: &'static str,
     /// Whether the adapter was checked against the real CLI's captured output.
     pub verified: bool,
+    /// The version whose captured output it was checked against (`tests/samples/`).
+    pub tested_version: Option<&'static str>,
+    /// What the CLI needs to be logged in (AGENTS.md: credentials of each CLI).
+    pub login_hint: &'static str,
     /// How the CLI names sessions, and so whether a retry can resume one.
     pub sessions: Sessions,
     /// Where the prompt goes.

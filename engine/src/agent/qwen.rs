@@ -18,6 +18,8 @@ pub const DESCRIPTION: Description = Description {
     binary: "qwen",
     install_hint: "npm install -g @qwen-code/qwen-code",
     verified: true,
+    tested_version: Some("0.24.4"),
+    login_hint: "log in with `qwen`, or set `OPENAI_API_KEY` (with `OPENAI_BASE_URL` and `OPENAI_MODEL`) in your environment or the profile's `env`",
     sessions: Sessions::Reported,
     prompt: PromptVia::Argv,
 };

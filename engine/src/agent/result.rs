@@ -90,6 +90,19 @@ pub enum OutputKind {
     Other,
 }
 
+impl OutputKind {
+    /// Its name in events (`agent_output.kind`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputKind::Message => "message",
+            OutputKind::Tool => "tool",
+            OutputKind::Usage => "usage",
+            OutputKind::Error => "error",
+            OutputKind::Other => "other",
+        }
+    }
+}
+
 /// One line of the CLI's stream, as the live view shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {

@@ -14,9 +14,8 @@ use super::context::render;
 use super::program::{adapter_of, program_of, which};
 use super::state::{Scope, Shared};
 
-use crate::agent::{self, AgentOutcome, AgentResult, Invocation, OutputKind, SessionTotals};
+use crate::agent::{self, AgentOutcome, AgentResult, Invocation, SessionTotals};
 use crate::event::{Body, ErrorKind, FailReason, StepError, Tokens};
-use crate::mission::Runtime;
 use crate::plan::{Action, AgentSpec, Flavor};
 use crate::process::{self, Exit, Spec};
 
@@ -289,7 +288,7 @@ fn describe_failure(
             FailReason::Auth,
             format!(
                 "`{name}` is not logged in or its key was refused{said}; {}",
-                login_hint(profile.runtime)
+                adapter_of(profile).description().login_hint
             ),
         ),
         AgentOutcome::UsageLimit => (
@@ -313,31 +312,6 @@ fn describe_failure(
         AgentOutcome::AgentError | AgentOutcome::Ok => {
             (FailReason::AgentError, format!("`{name}` failed{said}"))
         }
-    }
-}
-
-/// What a CLI needs to be logged in (AGENTS.md: credentials of each CLI).
-fn login_hint(runtime: Runtime) -> &'static str {
-    match runtime {
-        Runtime::Claude => {
-            "log in with `claude` (`/login`), or set `ANTHROPIC_API_KEY` in your environment or the profile's `env`"
-        }
-        Runtime::Codex => {
-            "log in with `codex login`, or set `CODEX_API_KEY` (or your provider's key variable) in your environment or the profile's `env`"
-        }
-        Runtime::Gemini => {
-            "log in with `gemini`, or set `GEMINI_API_KEY` in your environment or the profile's `env`"
-        }
-        Runtime::Qwen => {
-            "log in with `qwen`, or set `OPENAI_API_KEY` (with `OPENAI_BASE_URL` and `OPENAI_MODEL`) in your environment or the profile's `env`"
-        }
-        Runtime::Cursor => {
-            "log in with `cursor-agent login`, or set `CURSOR_API_KEY` in your environment or the profile's `env`"
-        }
-        Runtime::Kimi => {
-            "log in with `kimi` (its config lives under `KIMI_CODE_HOME`, by default `~/.kimi-code`)"
-        }
-        Runtime::Command => "check the program's own credentials",
     }
 }
 
@@ -389,7 +363,7 @@ async fn attempt_once(
                 attempt,
                 agent: name.to_owned(),
                 session_id: output.session_id,
-                kind: kind_name(output.kind).to_owned(),
+                kind: output.kind.name().to_owned(),
                 summary: output.summary,
                 raw: output.raw,
             });
@@ -451,16 +425,6 @@ async fn attempt_once(
         _ => {}
     }
     (result, exit)
-}
-
-fn kind_name(kind: OutputKind) -> &'static str {
-    match kind {
-        OutputKind::Message => "message",
-        OutputKind::Tool => "tool",
-        OutputKind::Usage => "usage",
-        OutputKind::Error => "error",
-        OutputKind::Other => "other",
-    }
 }
 
 /// The default retry prompt: the failed check, its exit code and the tail of its output.

@@ -23,14 +23,7 @@ pub enum PreflightError {
 
 /// The version each CLI's adapter was verified against (`shared/samples/`), if it was.
 pub fn tested_version(runtime: Runtime) -> Option<&'static str> {
-    match runtime {
-        Runtime::Claude => Some("2.1.330"),
-        Runtime::Codex => Some("0.169.0"),
-        Runtime::Gemini => Some("0.61.0"),
-        Runtime::Qwen => Some("0.24.4"),
-        Runtime::Kimi => Some("2.1.0"),
-        Runtime::Cursor | Runtime::Command => None,
-    }
+    crate::agent::adapter(runtime).description().tested_version
 }
 
 /// How to install each runtime's CLI.
