@@ -12,7 +12,7 @@ use super::state::{Scope, Shared};
 
 use crate::event::{ErrorKind, FailReason, StepError};
 use crate::plan::TemplateRef;
-use crate::process::{self, Exit, Spec};
+use crate::process::{self, Exit};
 
 /// The `run` of command step `i`.
 pub(crate) struct CommandWork<'a> {
@@ -57,12 +57,8 @@ impl Work for CommandWork<'_> {
         let out_path = self.logs.join(format!("run.{attempt}.out"));
         let err_path = self.logs.join(format!("run.{attempt}.err"));
         let command = shell.display.clone();
-        let mut spec = Spec::shell(&shell.command, worktree, &out_path);
+        let mut spec = shared.shell_spec(shell, &step.id, worktree, attempt, &out_path);
         spec.stderr = err_path.clone();
-        spec.record = Some(shared.processes());
-        spec.secrets = shared.secrets.clone();
-        spec.env = shared.step_env(&step.id, worktree, attempt);
-        spec.env.extend(shell.env);
         let exit = process::run(&spec, step.timeout, cancel, shared.grace)
             .await
             .map_err(|e| StepError::new(ErrorKind::Command, e.to_string()))?;

@@ -12,7 +12,7 @@ use super::state::{Scope, Shared};
 
 use crate::event::Body;
 use crate::plan::TemplateRef;
-use crate::process::{self, Exit, Spec};
+use crate::process::{self, Exit};
 
 pub(crate) enum GateResult {
     Passed,
@@ -49,18 +49,15 @@ pub(crate) async fn run(
             };
         }
     };
-    let command = shell.display;
+    let command = shell.display.clone();
     shared.emitter.emit(Body::GateStarted {
         step: step_id.clone(),
         attempt,
         command: command.clone(),
     });
     let log = logs.join(format!("gate.{attempt}.log"));
-    let mut spec = Spec::shell(&shell.command, worktree, &log);
-    spec.record = Some(shared.processes());
-    spec.secrets = shared.secrets.clone();
-    spec.env = shared.step_env(step_id.as_deref().unwrap_or(""), worktree, attempt);
-    spec.env.extend(shell.env);
+    let step = step_id.as_deref().unwrap_or("");
+    let spec = shared.shell_spec(shell, step, worktree, attempt, &log);
     let timeout = scope
         .step()
         .map_or(std::time::Duration::from_secs(30 * 60), |i| {

@@ -12,7 +12,7 @@ use super::output::{TAIL_BYTES, TAIL_LINES, describe, tail};
 use super::state::{Scope, Shared};
 use super::worktree::Worktree;
 use crate::event::{ErrorKind, StepError};
-use crate::process::{self, Exit, Spec};
+use crate::process::{self, Exit};
 
 pub(crate) enum Prepared {
     Ready,
@@ -88,12 +88,8 @@ pub(crate) async fn prepare(
     {
         return Prepared::Ready;
     }
-    let command = shell.display;
-    let mut spec = Spec::shell(&shell.command, worktree, &log);
-    spec.record = Some(shared.processes());
-    spec.secrets = shared.secrets.clone();
-    spec.env = shared.step_env(&step.id, worktree, 1);
-    spec.env.extend(shell.env);
+    let command = shell.display.clone();
+    let spec = shared.shell_spec(shell, &step.id, worktree, 1, &log);
     let mut cancel = shared.stops.step_stop(i);
     let ran = process::run(&spec, step.timeout, &mut cancel, shared.grace).await;
     held.set_setup_stamp(match &ran {

@@ -144,6 +144,25 @@ impl Stops {
 }
 
 impl Shared {
+    /// The process of a rendered shell template (`run`, `gate`, `setup`) of `step`, in
+    /// `worktree`, its output in `log`: recorded, its secrets masked, with the step's
+    /// environment and the template's values.
+    pub(crate) fn shell_spec(
+        &self,
+        shell: crate::plan::template::ShellCommand,
+        step: &str,
+        worktree: &Path,
+        attempt: u32,
+        log: &Path,
+    ) -> crate::process::Spec {
+        let mut spec = crate::process::Spec::shell(&shell.command, worktree, log);
+        spec.record = Some(self.processes());
+        spec.secrets = self.secrets.clone();
+        spec.env = self.step_env(step, worktree, attempt);
+        spec.env.extend(shell.env);
+        spec
+    }
+
     /// The environment every child of a step sees.
     pub(crate) fn step_env(
         &self,
