@@ -38,16 +38,28 @@ impl Journal {
 
     /// Appends one event as a line; step and run boundaries are flushed to disk.
     pub fn append(&mut self, event: &Event) -> std::io::Result<()> {
-        let mut line = serde_json::to_vec(event).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        self.file.write_all(&line)?;
-        if matches!(
-            event.body,
-            Body::StepFinished { .. }
-                | Body::StepSkipped { .. }
-                | Body::RunStarted { .. }
-                | Body::RunFinished { .. }
-        ) {
+        self.append_all(std::slice::from_ref(event))
+    }
+
+    /// Appends events as lines, in order, then flushes them to disk once if any is a step or
+    /// run boundary (a group commit: events that queued up while the disk was busy cost one
+    /// flush, not one each).
+    pub fn append_all(&mut self, events: &[Event]) -> std::io::Result<()> {
+        let mut lines = Vec::new();
+        let mut boundary = false;
+        for event in events {
+            serde_json::to_writer(&mut lines, event).map_err(std::io::Error::other)?;
+            lines.push(b'\n');
+            boundary |= matches!(
+                event.body,
+                Body::StepFinished { .. }
+                    | Body::StepSkipped { .. }
+                    | Body::RunStarted { .. }
+                    | Body::RunFinished { .. }
+            );
+        }
+        self.file.write_all(&lines)?;
+        if boundary {
             self.file.file().sync_data()?;
         }
         Ok(())

@@ -483,7 +483,12 @@ pub fn clean_tree(repo: &Repository) -> Option<Oid> {
         .include_untracked(true)
         .recurse_untracked_dirs(true)
         .include_ignored(false)
-        .exclude_submodules(false);
+        .exclude_submodules(false)
+        // The stat data of unchanged files is written back to the index (as `git status`
+        // does), so the next look compares stat data instead of hashing every file whose
+        // entry was racily clean (written in the same instant as the index). Only medley's own
+        // worktrees are looked at this way.
+        .update_index(true);
     let statuses = repo.statuses(Some(&mut options)).ok()?;
     statuses.is_empty().then(|| head.tree_id())
 }

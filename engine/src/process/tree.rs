@@ -65,6 +65,40 @@ fn all_procs() -> Vec<Proc> {
         .collect()
 }
 
+/// medley's descendants: its children (the `children` files of its threads, where a child
+/// subreaper's orphans land too) and theirs, each read once: a step's tree without reading
+/// every process of the machine. `None` where the kernel keeps no `children` files.
+fn medleys_descendants() -> Option<Vec<Proc>> {
+    let me = rustix::process::getpid().as_raw_nonzero().get();
+    let mut stack = children_of(me)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut found = Vec::new();
+    while let Some(pid) = stack.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        if let Some(p) = proc_stat(pid) {
+            found.push(p);
+            stack.extend(children_of(pid).unwrap_or_default());
+        }
+    }
+    Some(found)
+}
+
+/// The children of every thread of process `pid`.
+fn children_of(pid: i32) -> Option<Vec<i32>> {
+    let tasks = fs_err::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        let text = fs_err::read_to_string(task.path().join("children")).ok()?;
+        children.extend(
+            text.split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok()),
+        );
+    }
+    Some(children)
+}
+
 /// The marker in a process's environment, when it has one.
 fn marker_of(pid: i32) -> Option<String> {
     let environ = fs_err::read(format!("/proc/{pid}/environ")).ok()?;
@@ -126,7 +160,12 @@ impl Tree {
         }
         #[cfg(target_os = "linux")]
         {
-            let procs = all_procs();
+            // As a subreaper, medley is an ancestor of everything its steps started: its own
+            // descendants are all there is to look at.
+            let procs = match self.scan_all {
+                true => all_procs(),
+                false => medleys_descendants().unwrap_or_else(all_procs),
+            };
             // A group is ours while its leader is the process started (same start time), or
             // gone: Linux never reuses a pid that is still some group's id.
             let groups: Vec<i32> = self

@@ -38,8 +38,12 @@ impl Emitter {
         let writer = std::thread::Builder::new()
             .name("medley-journal".to_owned())
             .spawn(move || {
-                for event in rx {
-                    if let (Err(e), Ok(mut slot)) = (journal.append(&event), slot.lock()) {
+                // What queued up while the last batch was written goes in one write and at
+                // most one flush.
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(rx.try_iter());
+                    if let (Err(e), Ok(mut slot)) = (journal.append_all(&batch), slot.lock()) {
                         slot.get_or_insert(e);
                     }
                 }

@@ -409,3 +409,30 @@ fn trim_removes_the_least_recently_used_free_slots_and_clear_all_free_ones() {
     let listed = git(&f.repo.root, &["worktree", "list"]);
     assert_eq!(listed.lines().count(), 1, "{listed}");
 }
+
+#[test]
+fn a_state_written_over_a_longer_one_reads_back_whole_and_a_torn_one_means_a_full_reset() {
+    let f = fixture(&[vec![Op::Write(0, "a".to_owned())]]);
+    let base = Oid::from_str(&f.commits[0]).unwrap();
+    let mut lease = f.pool.lease(base, "m", "r1").unwrap();
+    lease
+        .state
+        .notes
+        .insert("setup".to_owned(), "x".repeat(500));
+    lease.save().unwrap();
+    lease.state.notes.clear();
+    lease.save().unwrap();
+    let text = fs_err::read_to_string(&lease.state_path).unwrap();
+    let state: SlotState = serde_json::from_str(&text).unwrap();
+    assert_eq!(state.base.as_deref(), Some(f.commits[0].as_str()));
+    assert!(state.notes.is_empty());
+    // A state torn by a kill mid-write reads as none: the slot is reset in full, and works.
+    let (slot, state_path) = (lease.path.clone(), lease.state_path.clone());
+    fs_err::write(slot.join("left.txt"), "dirt").unwrap();
+    drop(lease);
+    fs_err::write(&state_path, "{\"base\": \"12").unwrap();
+    let again = f.pool.lease(base, "m", "r2").unwrap();
+    assert_eq!(again.path, slot);
+    assert!(!slot.join("left.txt").exists());
+    assert_eq!(again.state.base.as_deref(), Some(f.commits[0].as_str()));
+}
