@@ -222,6 +222,31 @@ impl Repo {
         })
     }
 
+    /// A handle on one of medley's worktrees (a pool slot), reused like [`Repo::open`]'s: a
+    /// step looks at its slot several times (is it clean, commit it), and each fresh open
+    /// reads the config files and probes dozens of paths.
+    pub fn open_worktree(path: &Path) -> Result<Handle> {
+        let reused = HANDLES
+            .lock()
+            .ok()
+            .and_then(|mut h| h.get_mut(path).and_then(Vec::pop));
+        let repo = match reused {
+            Some(repo) => repo,
+            None => Repository::open(path).context(|| format!("open {}", path.display()))?,
+        };
+        Ok(Handle {
+            repo: Some(repo),
+            root: path.to_owned(),
+        })
+    }
+
+    /// Forgets the reused handles on a worktree that is removed or made again.
+    pub fn forget_handles(path: &Path) {
+        if let Ok(mut handles) = HANDLES.lock() {
+            handles.remove(path);
+        }
+    }
+
     /// A short stable id for this repository, for paths outside it: `<name>-<hash>`.
     pub fn id(&self) -> String {
         let canonical = self.git_dir.canonicalize().unwrap_or(self.git_dir.clone());
@@ -389,7 +414,7 @@ impl Repo {
         parent: Oid,
         message: &str,
     ) -> Result<(Oid, usize)> {
-        let repo = Repository::open(worktree).context(|| format!("open {}", worktree.display()))?;
+        let repo = Repo::open_worktree(worktree)?;
         // A worktree git would call clean holds its HEAD's tree: no `git add` needed.
         let added = match clean_tree(&repo) {
             Some(tree) => snapshot::Added {

@@ -365,15 +365,13 @@ impl Pool {
         // it) is what a reset would make.
         if !lease.state.resetting
             && lease.state.base.as_deref() == Some(base.to_string().as_str())
-            && git2::Repository::open(&lease.path)
-                .ok()
-                .is_some_and(|repo| {
-                    repo.head()
-                        .ok()
-                        .and_then(|h| h.target())
-                        .is_some_and(|head| head == base)
-                        && super::clean_tree(&repo).is_some()
-                })
+            && Repo::open_worktree(&lease.path).ok().is_some_and(|repo| {
+                repo.head()
+                    .ok()
+                    .and_then(|h| h.target())
+                    .is_some_and(|head| head == base)
+                    && super::clean_tree(&repo).is_some()
+            })
         {
             return Ok(());
         }
@@ -416,6 +414,7 @@ impl Pool {
     }
 
     fn discard(&self, path: &Path) -> Result<()> {
+        Repo::forget_handles(path);
         self.repo.remove_worktree(path)?;
         if path.exists() {
             fs_err::remove_dir_all(path).map_err(io(path))?;
