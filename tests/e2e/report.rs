@@ -397,6 +397,47 @@ fn junit_has_the_shape_of_the_common_junit_schema() {
         .find(|n| n.has_tag_name("skipped"))
         .unwrap();
     assert!(skip.attribute("message").unwrap().contains("`check`"));
+    // A failed command's stderr.
+    let crash = cases
+        .iter()
+        .find(|c| c.attribute("name") == Some("crash"))
+        .unwrap();
+    let err = crash
+        .children()
+        .find(|n| n.has_tag_name("system-err"))
+        .expect("the command's stderr");
+    assert!(err.text().unwrap().contains("disk on fire"));
+}
+
+#[test]
+fn secrets_are_masked_in_the_prompts_shown() {
+    let env = env();
+    env.fakes(FAKE, &["claude"], "claude: write a.txt x\n");
+    env.repo(&[(
+        "missions/s.toml",
+        "secrets = [\"DEPLOY_TOKEN\"]\n\n[vars]\ntoken = \"tok-4242-secret\"\n\n\
+         [steps.s]\nagent = \"claude\"\nprompt = \"Deploy with {{ vars.token }}.\"\n",
+    )]);
+    let with_secret = |args: &[&str]| {
+        let out = env
+            .medley()
+            .env("DEPLOY_TOKEN", "tok-4242-secret")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    with_secret(&["run", "s"]);
+    let page = with_secret(&["report"]);
+    let doc = Html::parse_document(&page);
+    let prompt = text(step(&doc, "s").select(&sel("pre.prompt")).next().unwrap());
+    assert_eq!(prompt, "Deploy with ***.");
+    assert!(!page.contains("tok-4242-secret"));
 }
 
 #[test]

@@ -16,6 +16,9 @@ use super::text::{
 const FOLD_LINES: usize = 40;
 /// A diff with more lines than this starts folded.
 const FOLD_DIFF_LINES: usize = 300;
+/// Diffs start open until the page shows this many of their lines; the rest start folded, so
+/// that a big run's page opens fast (a folded diff is in the page, not laid out).
+const OPEN_DIFF_BUDGET: usize = 2000;
 
 const STYLE: &str = r#"
 :root { --passed: #1a7f37; --cached: #0969da; --kept: #0969da; --failed: #cf222e; --skipped: #6e7781;
@@ -61,8 +64,9 @@ ol.agent-output details { margin: 0; }
 .kind { display: inline-block; min-width: 58px; color: var(--muted); font-size: 12px; }
 li.kind-error .summary { color: var(--failed); } li.kind-tool .summary { font-family: ui-monospace, monospace; font-size: 12.5px; }
 .gate.passed > p { color: var(--passed); } .gate.failed > p, .failure > p { color: var(--failed); }
-pre.diff-text .add { color: #116329; background: #dafbe1; display: inline-block; min-width: 100%; }
-pre.diff-text .del { color: #82071e; background: #ffebe9; display: inline-block; min-width: 100%; }
+pre.diff-text span { display: block; min-height: 1.4em; }
+pre.diff-text .add { color: #116329; background: #dafbe1; }
+pre.diff-text .del { color: #82071e; background: #ffebe9; }
 pre.diff-text .hunk { color: #0550ae; } pre.diff-text .meta-line { color: var(--muted); font-weight: 600; }
 .plus { color: var(--passed); } .minus { color: var(--failed); }
 footer { margin-top: 36px; color: var(--muted); font-size: 12px; }
@@ -90,8 +94,9 @@ pub fn render(report: &Report) -> String {
     graph(&mut out, report);
     table(&mut out, report);
     out.push_str("<section id=\"steps\">\n<h2>Steps</h2>\n");
+    let mut budget = OPEN_DIFF_BUDGET;
     for step in &report.steps {
-        step_section(&mut out, report, step);
+        step_section(&mut out, report, step, &mut budget);
     }
     out.push_str("</section>\n");
     if !report.final_gates.is_empty() {
@@ -364,7 +369,7 @@ fn table(out: &mut String, report: &Report) {
     out.push_str("</tbody>\n</table>\n</section>\n");
 }
 
-fn step_section(out: &mut String, report: &Report, step: &StepReport) {
+fn step_section(out: &mut String, report: &Report, step: &StepReport, budget: &mut usize) {
     let outcome = step.outcome_name(&report.run);
     let id = escape(&step.id);
     let _ = writeln!(
@@ -475,7 +480,7 @@ fn step_section(out: &mut String, report: &Report, step: &StepReport) {
         );
     }
     if let Some(diff) = &step.diff {
-        diff_block(out, diff);
+        diff_block(out, diff, budget);
     }
     out.push_str("</article>\n");
 }
@@ -619,8 +624,12 @@ fn fold(out: &mut String, class: &str, summary_html: &str, text: &str) {
     );
 }
 
-fn diff_block(out: &mut String, diff: &Diff) {
+fn diff_block(out: &mut String, diff: &Diff, budget: &mut usize) {
     let lines: usize = diff.files.iter().map(|f| f.text.lines().count()).sum();
+    let open = lines <= FOLD_DIFF_LINES && lines <= *budget;
+    if open {
+        *budget -= lines;
+    }
     let (plus, minus) = diff
         .files
         .iter()
@@ -629,11 +638,7 @@ fn diff_block(out: &mut String, diff: &Diff) {
         out,
         "<details class=\"diff\"{}><summary>diff against its base <code>{}</code>: {} \
          <span class=\"plus\">+{plus}</span> <span class=\"minus\">−{minus}</span></summary>",
-        if lines <= FOLD_DIFF_LINES {
-            " open"
-        } else {
-            ""
-        },
+        if open { " open" } else { "" },
         escape(short(&diff.base)),
         plural(diff.files.len() + diff.omitted.len(), "file"),
     );
@@ -670,11 +675,12 @@ fn diff_block(out: &mut String, diff: &Diff) {
             } else {
                 None
             };
+            // A marked line is a block of its own (its newline would add an empty line).
             match class {
                 Some(class) => {
                     let _ = write!(out, "<span class=\"{class}\">");
                     escape_text_into(out, line.trim_end_matches('\n'));
-                    out.push_str("</span>\n");
+                    out.push_str("</span>");
                 }
                 None => escape_text_into(out, line),
             }

@@ -73,7 +73,7 @@ pub fn render(report: &Report) -> String {
                 ))
             }
         };
-        let output = if step.info.output.is_empty() {
+        let mut output = if step.info.output.is_empty() {
             String::new()
         } else {
             format!(
@@ -81,6 +81,10 @@ pub fn render(report: &Report) -> String {
                 escape(&step.info.output)
             )
         };
+        // A command's last words on stderr, from its last attempt.
+        if let Some(err) = step.attempts.last().and_then(|a| a.stderr_tail.as_ref()) {
+            output.push_str(&format!("\n      <system-err>{}</system-err>", escape(err)));
+        }
         match body {
             None if output.is_empty() => cases.push_str("/>\n"),
             body => {
