@@ -1035,3 +1035,69 @@ fn shell_words(line: &str) -> Vec<String> {
     }
     words
 }
+
+#[test]
+fn a_killed_run_reports_what_it_got_to() {
+    let env = env();
+    let dir = env.work().parent().unwrap().to_path_buf();
+    let pids = dir.join("pids");
+    env.repo(&[(
+        "missions/k.toml",
+        &format!(
+            "[steps.a]\nrun = \"echo a > a.txt\"\n\n[steps.b]\nneeds = [\"a\"]\n\
+             run = \"echo $$ >> {}; sleep 300\"\n\n[steps.c]\nneeds = [\"b\"]\nrun = \"true\"\n",
+            pids.display()
+        ),
+    )]);
+    let mut child = env
+        .medley()
+        .args(["run", "k"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..6000 {
+        if fs_err::read_to_string(&pids).is_ok_and(|p| p.ends_with('\n')) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let pid = |n: u32| rustix::process::Pid::from_raw(n as i32).unwrap();
+    rustix::process::kill_process(pid(child.id()), rustix::process::Signal::KILL).unwrap();
+    child.wait().unwrap();
+    // What the kill left running (the step's process group).
+    for p in fs_err::read_to_string(&pids).unwrap().split_whitespace() {
+        let _ = rustix::process::kill_process_group(
+            pid(p.parse().unwrap()),
+            rustix::process::Signal::KILL,
+        );
+    }
+    let (_, doc) = html(&env);
+    assert_eq!(
+        doc.select(&sel("#summary"))
+            .next()
+            .unwrap()
+            .attr("data-outcome"),
+        Some("killed")
+    );
+    assert_eq!(
+        outcomes(&doc),
+        pairs(&[("a", "passed"), ("b", "unfinished"), ("c", "not run")])
+    );
+    let (nodes, edges) = graph(&doc);
+    assert_eq!(nodes.len(), 3);
+    assert_eq!(edges, pairs(&[("a", "b"), ("b", "c")]));
+    let b = step(&doc, "b");
+    assert_eq!(
+        text(b.select(&sel("details.attempt summary")).next().unwrap()),
+        "attempt 1 · command · did not finish"
+    );
+    let junit = env.run(&["report", "--format", "junit"]).stdout;
+    let xml = roxmltree::Document::parse(&junit).unwrap();
+    let case = |name: &str| {
+        xml.descendants()
+            .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some(name))
+            .unwrap()
+    };
+    assert!(case("b").children().any(|n| n.has_tag_name("error")));
+    assert!(case("c").children().any(|n| n.has_tag_name("skipped")));
+}
