@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use medley_engine::git::Repo;
 use medley_engine::history;
 use medley_engine::journal;
 use medley_engine::report::{Format, Report};
@@ -82,7 +81,7 @@ pub fn cmd_report(ctx: &Context, args: ReportArgs) -> Result<u8, CliError> {
             },
         )));
     }
-    let repo = Repo::discover(&ctx.cwd).map_err(CliError::invalid)?;
+    let repo = super::repo(ctx)?;
     let id = history::resolve(&repo.git_dir, &args.run).map_err(CliError::invalid)?;
     let report =
         Report::load(&repo, &id, |name| std::env::var(name).ok()).map_err(CliError::failed)?;

@@ -5,11 +5,11 @@
 
 use std::fmt::Write as _;
 
-use super::layout::{self, NODE_H, NODE_W};
-use super::model::{Attempt, Diff, Gate, Report, StepReport, short};
+use super::diff::{Diff, short};
+use super::model::{Attempt, Gate, Report, StepReport};
 use super::text::{
-    clip, duration, escape, escape_into, escape_text, escape_text_into, plural, run_cost,
-    run_tokens, step_cost, step_tokens,
+    duration, escape, escape_into, escape_text, escape_text_into, plural, run_cost, run_tokens,
+    step_cost, step_tokens,
 };
 
 /// A `<details>` with more lines than this starts folded.
@@ -20,57 +20,8 @@ const FOLD_DIFF_LINES: usize = 300;
 /// that a big run's page opens fast (a folded diff is in the page, not laid out).
 const OPEN_DIFF_BUDGET: usize = 2000;
 
-const STYLE: &str = r#"
-:root { --passed: #1a7f37; --cached: #0969da; --kept: #0969da; --failed: #cf222e; --skipped: #6e7781;
-  --cancelled: #bc4c00; --unfinished: #8250df; --running: #8250df; --notrun: #8c959f;
-  --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --code: #f6f8fa; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); margin: 0; padding: 0 24px 48px; }
-h1 code { font-size: 20px; }
-h1 { font-size: 22px; margin: 20px 0 6px; } h2 { font-size: 18px; margin: 28px 0 10px; border-bottom: 1px solid var(--line); padding-bottom: 4px; }
-h3 { font-size: 16px; margin: 0 0 6px; } h4 { font-size: 13px; margin: 10px 0 4px; color: var(--muted); }
-code, pre { font: 12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
-pre { background: var(--code); border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; overflow-x: auto; white-space: pre-wrap; word-break: break-word; margin: 4px 0; }
-a { color: inherit; }
-.badge { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 12px; color: #fff; vertical-align: middle; background: var(--notrun); }
-.badge.passed { background: var(--passed); } .badge.cached, .badge.kept { background: var(--cached); }
-.badge.failed { background: var(--failed); } .badge.skipped { background: var(--skipped); }
-.badge.cancelled { background: var(--cancelled); } .badge.unfinished, .badge.running, .badge.killed { background: var(--unfinished); }
-dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 8px 0; }
-dl.facts dt { color: var(--muted); } dl.facts dd { margin: 0; }
-table { border-collapse: collapse; margin: 6px 0; } th, td { border-bottom: 1px solid var(--line); padding: 3px 10px; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.graph { overflow: auto; border: 1px solid var(--line); border-radius: 6px; max-height: 80vh; }
-svg.dag text { font: 12px system-ui, sans-serif; fill: #fff; }
-svg.dag text.id { font-weight: 600; font-size: 13px; }
-svg.dag .node rect { stroke: rgba(0,0,0,.25); }
-svg.dag .node.passed rect { fill: var(--passed); } svg.dag .node.cached rect, svg.dag .node.kept rect { fill: var(--cached); }
-svg.dag .node.failed rect { fill: var(--failed); } svg.dag .node.skipped rect { fill: var(--skipped); }
-svg.dag .node.cancelled rect { fill: var(--cancelled); } svg.dag .node.unfinished rect, svg.dag .node.running rect { fill: var(--unfinished); }
-svg.dag .node.not-run rect { fill: #fff; stroke: var(--notrun); stroke-dasharray: 4 3; } svg.dag .node.not-run text { fill: var(--muted); }
-svg.dag .edge { fill: none; stroke: #8c959f; stroke-width: 1.5; }
-svg.dag .group rect { fill: #f6f8fa; stroke: #afb8c1; stroke-dasharray: 5 4; } svg.dag .group text { fill: var(--muted); }
-article.step { border: 1px solid var(--line); border-left: 6px solid var(--notrun); border-radius: 6px; padding: 10px 14px; margin: 14px 0; }
-article.step.passed { border-left-color: var(--passed); } article.step.cached, article.step.kept { border-left-color: var(--cached); }
-article.step.failed { border-left-color: var(--failed); } article.step.skipped { border-left-color: var(--skipped); }
-article.step.cancelled { border-left-color: var(--cancelled); } article.step.unfinished, article.step.running { border-left-color: var(--unfinished); }
-.meta { color: var(--muted); margin: 2px 0 6px; }
-.why { border-left: 3px solid var(--failed); padding-left: 8px; margin: 6px 0; }
-.why.skipped { border-left-color: var(--skipped); }
-details { margin: 6px 0; } summary { cursor: pointer; }
-details.attempt { border: 1px solid var(--line); border-radius: 6px; padding: 4px 10px; }
-ol.agent-output { margin: 4px 0; padding-left: 22px; } ol.agent-output li { margin: 1px 0; }
-ol.agent-output details { margin: 0; }
-.kind { display: inline-block; min-width: 58px; color: var(--muted); font-size: 12px; }
-li.kind-error .summary { color: var(--failed); } li.kind-tool .summary { font-family: ui-monospace, monospace; font-size: 12.5px; }
-.gate.passed > p { color: var(--passed); } .gate.failed > p, .failure > p { color: var(--failed); }
-pre.diff-text span { display: block; min-height: 1.4em; }
-pre.diff-text .add { color: #116329; background: #dafbe1; }
-pre.diff-text .del { color: #82071e; background: #ffebe9; }
-pre.diff-text .hunk { color: #0550ae; } pre.diff-text .meta-line { color: var(--muted); font-weight: 600; }
-.plus { color: var(--passed); } .minus { color: var(--failed); }
-footer { margin-top: 36px; color: var(--muted); font-size: 12px; }
-"#;
+/// The page's style, inline (no stylesheet is ever fetched).
+const STYLE: &str = include_str!("style.css");
 
 /// The report as one HTML page.
 pub fn render(report: &Report) -> String {
@@ -91,7 +42,7 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(out, "<style>{STYLE}</style>\n</head>\n<body>");
     header(&mut out, report);
-    graph(&mut out, report);
+    super::svg::graph(&mut out, report);
     table(&mut out, report);
     out.push_str("<section id=\"steps\">\n<h2>Steps</h2>\n");
     let mut budget = OPEN_DIFF_BUDGET;
@@ -223,107 +174,6 @@ fn header(out: &mut String, report: &Report) {
     out.push_str("</dl>\n</header>\n");
 }
 
-/// The class a step's outcome gives it (`not run` has no space in a class).
-fn class(report: &Report, step: &StepReport) -> String {
-    step.outcome_name(&report.run).replace(' ', "-")
-}
-
-fn graph(out: &mut String, report: &Report) {
-    let steps = &report.steps;
-    let groups: Vec<Option<String>> = steps
-        .iter()
-        .map(|s| (s.declared != s.id).then(|| s.declared.clone()))
-        .collect();
-    let l = layout::layout(steps.len(), &report.edges, &groups);
-    out.push_str("<section id=\"graph\">\n<h2>Graph</h2>\n");
-    if let Some(note) = &report.graph_note {
-        let _ = writeln!(out, "<p class=\"meta\">{}</p>", escape(note));
-    }
-    let _ = writeln!(
-        out,
-        "<div class=\"graph\"><svg xmlns=\"http://www.w3.org/2000/svg\" class=\"dag\" \
-         width=\"{w:.0}\" height=\"{h:.0}\" viewBox=\"0 0 {w:.0} {h:.0}\" role=\"img\" \
-         aria-label=\"the run's steps and what each needs\">",
-        w = l.width,
-        h = l.height
-    );
-    out.push_str(
-        "<defs><marker id=\"arrow\" viewBox=\"0 0 8 8\" refX=\"8\" refY=\"4\" markerWidth=\"8\" \
-         markerHeight=\"8\" orient=\"auto\"><path d=\"M0,0 L8,4 L0,8 z\" fill=\"#8c959f\"/>\
-         </marker></defs>\n",
-    );
-    for (label, x, y, w, h) in &l.groups {
-        let _ = writeln!(
-            out,
-            "<g class=\"group\" data-group=\"{g}\"><rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{w:.0}\" \
-             height=\"{h:.0}\" rx=\"8\"/><text x=\"{tx:.0}\" y=\"{ty:.0}\">{g} (matrix)</text></g>",
-            g = escape(label),
-            tx = x + 8.0,
-            ty = y + 14.0
-        );
-    }
-    for &(from, to) in &report.edges {
-        let (a, b) = (l.nodes[from], l.nodes[to]);
-        let (x1, y1) = (a.0 + NODE_W, a.1 + NODE_H / 2.0);
-        let (x2, y2) = (b.0, b.1 + NODE_H / 2.0);
-        let bend = ((x2 - x1) / 2.0).max(20.0);
-        let _ = writeln!(
-            out,
-            "<path class=\"edge\" data-from=\"{}\" data-to=\"{}\" d=\"M{x1:.1},{y1:.1} C{:.1},{y1:.1} \
-             {:.1},{y2:.1} {x2:.1},{y2:.1}\" marker-end=\"url(#arrow)\"/>",
-            escape(&steps[from].id),
-            escape(&steps[to].id),
-            x1 + bend,
-            x2 - bend
-        );
-    }
-    for (i, step) in steps.iter().enumerate() {
-        let (x, y) = l.nodes[i];
-        let outcome = step.outcome_name(&report.run);
-        let mut facts = vec![duration(step.info.duration_ms)];
-        if step.info.attempts > 0 {
-            facts.push(plural(step.info.attempts as usize, "attempt"));
-        }
-        let mut money = Vec::new();
-        let tokens = step_tokens(step);
-        if !tokens.is_empty() {
-            money.push(format!("{tokens} tok"));
-        }
-        let cost = step_cost(step);
-        if !cost.is_empty() {
-            money.push(cost);
-        }
-        let runner = step
-            .info
-            .agent
-            .clone()
-            .filter(|_| step.runner.contains(' '))
-            .map_or(step.runner.clone(), |a| format!("{a} of {}", step.runner));
-        let _ = writeln!(
-            out,
-            "<a href=\"#step-{id}\"><g class=\"node {class}\" data-step=\"{id}\" \
-             data-outcome=\"{outcome}\"><title>{id}: {outcome}</title>\
-             <rect x=\"{x:.0}\" y=\"{y:.0}\" width=\"{NODE_W:.0}\" height=\"{NODE_H:.0}\" rx=\"6\"/>\
-             <text class=\"id\" x=\"{tx:.0}\" y=\"{y1:.0}\">{short_id}</text>\
-             <text x=\"{tx:.0}\" y=\"{y2:.0}\">{outcome} · {runner}</text>\
-             <text x=\"{tx:.0}\" y=\"{y3:.0}\">{facts}</text>\
-             <text x=\"{tx:.0}\" y=\"{y4:.0}\">{money}</text></g></a>",
-            id = escape(&step.id),
-            class = class(report, step),
-            short_id = escape(&clip(&step.id, 26)),
-            runner = escape(&clip(&runner, 22)),
-            facts = escape(&facts.join(" · ")),
-            money = escape(&money.join(" · ")),
-            tx = x + 10.0,
-            y1 = y + 17.0,
-            y2 = y + 32.0,
-            y3 = y + 46.0,
-            y4 = y + 60.0,
-        );
-    }
-    out.push_str("</svg></div>\n</section>\n");
-}
-
 fn table(out: &mut String, report: &Report) {
     out.push_str(
         "<section id=\"table\">\n<h2>Summary</h2>\n<table class=\"steps\">\n<thead><tr><th>step</th>\
@@ -363,7 +213,7 @@ fn table(out: &mut String, report: &Report) {
             escape(&step_tokens(step)),
             escape(&step_cost(step)),
             id = escape(&step.id),
-            class = class(report, step),
+            class = step.outcome_class(&report.run),
         );
     }
     out.push_str("</tbody>\n</table>\n</section>\n");
@@ -377,7 +227,7 @@ fn step_section(out: &mut String, report: &Report, step: &StepReport, budget: &m
         "<article class=\"step {class}\" id=\"step-{id}\" data-step=\"{id}\" \
          data-outcome=\"{outcome}\">\n<h3><a href=\"#step-{id}\">{id}</a> \
          <span class=\"badge {class}\">{outcome}</span></h3>",
-        class = class(report, step)
+        class = step.outcome_class(&report.run)
     );
     let mut meta = Vec::new();
     if !step.runner.is_empty() {

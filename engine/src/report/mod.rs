@@ -2,11 +2,13 @@
 //! refs): one self-contained HTML page, a Markdown summary for CI, JUnit XML for test
 //! reporters. The engine returns the text; the CLI writes it where it was asked to.
 
+pub mod diff;
 pub mod html;
 pub mod junit;
 pub mod layout;
 pub mod markdown;
 pub mod model;
+pub mod svg;
 pub mod text;
 
 pub use model::{Report, ReportError};
