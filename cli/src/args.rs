@@ -54,6 +54,7 @@ pub enum Command {
     Show(ShowArgs),
     Logs(LogsArgs),
     Apply(ApplyArgs),
+    Report(crate::commands::report::ReportArgs),
     Clean(CleanArgs),
     Agents(crate::commands::agents::AgentsArgs),
 

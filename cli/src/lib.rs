@@ -189,6 +189,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => commands::show::cmd_show(&ctx, args),
         Command::Logs(args) => commands::logs::cmd_logs(&ctx, args),
         Command::Apply(args) => commands::apply::cmd_apply(&ctx, args),
+        Command::Report(args) => commands::report::cmd_report(&ctx, args),
         Command::Clean(args) => commands::clean::cmd_clean(&ctx, args),
         Command::Agents(args) => commands::agents::cmd_agents(&ctx, args),
 

@@ -17,6 +17,8 @@
 //! - [`event`] (the event types), [`journal`] (run state on disk), [`history`] (runs read
 //!   back: list, show, apply, clean), [`leftovers`] (what dead runs left), [`cache`],
 //!   [`secrets`], [`watch`], [`schema`].
+//! - [`report`]: a run's report (HTML, Markdown, JUnit) from its journal, prompt archive,
+//!   recorded mission and refs.
 //!
 //! For example, "the gate's output tail is cut wrong": `run/gate.rs` runs gates and
 //! `run/output.rs` cuts tails.
@@ -31,6 +33,7 @@ pub mod leftovers;
 pub mod mission;
 pub mod plan;
 pub mod process;
+pub mod report;
 pub mod run;
 pub mod schema;
 pub mod secrets;

@@ -16,6 +16,7 @@ mod layout;
 mod missions;
 mod pool;
 mod processes;
+mod report;
 mod resume;
 mod run;
 mod secrets;

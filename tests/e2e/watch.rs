@@ -140,6 +140,11 @@ fn an_edit_reruns_what_it_affects_and_a_burst_reruns_once() {
         "ignored files do not count: {stderr}"
     );
     assert!(stderr.contains("ran: `a`; from the cache: `b`"), "{stderr}");
+    // Each run ends by naming the command that shows what it did.
+    assert!(
+        stderr.contains("see what it did: `medley report "),
+        "{stderr}"
+    );
     assert_eq!(watch.stop(), 130);
 }
 

@@ -6,6 +6,7 @@ pub mod clean;
 pub mod graph;
 pub mod init;
 pub mod logs;
+pub mod report;
 pub mod resume;
 pub mod run;
 pub mod runs;

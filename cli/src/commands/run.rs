@@ -178,10 +178,13 @@ where
         let _ = report.await;
         signals.abort();
         match result {
-            Ok(summary) => Ok(match summary.outcome {
-                RunOutcome::Passed => exit::SUCCESS,
-                RunOutcome::Failed => exit::FAILED,
-                RunOutcome::Cancelled => exit::INTERRUPTED,
+            Ok(summary) => Ok({
+                report_hint(ctx, &summary.run);
+                match summary.outcome {
+                    RunOutcome::Passed => exit::SUCCESS,
+                    RunOutcome::Failed => exit::FAILED,
+                    RunOutcome::Cancelled => exit::INTERRUPTED,
+                }
             }),
             Err(e) if e.is_usage() => Err(CliError::invalid(e)),
             Err(e) => Err(CliError::failed(e)),
@@ -192,6 +195,13 @@ where
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("cannot start the async runtime")]
 struct RuntimeError(#[source] std::io::Error);
+
+/// The line that ends a run: how to see what it did.
+pub fn report_hint(ctx: &Context, run: &str) {
+    ctx.status(&format!(
+        "see what it did: `medley report {run} --open` (or `--format markdown`)"
+    ));
+}
 
 /// The plan as text: steps in order with their agents and rendered templates.
 fn dry_run_text(plan: &Plan, color: bool) -> String {

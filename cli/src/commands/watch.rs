@@ -164,7 +164,7 @@ fn say(
         Notice::Failed(error) => {
             ctx.status(ctx.render_report(&miette::Report::new(error)).trim_end())
         }
-        Notice::Ended(_) => {
+        Notice::Ended(summary) => {
             let pick = |wanted: Outcome| -> Vec<String> {
                 outcomes
                     .iter()
@@ -186,6 +186,7 @@ fn say(
                     cached.join(", ")
                 }
             ));
+            super::run::report_hint(ctx, &summary.run);
         }
         Notice::Waiting => ctx.status("watching for changes (Ctrl-C to stop)"),
     }
