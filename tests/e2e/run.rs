@@ -863,3 +863,36 @@ gate = "test \"$(cat double.txt)\" = \"{{ vars.x }}\" && test ! -e pwned"
     );
     assert!(!shown.contains("MEDLEY_V"), "{shown}");
 }
+
+#[test]
+fn at_most_max_parallel_steps_work_at_once() {
+    let env = env();
+    let log = env.home().join("overlap.log");
+    let log = log.display();
+    let mut mission = String::from("max_parallel = 2\n");
+    for i in 0..6 {
+        mission.push_str(&format!(
+            "\n[steps.s{i}]\nrun = \"echo start $(date +%s%N) >> {log}; sleep 0.3; echo end $(date +%s%N) >> {log}\"\n"
+        ));
+    }
+    env.repo(&[("missions/par.toml", &mission)]);
+    let out = env.run(&["run", "par", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = fs_err::read_to_string(env.home().join("overlap.log")).unwrap();
+    let mut marks: Vec<(u128, i32)> = text
+        .lines()
+        .map(|l| {
+            let (what, at) = l.split_once(' ').unwrap();
+            (at.parse().unwrap(), if what == "start" { 1 } else { -1 })
+        })
+        .collect();
+    assert_eq!(marks.len(), 12, "{text}");
+    // Ends before starts at the same instant.
+    marks.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in marks {
+        now += d;
+        most = most.max(now);
+    }
+    assert_eq!(most, 2, "steps at work at once:\n{text}");
+}

@@ -70,19 +70,28 @@ fn all_procs() -> Vec<Proc> {
 /// every process of the machine. `None` where the kernel keeps no `children` files.
 fn medleys_descendants() -> Option<Vec<Proc>> {
     let me = rustix::process::getpid().as_raw_nonzero().get();
-    let mut stack = children_of(me)?;
     let mut seen = std::collections::HashSet::new();
     let mut found = Vec::new();
-    while let Some(pid) = stack.pop() {
-        if !seen.insert(pid) {
-            continue;
+    // A process that ends while it is read hands its children to medley: medley's own are
+    // read again until they hold no one new.
+    loop {
+        let mut stack: Vec<i32> = children_of(me)?
+            .into_iter()
+            .filter(|pid| !seen.contains(pid))
+            .collect();
+        if stack.is_empty() {
+            return Some(found);
         }
-        if let Some(p) = proc_stat(pid) {
-            found.push(p);
-            stack.extend(children_of(pid).unwrap_or_default());
+        while let Some(pid) = stack.pop() {
+            if !seen.insert(pid) {
+                continue;
+            }
+            if let Some(p) = proc_stat(pid) {
+                found.push(p);
+                stack.extend(children_of(pid).unwrap_or_default());
+            }
         }
     }
-    Some(found)
 }
 
 /// The children of every thread of process `pid`.

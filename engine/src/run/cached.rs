@@ -161,6 +161,8 @@ pub(crate) async fn reuse(
         .ok()?
         .ok()??;
     if replayed && let Some(gate) = &step.gate {
+        // Running the gate again is work: it takes a share of `max_parallel`.
+        let _permit = shared.work_permit(i).await?;
         let logs = shared.run_dir.join("logs").join(&step.id);
         let mut held = super::worktree::acquire(shared, &step.id, commit, step.fresh_worktree)
             .await

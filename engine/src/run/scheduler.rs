@@ -49,6 +49,7 @@ pub(super) async fn schedule(
     // Which step each task runs, to end the step whose task panicked or was aborted.
     let mut tasks: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut cancelled = false;
+    let spawned_at_most = plan.max_parallel.saturating_mul(4).max(16);
     loop {
         if shared.emitter.failed() && !cancelled {
             cancelled = true;
@@ -119,7 +120,9 @@ pub(super) async fn schedule(
             }
         }
         for i in ready {
-            if running.len() >= plan.max_parallel || cancelled || draining {
+            // Steps at work are bounded by the run's permits (`Shared::work`): more may be
+            // under way, looking for a cached result, which takes none.
+            if running.len() >= spawned_at_most || cancelled || draining {
                 break;
             }
             started.insert(i);
@@ -154,7 +157,10 @@ pub(super) async fn schedule(
                                 shared.stops.stop_step(i);
                             }
                         }
-                        draining |= wanted.drain;
+                        if wanted.drain {
+                            draining = true;
+                            shared.stops.drain();
+                        }
                     }
                     None => control = None,
                 }

@@ -211,6 +211,7 @@ pub(super) async fn execute(
         network_wait: options.network_wait,
         // The steps listen to the run's own stop, which the user's cancel also turns on.
         stops: Stops::new(plan.steps.len()),
+        work: tokio::sync::Semaphore::new(plan.max_parallel.max(1)),
         no_cache: options.no_cache,
         records: Mutex::new({
             let mut records = vec![None; plan.steps.len()];

@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     pub secrets: Vec<String>,
     pub emitter: Emitter,
     pub stops: Stops,
+    /// At most `max_parallel` steps work at once (a worktree, a command, an agent, a gate);
+    /// finding a cached result takes no part of it.
+    pub work: tokio::sync::Semaphore,
     pub no_cache: bool,
     pub records: Mutex<Vec<Option<StepRecord>>>,
     pub upstream: Upstream,
@@ -87,6 +90,8 @@ pub(crate) struct Usage {
 /// step's own stops only it (watch mode, a race's losers).
 pub(crate) struct Stops {
     run: watch::Sender<bool>,
+    /// Watch mode's drain: no step starts work any more; those at work go on.
+    drain: watch::Sender<bool>,
     steps: Vec<watch::Sender<bool>>,
     by_budget: AtomicBool,
 }
@@ -95,6 +100,7 @@ impl Stops {
     pub(crate) fn new(steps: usize) -> Stops {
         Stops {
             run: watch::channel(false).0,
+            drain: watch::channel(false).0,
             steps: (0..steps).map(|_| watch::channel(false).0).collect(),
             by_budget: AtomicBool::new(false),
         }
@@ -106,6 +112,16 @@ impl Stops {
         for step in &self.steps {
             let _ = step.send(true);
         }
+    }
+
+    /// No step starts work any more (watch mode: the run is superseded).
+    pub(crate) fn drain(&self) {
+        let _ = self.drain.send(true);
+    }
+
+    /// Whether the run was drained.
+    pub(crate) fn drained(&self) -> bool {
+        *self.drain.borrow()
     }
 
     /// Stops step `i` alone.
@@ -185,6 +201,21 @@ impl Shared {
     /// Where the run records every process it starts.
     pub(crate) fn processes(&self) -> PathBuf {
         self.run_dir.join(crate::leftovers::PROCESSES)
+    }
+
+    /// A share of the run's `max_parallel` for step `i` to work with; `None` when the step was
+    /// stopped, or the run drained, before it could start.
+    pub(crate) async fn work_permit(&self, i: usize) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let mut stop = self.stops.step_stop(i);
+        let mut drain = self.stops.drain.subscribe();
+        if *stop.borrow() || *drain.borrow() {
+            return None;
+        }
+        tokio::select! {
+            permit = self.work.acquire() => permit.ok(),
+            () = crate::process::cancelled(&mut stop) => None,
+            () = crate::process::cancelled(&mut drain) => None,
+        }
     }
 
     /// Whether step `i` may use and fill the cache.

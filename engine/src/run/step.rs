@@ -109,6 +109,26 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
     {
         return outcome;
     }
+    // At most `max_parallel` steps work at once. One the run's stop (or watch's drain) reached
+    // while it waited never started: it ends with no event, as a step the schedule never
+    // reached. One stopped alone ends as cancelled.
+    let Some(_permit) = shared.work_permit(i).await else {
+        if shared.stops.run_stopped() || shared.stops.drained() {
+            return Outcome::Cancelled;
+        }
+        let error = StepError::new(ErrorKind::Cancelled, shared.stops.reason());
+        return finish(
+            &shared,
+            i,
+            Outcome::Cancelled,
+            None,
+            base,
+            0,
+            started,
+            String::new(),
+            Some(error),
+        );
+    };
     let outcome =
         match &step.action {
             Action::Agent { .. } => chain::run(&shared, i, base, started).await,
