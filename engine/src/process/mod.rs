@@ -59,7 +59,7 @@ impl Spec {
     /// `sh -c COMMAND` in `cwd`, writing stdout and stderr to `log`.
     pub fn shell(command: &str, cwd: &Path, log: &Path) -> Spec {
         Spec {
-            program: PathBuf::from("sh"),
+            program: shell_program(),
             args: vec!["-c".to_owned(), command.to_owned()],
             cwd: cwd.to_owned(),
             env: Vec::new(),
@@ -71,6 +71,31 @@ impl Spec {
             secrets: Vec::new(),
         }
     }
+}
+
+/// Finds a program on PATH, as a shell would.
+pub fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return path.is_file().then_some(path);
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            use std::os::unix::fs::PermissionsExt as _;
+            fs_err::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// `sh` as PATH finds it, looked up once: every command, gate and setup runs it, and a
+/// lookup by the kernel tries each PATH entry in turn.
+fn shell_program() -> PathBuf {
+    static SHELL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    SHELL
+        .get_or_init(|| which("sh").unwrap_or_else(|| PathBuf::from("sh")))
+        .clone()
 }
 
 /// How a process ended.
