@@ -192,27 +192,7 @@ pub async fn run(
         };
         (Stdio::from(writer), Stdio::from(err_writer))
     };
-    let mut command = Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .current_dir(&spec.cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(out_stdio)
-        .stderr(err_stdio)
-        .process_group(0)
-        .kill_on_drop(false);
-    for name in &spec.env_remove {
-        command.env_remove(name);
-    }
-    crate::git::env::scrub_async(&mut command);
-    let marker = new_marker();
-    command.env(MARKER, &marker);
-    record_marker(spec, &marker);
+    let (mut command, marker) = command_of(spec, out_stdio, err_stdio);
     let spawned = command.spawn();
     // The pipes' write ends now belong to the child alone, so the copiers see their end.
     drop(command);
@@ -344,27 +324,7 @@ pub async fn run_streaming(
     } else {
         open(&spec.stderr)?
     };
-    let mut command = Command::new(&spec.program);
-    command
-        .args(&spec.args)
-        .current_dir(&spec.cwd)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(false);
-    for name in &spec.env_remove {
-        command.env_remove(name);
-    }
-    crate::git::env::scrub_async(&mut command);
-    let marker = new_marker();
-    command.env(MARKER, &marker);
-    record_marker(spec, &marker);
+    let (mut command, marker) = command_of(spec, Stdio::piped(), Stdio::piped());
     let mut child = command.spawn().map_err(spawn_error)?;
     let mut tree = started(spec, &child, marker);
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
@@ -499,6 +459,34 @@ fn exit_of(status: std::process::ExitStatus) -> Exit {
         (None, Some(signal)) => Exit::Signal(signal),
         (None, None) => Exit::Signal(0),
     }
+}
+
+/// The command that starts `spec` in a process group of its own, its output to `stdout` and
+/// `stderr`, with git's variables scrubbed and a fresh marker (returned, and recorded before
+/// the start).
+fn command_of(spec: &Spec, stdout: Stdio, stderr: Stdio) -> (Command, String) {
+    let mut command = Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .current_dir(&spec.cwd)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0)
+        .kill_on_drop(false);
+    for name in &spec.env_remove {
+        command.env_remove(name);
+    }
+    crate::git::env::scrub_async(&mut command);
+    let marker = new_marker();
+    command.env(MARKER, &marker);
+    record_marker(spec, &marker);
+    (command, marker)
 }
 
 /// Resolves when `cancel` is (or becomes) true; never, if its sender is gone.
