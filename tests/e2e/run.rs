@@ -640,23 +640,40 @@ fn clean_is_idempotent_and_says_what_it_removed() {
     );
     let runs = env.run(&["clean", "--runs"]);
     assert_eq!(runs.code, 0);
+    // The older hello run was never applied: it is kept whole, and the next clean still sees it.
     assert!(
-        runs.stderr.contains("kept branch medley/hello/"),
+        runs.stderr.contains("kept run ") && runs.stderr.contains(" and its branch medley/hello/"),
+        "{}",
+        runs.stderr
+    );
+    assert!(
+        runs.stderr
+            .contains("`medley clean --runs --force` removes it"),
         "{}",
         runs.stderr
     );
     assert_eq!(
         env.run(&["runs"]).stdout.lines().count(),
-        3,
-        "header, the newest hello, the newest fail"
+        4,
+        "header, the kept hello, the newest hello, the newest fail"
     );
     let force = env.run(&["clean", "--runs", "--force"]);
     assert!(
-        force.stderr.starts_with("nothing to clean\n"),
-        "the old run's record is gone; its branch was kept: {}",
+        force.stderr.contains("removed branch medley/hello/"),
+        "the never-applied run goes with --force: {}",
         force.stderr
     );
-    assert_eq!(env.result_branches().len(), 2);
+    assert_eq!(env.result_branches().len(), 1, "the newest hello's");
+    assert_eq!(env.run(&["runs"]).stdout.lines().count(), 3);
+    // --all: each mission's newest run goes too; nothing of medley's is left in `git branch`.
+    let all = env.run(&["clean", "--runs", "--all", "--force"]);
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    assert!(env.result_branches().is_empty());
+    assert_eq!(env.git(&["branch", "--list", "medley/*"]), "");
+    assert_eq!(
+        env.run(&["runs"]).stderr,
+        "no runs yet: start one with `medley run`\n"
+    );
     // The pool goes with --pool, and git forgets its worktrees.
     assert!(!env.pool_slots().is_empty());
     let pool = env.run(&["clean", "--pool"]);

@@ -163,7 +163,12 @@ where
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(RuntimeError(e)))?;
-    let mut reporter = Reporter::new(ctx.output, ctx.color);
+    let namer: Option<crate::report::Namer> = super::repo(ctx).ok().map(|repo| {
+        let git_dir = repo.git_dir.clone();
+        Box::new(move |id: &str| medley_engine::history::short_id(&git_dir, id))
+            as crate::report::Namer
+    });
+    let mut reporter = Reporter::new(ctx.output, ctx.color, ctx.quiet, namer);
     runtime.block_on(async move {
         let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
         let (cancel, cancelled) = tokio::sync::watch::channel(false);

@@ -53,7 +53,12 @@ impl Live {
         })
     }
 
-    pub fn event(&mut self, event: &Event) {
+    pub fn color(&self) -> bool {
+        self.color
+    }
+
+    /// Shows an event; `details` are lines to print under it (a failure's output and log).
+    pub fn event(&mut self, event: &Event, details: &[String]) {
         let step = event.step().unwrap_or("").to_owned();
         match &event.body {
             Body::StepStarted { attempt, agent, .. } => {
@@ -101,6 +106,9 @@ impl Live {
                     cost: *cost_usd,
                 });
                 self.print(event);
+                for line in details {
+                    let _ = self.bars.println(line);
+                }
             }
             Body::StepSkipped { .. } => {
                 self.rows.push(Row {
@@ -143,7 +151,10 @@ impl Live {
             | Body::RunStarted { .. }
             | Body::Warning { .. } => self.print(event),
             Body::GateStarted { .. } | Body::GateFinished { .. } if step.is_empty() => {
-                self.print(event)
+                self.print(event);
+                for line in details {
+                    let _ = self.bars.println(line);
+                }
             }
             _ => {}
         }
