@@ -25,7 +25,7 @@ macro_rules! snapshot_run {
                 (r"\b[0-9a-f]{40}\b", "<sha>"),
                 (r"\b[0-9a-f]{10}\b", "<sha>"),
                 (r"\b[0-9a-f]{8}(-[0-9a-f]{1,4})?\b", "<id>"),
-                (r"\b\d+(\.\d+)?(ms|s)\b", "<time>"),
+                (r" +\d+(\.\d+)?(ms|s)\b", " <time>"),
                 (r"(worktree kept at )\S+", "$1<worktree>"),
                 (r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?Z?", "<date>"),
             ],
@@ -99,6 +99,32 @@ fn a_failing_gate_shows_its_output_its_log_its_worktree_and_what_next() {
     assert!(!quiet.stderr.contains("ready on"), "{}", quiet.stderr);
     assert!(quiet.stderr.contains("fix: failed after 2 attempts"));
     assert!(quiet.stderr.contains("run failed in "));
+}
+
+#[test]
+fn verbose_streams_each_steps_output_prefixed_by_its_id() {
+    let env = env();
+    env.repo(&[(
+        "missions/talk.toml",
+        "gate = \"echo the end\"\n[steps.a]\nrun = \"echo one; echo two >&2\"\ngate = \"echo checked\"\n",
+    )]);
+    let out = env.run(&["-v", "run", "talk"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for line in [
+        "a | one\n",
+        "a | two\n",
+        "a | checked\n",
+        "mission gate | the end\n",
+    ] {
+        assert!(out.stderr.contains(line), "{line}: {}", out.stderr);
+    }
+    let at = |text: &str| out.stderr.find(text).unwrap();
+    assert!(at("a | checked") < at("a: gate passed"), "{}", out.stderr);
+    assert!(
+        at("a: passed") < at("mission gate | the end"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -105,6 +105,7 @@ fn run_plan(
     fresh_worktrees: bool,
     record: RunRecord,
 ) -> Result<u8, CliError> {
+    let order = plan.steps.iter().map(|s| s.id.clone()).collect();
     let plan = medley_engine::run::preflight::check(plan).map_err(CliError::invalid)?;
     for warning in &plan.warnings {
         ctx.status(&format!(
@@ -123,7 +124,7 @@ fn run_plan(
         record: Some(record),
         control: None,
     };
-    drive(ctx, move |events, cancelled| {
+    drive(ctx, order, move |events, cancelled| {
         medley_engine::run::run(plan, options, events, cancelled)
     })
 }
@@ -142,14 +143,15 @@ pub fn resume_run(ctx: &Context, run: &str, no_cache: bool) -> Result<u8, CliErr
         control: None,
     };
     let run = run.to_owned();
-    drive(ctx, move |events, cancelled| async move {
+    drive(ctx, Vec::new(), move |events, cancelled| async move {
         medley_engine::run::resume(&run, options, events, cancelled).await
     })
 }
 
 /// Starts a run with `start`, reports its events as they come, stops it in stages on Ctrl-C
 /// or SIGTERM, and maps how it ended to an exit code.
-fn drive<F, Fut>(ctx: &Context, start: F) -> Result<u8, CliError>
+/// `order`: the mission's steps, for the summary table (empty: the order they ended in).
+fn drive<F, Fut>(ctx: &Context, order: Vec<String>, start: F) -> Result<u8, CliError>
 where
     F: FnOnce(
         tokio::sync::mpsc::UnboundedSender<medley_engine::event::Event>,
@@ -168,13 +170,26 @@ where
         Box::new(move |id: &str| medley_engine::history::short_id(&git_dir, id))
             as crate::report::Namer
     });
-    let mut reporter = Reporter::new(ctx.output, ctx.color, ctx.quiet, namer);
+    let git_dir = ctx
+        .verbose
+        .then(|| super::repo(ctx).ok().map(|r| r.git_dir))
+        .flatten();
+    let mut reporter = Reporter::new(ctx.output, ctx.color, ctx.quiet, namer)
+        .follow(git_dir)
+        .order(order);
     runtime.block_on(async move {
         let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
         let (cancel, cancelled) = tokio::sync::watch::channel(false);
         let report = tokio::spawn(async move {
-            while let Some(event) = received.recv().await {
-                reporter.event(&event);
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    event = received.recv() => match event {
+                        Some(event) => reporter.event(&event),
+                        None => break,
+                    },
+                    _ = tick.tick(), if reporter.follows() => reporter.tick(),
+                }
             }
             reporter.finish();
         });

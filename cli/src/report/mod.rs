@@ -10,17 +10,21 @@ use medley_engine::event::{Body, ErrorKind, Event, SkipReason};
 use crate::output::OutputFormat;
 
 mod failures;
+mod follow;
 mod tty;
 
 pub use failures::{Failures, Namer};
+pub use follow::Follow;
 
 /// How a run's events are shown.
 pub enum Reporter {
-    /// A line per event on stderr; `quiet`: only failures, warnings and the run's end.
+    /// A line per event on stderr; `quiet`: only failures, warnings and the run's end;
+    /// `follow` (`-v`): each step's output too, as it is written.
     Plain {
         color: bool,
         quiet: bool,
         failures: Failures,
+        follow: Option<Follow>,
     },
     Json,
     Tty(tty::Live, Failures),
@@ -33,9 +37,51 @@ impl Reporter {
                 color,
                 quiet,
                 failures: Failures::new(namer),
+                follow: None,
             },
             OutputFormat::Json => Reporter::Json,
             OutputFormat::Tty => Reporter::Tty(tty::Live::new(color), Failures::new(namer)),
+        }
+    }
+
+    /// With `-v` in plain mode: streams each step's output from the run's logs under `git_dir`.
+    pub fn follow(mut self, git_dir: Option<std::path::PathBuf>) -> Reporter {
+        if let (Reporter::Plain { follow, .. }, Some(git_dir)) = (&mut self, git_dir) {
+            *follow = Some(Follow::new(git_dir));
+        }
+        self
+    }
+
+    /// The live view's summary table lists steps in this order (the mission's).
+    pub fn order(mut self, order: Vec<String>) -> Reporter {
+        if let Reporter::Tty(live, _) = &mut self {
+            live.set_order(order);
+        }
+        self
+    }
+
+    /// Whether [`Reporter::tick`] has anything to do.
+    pub fn follows(&self) -> bool {
+        matches!(
+            self,
+            Reporter::Plain {
+                follow: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Prints what the followed steps wrote since the last tick.
+    pub fn tick(&mut self) {
+        if let Reporter::Plain {
+            follow: Some(follow),
+            ..
+        } = self
+        {
+            let mut err = std::io::stderr().lock();
+            for line in follow.poll(None, false) {
+                let _ = writeln!(err, "{line}");
+            }
         }
     }
 
@@ -45,7 +91,37 @@ impl Reporter {
                 color,
                 quiet,
                 failures,
+                follow,
             } => {
+                if let Some(follow) = follow {
+                    let mut err = std::io::stderr().lock();
+                    match &event.body {
+                        Body::RunStarted { .. } => follow.start_run(&event.run),
+                        Body::StepStarted { step, .. } => follow.start_step(step),
+                        Body::GateStarted { step: None, .. } => follow.start_step("_final"),
+                        Body::GateFinished { step: None, .. } => {
+                            for line in follow.poll(Some("_final"), true) {
+                                let _ = writeln!(err, "{line}");
+                            }
+                        }
+                        // What a step wrote comes before the lines that judge it.
+                        Body::StepFinished { step, .. } => {
+                            for line in follow.poll(Some(step), true) {
+                                let _ = writeln!(err, "{line}");
+                            }
+                        }
+                        Body::GateFinished {
+                            step: Some(step), ..
+                        }
+                        | Body::AttemptFailed { step, .. }
+                        | Body::StepCommitted { step, .. } => {
+                            for line in follow.poll(Some(step), false) {
+                                let _ = writeln!(err, "{line}");
+                            }
+                        }
+                        _ => {}
+                    }
+                }
                 let details = failures.observe(event);
                 let shown = !*quiet
                     || !details.is_empty()
