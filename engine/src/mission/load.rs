@@ -394,7 +394,31 @@ fn deserialize_collecting(
     if errors.is_empty() {
         errors.push(toml_error(&first, ErrorKind::Type, source));
     }
+    // Every problem at once: a wrong type elsewhere must not hide a bad duration, which is
+    // otherwise checked once the file has loaded.
+    errors.extend(raw_durations(&table));
     Err(errors)
+}
+
+/// The problems of the `timeout`s written in `[defaults]` and each `[steps.<id>]`, read from
+/// the TOML as it is (a string; other types are type errors already).
+fn raw_durations(table: &Table<'_>) -> Vec<MissionError> {
+    let timeout = |t: &Table<'_>| match t.get("timeout").map(|v| (v.span(), v.get_ref())) {
+        Some((span, DeValue::String(text))) => super::duration::check(text, span),
+        _ => None,
+    };
+    let mut errors: Vec<MissionError> = Vec::new();
+    if let Some(DeValue::Table(defaults)) = table.get("defaults").map(|v| v.get_ref()) {
+        errors.extend(timeout(defaults));
+    }
+    if let Some(DeValue::Table(steps)) = table.get("steps").map(|v| v.get_ref()) {
+        for (_, step) in steps.iter() {
+            if let DeValue::Table(step) = step.get_ref() {
+                errors.extend(timeout(step));
+            }
+        }
+    }
+    errors
 }
 
 /// Retries each field of a table alone, so each wrong field is reported.
