@@ -406,3 +406,33 @@ fn completions_and_the_man_page_come_from_the_clap_definitions() {
     assert!(man.stdout.contains(".TH medley 1"), "{}", man.stdout);
     assert!(man.stdout.contains("medley\\-validate") || man.stdout.contains("validate"));
 }
+
+#[test]
+fn an_interrupted_run_says_how_to_resume_it() {
+    let env = env();
+    let started = env.work().parent().unwrap().join("started");
+    env.repo(&[(
+        "missions/long.toml",
+        &format!(
+            "[steps.a]\nrun = \"echo go > {}; sleep 300\"\n",
+            started.display()
+        ),
+    )]);
+    let child = env
+        .medley()
+        .args(["run", "long", "--output", "plain"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::run::wait_for(&started);
+    crate::run::signal(child.id() as i32, rustix::process::Signal::INT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("next: `medley resume ")
+            && last.ends_with("` continues the run, keeping what passed"),
+        "{stderr}"
+    );
+}

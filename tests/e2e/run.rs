@@ -386,7 +386,7 @@ fn a_missing_command_and_a_failing_setup_say_so() {
 }
 
 /// Waits (up to a minute) for `path` to exist: the fake work reached that point.
-fn wait_for(path: &std::path::Path) {
+pub(crate) fn wait_for(path: &std::path::Path) {
     for _ in 0..6000 {
         if path.exists() && fs_err::read_to_string(path).is_ok_and(|t| t.ends_with('\n')) {
             return;
@@ -476,7 +476,7 @@ fn sigint_cancels_the_run_and_leaves_no_process() {
 
 /// Signals one process, by syscall (never through a `kill` program: procps-ng 4.0.2's
 /// `kill -SIG -PGID` signals every process).
-fn signal(pid: i32, signal: rustix::process::Signal) {
+pub(crate) fn signal(pid: i32, signal: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_raw(pid).expect("a positive pid");
     rustix::process::kill_process(pid, signal).expect("the process exists");
 }

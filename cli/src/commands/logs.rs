@@ -48,7 +48,7 @@ pub fn cmd_logs(ctx: &Context, args: LogsArgs) -> Result<u8, CliError> {
     let steps = steps_of(&run, step)?;
     // The archive keeps prompts as sent; what is printed masks the run's secrets, as its
     // logs (masked when written) do.
-    let secrets = history::run_secrets(&repo.git_dir, &run.id, |name| std::env::var(name).ok());
+    let secrets = history::run_secrets(&repo.git_dir, &run.id, crate::settings::mission_var);
     let mut out = std::io::stdout().lock();
     let written = if ctx.output == OutputFormat::Json {
         write_json(&mut out, &repo, &run.id, &steps, &secrets)
