@@ -33,6 +33,8 @@ pub struct Live {
     done: usize,
     /// Steps ready to start that have not yet.
     ready: Vec<String>,
+    /// Steps that ended (or were kept).
+    ended: Vec<String>,
     /// The mission's step order, for the summary table (empty: the order steps ended in).
     order: Vec<String>,
     running: HashMap<String, ProgressBar>,
@@ -50,6 +52,7 @@ impl Live {
             total: 0,
             done: 0,
             ready: Vec::new(),
+            ended: Vec::new(),
             order: Vec::new(),
             running: HashMap::new(),
             rows: Vec::new(),
@@ -70,8 +73,19 @@ impl Live {
             "{}/{} done, {running} running, {waiting} waiting",
             self.done, self.total
         );
-        if !self.ready.is_empty() {
-            line.push_str(&format!(" (ready: {})", self.ready.join(", ")));
+        // The waiting steps by name: those of the mission's order that neither run nor ended
+        // (without the order, those ready to start).
+        let waiting_ids: Vec<&str> = if self.order.is_empty() {
+            self.ready.iter().map(String::as_str).collect()
+        } else {
+            self.order
+                .iter()
+                .filter(|s| !self.ended.contains(s) && !self.running.contains_key(*s))
+                .map(String::as_str)
+                .collect()
+        };
+        if !waiting_ids.is_empty() {
+            line.push_str(&format!(": {}", waiting_ids.join(", ")));
         }
         let bars = &self.bars;
         let header = self.header.get_or_insert_with(|| {
@@ -231,6 +245,7 @@ impl Live {
                 self.total = *steps;
                 self.done = 0;
                 self.ready.clear();
+                self.ended.clear();
             }
             Body::StepReady { step, .. } => self.ready.push(step.clone()),
             Body::StepStarted { step, .. } => self.ready.retain(|s| s != step),
@@ -238,6 +253,7 @@ impl Live {
             | Body::StepSkipped { step, .. }
             | Body::StepKept { step, .. } => {
                 self.ready.retain(|s| s != step);
+                self.ended.push(step.clone());
                 self.done += 1;
             }
             _ => {}
