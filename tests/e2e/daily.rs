@@ -436,3 +436,82 @@ fn an_interrupted_run_says_how_to_resume_it() {
         "{stderr}"
     );
 }
+
+/// Runs `medley ARGS` on a pseudo-terminal 100 columns wide (util-linux `script`) of type `term`, and returns
+/// what the terminal received; `None` where there is no `script`.
+fn on_a_terminal(env: &TestEnv, term: &str, args: &str) -> Option<(i32, String)> {
+    let script = std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("script"))
+        .find(|p| p.is_file())?;
+    let medley = env.medley();
+    let command = format!(
+        "stty cols 100 rows 40; exec {} {args}",
+        medley.get_program().to_string_lossy()
+    );
+    let mut cmd = std::process::Command::new(script);
+    cmd.env_clear().current_dir(env.work()).env("TERM", term);
+    for (name, value) in medley.get_envs() {
+        if let Some(value) = value
+            && name != "NO_COLOR"
+        {
+            cmd.env(name, value);
+        }
+    }
+    let out = cmd
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .output()
+        .ok()?;
+    Some((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).replace('\r', ""),
+    ))
+}
+
+#[test]
+fn a_terminal_that_cannot_draw_the_live_view_still_gets_every_line() {
+    let env = env();
+    env.repo(&[("missions/hello.toml", HELLO)]);
+    let Some((code, screen)) = on_a_terminal(&env, "dumb", "run hello --color never") else {
+        eprintln!("no `script` on PATH: skipped");
+        return;
+    };
+    assert_eq!(code, 0, "{screen}");
+    for line in [
+        "\ngreet.en: passed in ",
+        "\ngather: passed in ",
+        "\nrun passed in ",
+    ] {
+        assert!(screen.contains(line), "{line}: {screen}");
+    }
+}
+
+#[test]
+fn the_live_view_counts_steps_and_ends_with_its_table_in_mission_order() {
+    let env = env();
+    env.repo(&[("missions/hello.toml", HELLO)]);
+    let Some((code, screen)) = on_a_terminal(&env, "xterm", "run hello --color never") else {
+        eprintln!("no `script` on PATH: skipped");
+        return;
+    };
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains(" done, "), "the overall count: {screen}");
+    assert!(screen.contains(" waiting"), "{screen}");
+    // After the run: the table, in the mission's order, then what next; no spinner row is left.
+    let table = &screen[screen.rfind("\nstep ").expect("a summary table")..];
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        ["greet.en", "greet.fr", "greet.de", "gather"],
+        "{table}"
+    );
+    assert!(!table.contains("tokens"), "no agent ran: {table}");
+    assert!(table.contains("\nnext: `git diff "), "{table}");
+    for spinner in ['⠁', '⠉', '⠙', '⠚', '⠒', '⠂', '⠲', '⠴', '⠤'] {
+        assert!(!table.contains(spinner), "{table}");
+    }
+}

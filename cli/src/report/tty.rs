@@ -163,7 +163,7 @@ impl Live {
                 }
                 self.print(event);
                 for line in details {
-                    let _ = self.bars.println(line);
+                    self.say(line);
                 }
             }
             Body::StepFinished {
@@ -191,7 +191,7 @@ impl Live {
                 });
                 self.print(event);
                 for line in details {
-                    let _ = self.bars.println(line);
+                    self.say(line);
                 }
             }
             Body::StepSkipped { .. } => {
@@ -260,9 +260,22 @@ impl Live {
         }
     }
 
+    /// Prints a line above the live rows; where the terminal cannot draw them (`TERM=dumb`),
+    /// as a plain line, so that nothing is lost.
+    fn say(&self, line: &str) {
+        if self.bars.is_hidden() {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr().lock(),
+                format!("{line}\n").as_bytes(),
+            );
+        } else {
+            let _ = self.bars.println(line);
+        }
+    }
+
     fn print(&self, event: &Event) {
         if let Some(line) = super::line(event, self.color) {
-            let _ = self.bars.println(line);
+            self.say(&line);
         }
     }
 
