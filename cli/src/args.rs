@@ -33,12 +33,24 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// How progress is shown: a live view, one line per event, or NDJSON events on stdout
+    /// A live view, one line per event, or JSON on stdout (a run's events; a data command's data)
     #[arg(long, global = true, value_enum, help_heading = "Output")]
     pub output: Option<OutputFormat>,
     /// When to use colour (NO_COLOR turns it off)
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, help_heading = "Output")]
     pub color: ColorChoice,
+    /// Show only failures, warnings and the run's end
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Output"
+    )]
+    pub quiet: bool,
+    /// Also stream each step's output as it is written, prefixed by the step's id
+    #[arg(short, long, global = true, help_heading = "Output")]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +59,7 @@ pub enum Command {
     Watch(crate::commands::watch::WatchArgs),
 
     Validate(ValidateArgs),
+    Missions(crate::commands::missions::MissionsArgs),
     Graph(GraphArgs),
     Resume(crate::commands::resume::ResumeArgs),
     Runs(RunsArgs),
@@ -60,4 +73,6 @@ pub enum Command {
 
     Init(InitArgs),
     Schema(SchemaArgs),
+    Completions(crate::commands::completions::CompletionsArgs),
+    Man(crate::commands::completions::ManArgs),
 }

@@ -54,6 +54,10 @@ pub struct Context {
     pub color: bool,
     pub output: OutputFormat,
     pub width: usize,
+    /// `-q`: only failures, warnings and the run's end.
+    pub quiet: bool,
+    /// `-v`: each step's output streamed as it is written.
+    pub verbose: bool,
     /// What the environment sets (read once, at startup).
     pub settings: Settings,
 }
@@ -146,6 +150,11 @@ pub fn main() -> ExitCode {
         } else {
             OutputFormat::Plain
         });
+    // The live view is never drawn with -q or -v: they are line modes.
+    let output = match output {
+        OutputFormat::Tty if cli.global.quiet || cli.global.verbose => OutputFormat::Plain,
+        other => other,
+    };
     let width = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse().ok())
@@ -165,6 +174,8 @@ pub fn main() -> ExitCode {
         color,
         output,
         width,
+        quiet: cli.global.quiet,
+        verbose: cli.global.verbose,
         settings: Settings::from_env(),
     };
     let git_vars = medley_engine::git::env::locating_vars_set();
@@ -182,6 +193,7 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => commands::watch::cmd_watch(&ctx, args),
 
         Command::Validate(args) => commands::validate::cmd_validate(&ctx, args),
+        Command::Missions(args) => commands::missions::cmd_missions(&ctx, args),
         Command::Graph(args) => commands::graph::cmd_graph(&ctx, args),
         Command::Resume(args) => commands::resume::cmd_resume(&ctx, args),
         Command::Runs(args) => commands::runs::cmd_runs(&ctx, args),
@@ -196,6 +208,8 @@ pub fn main() -> ExitCode {
         Command::Init(args) => commands::init::cmd_init(&ctx, args),
 
         Command::Schema(args) => commands::schema::cmd_schema(&ctx, args),
+        Command::Completions(args) => commands::completions::cmd_completions(&ctx, args),
+        Command::Man(args) => commands::completions::cmd_man(&ctx, args),
     };
     match result {
         Ok(code) => exit::code(code),

@@ -73,6 +73,22 @@ pub fn available(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Every mission in `missions/` (paths relative to the current directory), sorted; an error
+/// when there is none.
+pub fn all(cwd: &Path) -> Result<Vec<PathBuf>, MissionArgError> {
+    let dir = missions_dir(cwd);
+    let names = available(&cwd.join(&dir));
+    if names.is_empty() {
+        return Err(MissionArgError::None {
+            dir: dir.display().to_string(),
+        });
+    }
+    Ok(names
+        .iter()
+        .map(|n| dir.join(format!("{n}.toml")))
+        .collect())
+}
+
 /// Resolves MISSION (a path or a name) or, with none, the only mission in `missions/`.
 pub fn resolve(cwd: &Path, arg: Option<&str>) -> Result<PathBuf, MissionArgError> {
     let dir = missions_dir(cwd);

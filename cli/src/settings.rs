@@ -35,6 +35,12 @@ impl Settings {
     }
 }
 
+/// The value of a variable a mission names (its `secrets`), read when a command needs it to
+/// mask what it prints.
+pub fn mission_var(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

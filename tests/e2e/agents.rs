@@ -282,8 +282,8 @@ fn costs_add_up_and_unknown_costs_are_said_to_be_unknown() {
         end["tokens"],
         serde_json::json!({"input": 400, "output": 80})
     );
-    assert_contains(&out.stderr, "cost unknown");
-    assert_contains(&out.stderr, "(unknown for 1 step)");
+    assert_contains(&out.stderr, "`codex`, tokens 200/40, cost unknown");
+    assert_contains(&out.stderr, "tokens 400/80, cost $0.0016 + unknown");
     let show = env.run(&["show", "last"]);
     let row = |step: &str| {
         show.stdout

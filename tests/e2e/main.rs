@@ -8,6 +8,7 @@ mod bounds;
 mod cache;
 mod cli;
 mod corpus;
+mod daily;
 mod faithful;
 mod git_fidelity;
 mod killed;

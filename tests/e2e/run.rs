@@ -386,7 +386,7 @@ fn a_missing_command_and_a_failing_setup_say_so() {
 }
 
 /// Waits (up to a minute) for `path` to exist: the fake work reached that point.
-fn wait_for(path: &std::path::Path) {
+pub(crate) fn wait_for(path: &std::path::Path) {
     for _ in 0..6000 {
         if path.exists() && fs_err::read_to_string(path).is_ok_and(|t| t.ends_with('\n')) {
             return;
@@ -476,7 +476,7 @@ fn sigint_cancels_the_run_and_leaves_no_process() {
 
 /// Signals one process, by syscall (never through a `kill` program: procps-ng 4.0.2's
 /// `kill -SIG -PGID` signals every process).
-fn signal(pid: i32, signal: rustix::process::Signal) {
+pub(crate) fn signal(pid: i32, signal: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_raw(pid).expect("a positive pid");
     rustix::process::kill_process(pid, signal).expect("the process exists");
 }
@@ -640,23 +640,40 @@ fn clean_is_idempotent_and_says_what_it_removed() {
     );
     let runs = env.run(&["clean", "--runs"]);
     assert_eq!(runs.code, 0);
+    // The older hello run was never applied: it is kept whole, and the next clean still sees it.
     assert!(
-        runs.stderr.contains("kept branch medley/hello/"),
+        runs.stderr.contains("kept run ") && runs.stderr.contains(" and its branch medley/hello/"),
+        "{}",
+        runs.stderr
+    );
+    assert!(
+        runs.stderr
+            .contains("`medley clean --runs --force` removes it"),
         "{}",
         runs.stderr
     );
     assert_eq!(
         env.run(&["runs"]).stdout.lines().count(),
-        3,
-        "header, the newest hello, the newest fail"
+        4,
+        "header, the kept hello, the newest hello, the newest fail"
     );
     let force = env.run(&["clean", "--runs", "--force"]);
     assert!(
-        force.stderr.starts_with("nothing to clean\n"),
-        "the old run's record is gone; its branch was kept: {}",
+        force.stderr.contains("removed branch medley/hello/"),
+        "the never-applied run goes with --force: {}",
         force.stderr
     );
-    assert_eq!(env.result_branches().len(), 2);
+    assert_eq!(env.result_branches().len(), 1, "the newest hello's");
+    assert_eq!(env.run(&["runs"]).stdout.lines().count(), 3);
+    // --all: each mission's newest run goes too; nothing of medley's is left in `git branch`.
+    let all = env.run(&["clean", "--runs", "--all", "--force"]);
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    assert!(env.result_branches().is_empty());
+    assert_eq!(env.git(&["branch", "--list", "medley/*"]), "");
+    assert_eq!(
+        env.run(&["runs"]).stderr,
+        "no runs yet: start one with `medley run`\n"
+    );
     // The pool goes with --pool, and git forgets its worktrees.
     assert!(!env.pool_slots().is_empty());
     let pool = env.run(&["clean", "--pool"]);

@@ -11,12 +11,13 @@ use crate::{CliError, Context, exit};
 #[command(
     long_about = "Apply a run's change (its result, or one step's with --step) against the run's \
         base to the working tree, as uncommitted changes. HEAD and the index are not touched. \
-        Refuses, naming them, when a file it would change differs from the run's base.",
-    after_help = "Examples:\n  medley apply last\n  medley apply last --step greet.en"
+        Refuses, naming them, when a file it would change differs from the run's base.\n\n\
+        RUN is `last` (the default), `last~N`, or a run id or the start of one.",
+    after_help = "Examples:\n  medley apply\n  medley apply last --step greet.en"
 )]
 pub struct ApplyArgs {
-    /// A run id, the start of one, or `last`
-    pub run: String,
+    /// `last` (the default), `last~N`, or a run id or the start of one
+    pub run: Option<String>,
     /// Apply this step's result instead of the run's
     #[arg(long, value_name = "ID")]
     pub step: Option<String>,
@@ -24,7 +25,8 @@ pub struct ApplyArgs {
 
 pub fn cmd_apply(ctx: &Context, args: ApplyArgs) -> Result<u8, CliError> {
     let repo = repo(ctx)?;
-    let run = load(&repo, &args.run)?;
+    super::no_json(ctx, "apply")?;
+    let run = load(&repo, args.run.as_deref())?;
     let files = history::apply(&repo, &run, args.step.as_deref()).map_err(|e| match e {
         history::HistoryError::Git(_) | history::HistoryError::Io { .. } => CliError::failed(e),
         _ => CliError::invalid(e),

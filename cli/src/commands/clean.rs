@@ -14,16 +14,25 @@ use crate::{CliError, Context, exit};
     long_about = "Remove the worktrees of ended runs and whatever killed runs left, and free the \
         pooled worktrees failed steps kept for a look; say how much disk the pool of warm \
         worktrees holds. With --pool, also remove that pool (the next run starts cold). With \
-        --cache, also empty the step cache. With --runs, also remove the records, refs and result branches of runs that are not their mission's \
-        newest; a result branch never applied is kept unless --force. Live runs are never touched. \
-        Running it twice is safe.",
-    after_help = "Examples:\n  medley clean\n  medley clean --runs\n  medley clean --pool"
+        --cache, also empty the step cache. Live runs are never touched; running it twice is \
+        safe.\n\n\
+        With --runs, also remove each ended run's record (journal, logs, prompts), its hidden \
+        refs and its result branch `medley/<mission>/<run>`, except:\n  \
+        - the newest run of each mission (so `last` still names it): --all removes it too;\n  \
+        - a run whose result was never applied (`medley apply`): it is kept whole, record and \
+        branch, and listed; --force removes it too, and any `medley/<mission>/<run>` branch whose \
+        run has no record left.\n\
+        So `medley clean --runs --all --force` leaves no run record and no `medley/*` branch.",
+    after_help = "Examples:\n  medley clean\n  medley clean --runs\n  medley clean --runs --all --force\n  medley clean --pool"
 )]
 pub struct CleanArgs {
-    /// Also remove old runs' records, refs and result branches
+    /// Also remove ended runs' records, refs and result branches (not each mission's newest)
     #[arg(long)]
     pub runs: bool,
-    /// With --runs, remove result branches that were never applied too
+    /// With --runs, remove each mission's newest run too
+    #[arg(long, requires = "runs")]
+    pub all: bool,
+    /// With --runs, remove runs whose result was never applied, and stray result branches
     #[arg(long, requires = "runs")]
     pub force: bool,
     /// Also empty the step cache
@@ -35,17 +44,16 @@ pub struct CleanArgs {
 }
 
 pub fn cmd_clean(ctx: &Context, args: CleanArgs) -> Result<u8, CliError> {
+    super::no_json(ctx, "clean")?;
     let repo = repo(ctx)?;
     let worktrees = worktrees_root(None, &repo).map_err(CliError::failed)?;
-    let cleaned = history::clean(
-        &repo,
-        &worktrees,
-        args.runs,
-        args.force,
-        args.pool,
-        ctx.settings.grace,
-    )
-    .map_err(CliError::failed)?;
+    let runs = history::CleanRuns {
+        runs: args.runs,
+        all: args.all,
+        force: args.force,
+    };
+    let cleaned = history::clean(&repo, &worktrees, runs, args.pool, ctx.settings.grace)
+        .map_err(CliError::failed)?;
     let mut said = false;
     for (run, step) in &cleaned.released_slots {
         ctx.status(&format!(
@@ -73,9 +81,17 @@ pub fn cmd_clean(ctx: &Context, args: CleanArgs) -> Result<u8, CliError> {
         ctx.status(&format!("removed branch {branch}"));
         said = true;
     }
-    for branch in &cleaned.kept_branches {
+    for (run, branch) in &cleaned.kept_branches {
+        let short = history::short_id(&repo.git_dir, run);
         ctx.status(&format!(
-            "kept branch {branch}: it was never applied (`--force` removes it)"
+            "kept run {short} and its branch {branch}: its result was never applied \
+             (`medley apply {short}` applies it; `medley clean --runs --force` removes it)"
+        ));
+        said = true;
+    }
+    for branch in &cleaned.stray_branches {
+        ctx.status(&format!(
+            "kept branch {branch}: its run has no record left (`medley clean --runs --force` removes it)"
         ));
         said = true;
     }

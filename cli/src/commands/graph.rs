@@ -9,7 +9,9 @@ use crate::{CliError, Context, exit, print_data};
 #[command(
     long_about = "Print a mission's step graph as Graphviz DOT or Mermaid, with matrix children \
         grouped and each step's agent (or `command`).\n\n\
-        The Mermaid output is a fenced ```mermaid block: paste it into a GitHub comment and it renders.",
+        The Mermaid output is a fenced ```mermaid block: paste it into a GitHub comment and it renders.\n\n\
+        With --output json: one JSON object, `mission` and `steps` (each `id`, `declared`, \
+        `needs`, `runner`: its agents or `command`), in the order they can run.",
     after_help = "Examples:\n  medley graph refactor | dot -Tsvg > refactor.svg\n  medley graph refactor --format mermaid"
 )]
 pub struct GraphArgs {
@@ -28,6 +30,22 @@ pub enum GraphFormat {
 
 pub fn cmd_graph(ctx: &Context, args: GraphArgs) -> Result<u8, CliError> {
     let plan = load_plan(ctx, args.mission.as_deref(), &PlanOptions::default())?;
+    if ctx.output == crate::output::OutputFormat::Json {
+        let steps: Vec<serde_json::Value> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "id": s.id,
+                    "declared": s.declared,
+                    "needs": s.needs,
+                    "runner": graph::runner(s),
+                })
+            })
+            .collect();
+        super::print_json(&serde_json::json!({ "mission": plan.mission, "steps": steps }))?;
+        return Ok(exit::SUCCESS);
+    }
     let text = match args.format {
         GraphFormat::Dot => graph::dot(&plan),
         GraphFormat::Mermaid => graph::mermaid(&plan),

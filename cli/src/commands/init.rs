@@ -26,6 +26,7 @@ pub struct WriteError(#[source] pub std::io::Error);
 pub struct Exists(String);
 
 pub fn cmd_init(ctx: &Context, _args: InitArgs) -> Result<u8, CliError> {
+    super::no_json(ctx, "init")?;
     let dir = ctx.cwd.join("missions");
     let files = [
         ("missions/hello.toml", HELLO.to_owned()),

@@ -3,9 +3,11 @@
 pub mod agents;
 pub mod apply;
 pub mod clean;
+pub mod completions;
 pub mod graph;
 pub mod init;
 pub mod logs;
+pub mod missions;
 pub mod report;
 pub mod resume;
 pub mod run;
@@ -23,7 +25,7 @@ use medley_engine::mission::{LoadError, Mission};
 use medley_engine::plan::compile::CompileError;
 use medley_engine::plan::{self, Plan, PlanOptions};
 
-use crate::{CliError, Context, missions};
+use crate::{CliError, Context};
 
 /// Finds, loads and compiles the mission a command names.
 pub fn load_plan(
@@ -31,7 +33,7 @@ pub fn load_plan(
     arg: Option<&str>,
     options: &PlanOptions,
 ) -> Result<Plan, CliError> {
-    let path = missions::resolve(&ctx.cwd, arg).map_err(CliError::invalid)?;
+    let path = crate::missions::resolve(&ctx.cwd, arg).map_err(CliError::invalid)?;
     compile_path(ctx, &path, options)
 }
 
@@ -64,17 +66,60 @@ pub(crate) fn repo(ctx: &Context) -> Result<Repo, CliError> {
     Repo::discover(&ctx.cwd).map_err(CliError::invalid)
 }
 
-pub(crate) fn load(repo: &Repo, arg: &str) -> Result<RunInfo, CliError> {
-    let id = history::resolve(&repo.git_dir, arg).map_err(CliError::invalid)?;
+/// The run RUN names (`last` when it names none).
+pub(crate) fn load(repo: &Repo, arg: Option<&str>) -> Result<RunInfo, CliError> {
+    let id = history::resolve(&repo.git_dir, arg.unwrap_or("last")).map_err(CliError::invalid)?;
     history::load(&repo.git_dir, &id).map_err(CliError::failed)
 }
 
-/// A run's cost: the known part, and "unknown" for what is not known.
-pub(crate) fn money(run: &RunInfo) -> String {
-    match (run.cost_usd, run.unpriced_steps) {
-        (Some(c), 0) => format!("${c:.4}"),
-        (Some(c), _) => format!("${c:.4}+?"),
-        (None, 0) if run.tokens.input + run.tokens.output == 0 => "-".to_owned(),
-        (None, _) => "unknown".to_owned(),
-    }
+/// Whether any agent worked in the run (a run without one has no tokens or dollars to show).
+pub(crate) fn has_agents(run: &RunInfo) -> bool {
+    run.steps.values().any(|s| s.agent.is_some())
+        || run.tokens.input + run.tokens.output > 0
+        || run.unpriced_steps > 0
+        || run.uncounted_steps > 0
+        || run.cost_usd.is_some()
 }
+
+/// A run's tokens and cost for a listing: blank without agents, "unknown" for what is not known.
+pub(crate) fn usage(run: &RunInfo) -> (String, String) {
+    if !has_agents(run) {
+        return (String::new(), String::new());
+    }
+    (
+        crate::report::run_tokens(run.tokens, run.uncounted_steps),
+        crate::report::run_cost(run.cost_usd, run.unpriced_steps),
+    )
+}
+
+/// A run as JSON data (`runs`, `show`): its journal's summary, its status and its short id.
+pub(crate) fn run_json(run: &RunInfo, short: &str, with_steps: bool) -> serde_json::Value {
+    let mut value = serde_json::to_value(run).expect("a run summary serialises to JSON");
+    if let Some(object) = value.as_object_mut() {
+        object.insert("short_id".into(), short.into());
+        object.insert("status".into(), run.status().into());
+        if !with_steps {
+            object.remove("steps");
+        }
+    }
+    value
+}
+
+/// Prints one JSON document on stdout.
+pub(crate) fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).expect("a JSON value serialises");
+    crate::print_data(&(text + "\n"))
+}
+
+/// Refuses `--output json` for a command that has no data to print.
+pub(crate) fn no_json(ctx: &Context, command: &str) -> Result<(), CliError> {
+    if ctx.output == crate::output::OutputFormat::Json {
+        return Err(CliError::invalid(NoJson(command.to_owned())));
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("`medley {0}` has no JSON output: it prints no data, only what it did")]
+#[diagnostic(help("run it without `--output json`"))]
+pub(crate) struct NoJson(String);

@@ -13,7 +13,7 @@ use crate::{CliError, Context};
     after_help = "Example:\n  medley resume last"
 )]
 pub struct ResumeArgs {
-    /// A run id, the start of one, or `last`
+    /// `last`, `last~N`, or a run id or the start of one (`medley runs` shows the shortest)
     pub run: String,
     /// Run the remaining steps without reusing cached results
     #[arg(long)]

@@ -105,6 +105,7 @@ fn run_plan(
     fresh_worktrees: bool,
     record: RunRecord,
 ) -> Result<u8, CliError> {
+    let order = plan.steps.iter().map(|s| s.id.clone()).collect();
     let plan = medley_engine::run::preflight::check(plan).map_err(CliError::invalid)?;
     for warning in &plan.warnings {
         ctx.status(&format!(
@@ -123,7 +124,7 @@ fn run_plan(
         record: Some(record),
         control: None,
     };
-    drive(ctx, move |events, cancelled| {
+    drive(ctx, order, move |events, cancelled| {
         medley_engine::run::run(plan, options, events, cancelled)
     })
 }
@@ -142,14 +143,15 @@ pub fn resume_run(ctx: &Context, run: &str, no_cache: bool) -> Result<u8, CliErr
         control: None,
     };
     let run = run.to_owned();
-    drive(ctx, move |events, cancelled| async move {
+    drive(ctx, Vec::new(), move |events, cancelled| async move {
         medley_engine::run::resume(&run, options, events, cancelled).await
     })
 }
 
 /// Starts a run with `start`, reports its events as they come, stops it in stages on Ctrl-C
 /// or SIGTERM, and maps how it ended to an exit code.
-fn drive<F, Fut>(ctx: &Context, start: F) -> Result<u8, CliError>
+/// `order`: the mission's steps, for the summary table (empty: the order they ended in).
+fn drive<F, Fut>(ctx: &Context, order: Vec<String>, start: F) -> Result<u8, CliError>
 where
     F: FnOnce(
         tokio::sync::mpsc::UnboundedSender<medley_engine::event::Event>,
@@ -163,13 +165,31 @@ where
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(RuntimeError(e)))?;
-    let mut reporter = Reporter::new(ctx.output, ctx.color);
+    let namer: Option<crate::report::Namer> = super::repo(ctx).ok().map(|repo| {
+        let git_dir = repo.git_dir.clone();
+        Box::new(move |id: &str| medley_engine::history::short_id(&git_dir, id))
+            as crate::report::Namer
+    });
+    let git_dir = ctx
+        .verbose
+        .then(|| super::repo(ctx).ok().map(|r| r.git_dir))
+        .flatten();
+    let mut reporter = Reporter::new(ctx.output, ctx.color, ctx.quiet, namer)
+        .follow(git_dir)
+        .order(order);
     runtime.block_on(async move {
         let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
         let (cancel, cancelled) = tokio::sync::watch::channel(false);
         let report = tokio::spawn(async move {
-            while let Some(event) = received.recv().await {
-                reporter.event(&event);
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    event = received.recv() => match event {
+                        Some(event) => reporter.event(&event),
+                        None => break,
+                    },
+                    _ = tick.tick(), if reporter.follows() => reporter.tick(),
+                }
             }
             reporter.finish();
         });
@@ -178,13 +198,11 @@ where
         let _ = report.await;
         signals.abort();
         match result {
-            Ok(summary) => Ok({
-                report_hint(ctx, &summary.run);
-                match summary.outcome {
-                    RunOutcome::Passed => exit::SUCCESS,
-                    RunOutcome::Failed => exit::FAILED,
-                    RunOutcome::Cancelled => exit::INTERRUPTED,
-                }
+            // The run's last lines (what next, the report) are the reporter's.
+            Ok(summary) => Ok(match summary.outcome {
+                RunOutcome::Passed => exit::SUCCESS,
+                RunOutcome::Failed => exit::FAILED,
+                RunOutcome::Cancelled => exit::INTERRUPTED,
             }),
             Err(e) if e.is_usage() => Err(CliError::invalid(e)),
             Err(e) => Err(CliError::failed(e)),
@@ -195,13 +213,6 @@ where
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("cannot start the async runtime")]
 struct RuntimeError(#[source] std::io::Error);
-
-/// The line that ends a run: how to see what it did.
-pub fn report_hint(ctx: &Context, run: &str) {
-    ctx.status(&format!(
-        "see what it did: `medley report {run} --open` (or `--format markdown`)"
-    ));
-}
 
 /// The plan as text: steps in order with their agents and rendered templates.
 fn dry_run_text(plan: &Plan, color: bool) -> String {

@@ -6,42 +6,74 @@ use std::time::Duration;
 use clap::Args;
 use medley_engine::history::{self};
 
+use crate::output::OutputFormat;
 use crate::style::human_duration;
 
-use super::{money, repo};
+use super::{print_json, repo, run_json, usage};
 use crate::{CliError, Context, exit, print_data};
 
 /// List the runs of this repository
 #[derive(Debug, Args)]
 #[command(
     long_about = "List the runs of this repository, oldest first: id, mission, start, duration, \
-        outcome, tokens and cost.",
-    after_help = "Example:\n  medley runs"
+        outcome, tokens and cost. The id shown is the shortest prefix that names the run: \
+        type it (or `last`, `last~1`, ...) wherever a command takes RUN. Tokens and cost are \
+        shown only for runs where an agent worked; \"unknown\" marks what no CLI reported.\n\n\
+        With --output json: one JSON array, a run per object (`id`, `short_id`, `mission`, \
+        `mission_path`, `started`, `base`, `status`, `outcome`, `reason`, `result_branch`, \
+        `duration_ms`, `tokens`, `cost_usd`, `unpriced_steps`, `uncounted_steps`, `live`).",
+    after_help = "Examples:\n  medley runs\n  medley runs --output json"
 )]
 pub struct RunsArgs {}
 
 pub fn cmd_runs(ctx: &Context, _args: RunsArgs) -> Result<u8, CliError> {
     let repo = repo(ctx)?;
     let runs = history::list(&repo.git_dir);
+    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    let short = history::short_ids(&ids);
+    if ctx.output == OutputFormat::Json {
+        let all: Vec<serde_json::Value> = runs
+            .iter()
+            .zip(&short)
+            .map(|(run, short)| run_json(run, short, false))
+            .collect();
+        print_json(&serde_json::Value::Array(all))?;
+        return Ok(exit::SUCCESS);
+    }
     if runs.is_empty() {
         ctx.status("no runs yet: start one with `medley run`");
         return Ok(exit::SUCCESS);
     }
+    let id_width = short.iter().map(String::len).max().unwrap_or(3).max(3);
     let mission_width = runs
         .iter()
         .map(|r| r.mission.len())
         .max()
         .unwrap_or(7)
         .max(7);
+    let rows: Vec<(String, String)> = runs.iter().map(usage).collect();
+    let tokens_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+    let cost_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    let any_usage = tokens_width > 0;
     let mut out = format!(
-        "{:<36}  {:<mission_width$}  {:<20}  {:>8}  {:<9}  {:>7}  {:>7}\n",
-        "run", "mission", "started", "duration", "outcome", "tokens", "cost"
+        "{:<id_width$}  {:<mission_width$}  {:<19}  {:>8}  {:<9}",
+        "run", "mission", "started", "duration", "outcome"
     );
-    for run in &runs {
-        let _ = writeln!(
+    if any_usage {
+        let _ = write!(
             out,
-            "{:<36}  {:<mission_width$}  {:<20}  {:>8}  {:<9}  {:>7}  {:>7}",
-            run.id,
+            "  {:>tokens_width$}  {:>cost_width$}",
+            "tokens",
+            "cost",
+            tokens_width = tokens_width.max(6),
+            cost_width = cost_width.max(4)
+        );
+    }
+    let mut out = out.trim_end().to_owned();
+    out.push('\n');
+    for ((run, short), (tokens, cost)) in runs.iter().zip(&short).zip(&rows) {
+        let mut line = format!(
+            "{short:<id_width$}  {:<mission_width$}  {:<19}  {:>8}  {:<9}",
             run.mission,
             run.started
                 .get(..19)
@@ -50,13 +82,16 @@ pub fn cmd_runs(ctx: &Context, _args: RunsArgs) -> Result<u8, CliError> {
             run.duration_ms
                 .map_or("-".to_owned(), |d| human_duration(Duration::from_millis(d))),
             run.status(),
-            match (run.tokens.input + run.tokens.output, run.uncounted_steps) {
-                (0, n) if n > 0 => "unknown".to_owned(),
-                (sum, 0) => sum.to_string(),
-                (sum, _) => format!("{sum}+?"),
-            },
-            money(run),
         );
+        if any_usage {
+            let _ = write!(
+                line,
+                "  {tokens:>tokens_width$}  {cost:>cost_width$}",
+                tokens_width = tokens_width.max(6),
+                cost_width = cost_width.max(4)
+            );
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     print_data(&out)?;
     Ok(exit::SUCCESS)

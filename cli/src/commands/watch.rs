@@ -70,6 +70,7 @@ pub fn cmd_watch(ctx: &Context, args: WatchArgs) -> Result<u8, CliError> {
     let color = ctx.color;
     let output = ctx.output;
     let clear = args.clear;
+    let quiet = ctx.quiet;
     runtime.block_on(async move {
         let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
         let (notices_tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
@@ -78,7 +79,7 @@ pub fn cmd_watch(ctx: &Context, args: WatchArgs) -> Result<u8, CliError> {
         let watching = tokio::spawn(medley_engine::watch::watch(
             options, events_tx, notices_tx, cancelled,
         ));
-        let mut reporter = Reporter::new(output, color);
+        let mut reporter = Reporter::new(output, color, quiet, None);
         let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
         let mut events_open = true;
         let mut notices_open = true;
@@ -186,7 +187,10 @@ fn say(
                     cached.join(", ")
                 }
             ));
-            super::run::report_hint(ctx, &summary.run);
+            ctx.status(&format!(
+                "see what it did: {}",
+                crate::report::report_line(&summary.run)
+            ));
         }
         Notice::Waiting => ctx.status("watching for changes (Ctrl-C to stop)"),
     }

@@ -1,8 +1,6 @@
 //! Reporters: each consumes the engine's events. `plain` writes a line per event to stderr,
 //! `tty` a live view on stderr, `json` the events themselves to stdout.
 
-mod tty;
-
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -11,26 +9,129 @@ use medley_engine::event::{Body, ErrorKind, Event, SkipReason};
 
 use crate::output::OutputFormat;
 
+mod failures;
+mod follow;
+mod tty;
+
+pub use failures::{Failures, Namer, report_line};
+pub use follow::Follow;
+
+/// How a run's events are shown.
 pub enum Reporter {
-    Plain { color: bool },
+    /// A line per event on stderr; `quiet`: only failures, warnings and the run's end;
+    /// `follow` (`-v`): each step's output too, as it is written.
+    Plain {
+        color: bool,
+        quiet: bool,
+        failures: Failures,
+        follow: Option<Follow>,
+    },
     Json,
-    Tty(tty::Live),
+    Tty(tty::Live, Failures),
 }
 
 impl Reporter {
-    pub fn new(format: OutputFormat, color: bool) -> Reporter {
+    pub fn new(format: OutputFormat, color: bool, quiet: bool, namer: Option<Namer>) -> Reporter {
         match format {
-            OutputFormat::Plain => Reporter::Plain { color },
+            OutputFormat::Plain => Reporter::Plain {
+                color,
+                quiet,
+                failures: Failures::new(namer),
+                follow: None,
+            },
             OutputFormat::Json => Reporter::Json,
-            OutputFormat::Tty => Reporter::Tty(tty::Live::new(color)),
+            OutputFormat::Tty => Reporter::Tty(tty::Live::new(color), Failures::new(namer)),
+        }
+    }
+
+    /// With `-v` in plain mode: streams each step's output from the run's logs under `git_dir`.
+    pub fn follow(mut self, git_dir: Option<std::path::PathBuf>) -> Reporter {
+        if let (Reporter::Plain { follow, .. }, Some(git_dir)) = (&mut self, git_dir) {
+            *follow = Some(Follow::new(git_dir));
+        }
+        self
+    }
+
+    /// The live view's summary table lists steps in this order (the mission's).
+    pub fn order(mut self, order: Vec<String>) -> Reporter {
+        if let Reporter::Tty(live, _) = &mut self {
+            live.set_order(order);
+        }
+        self
+    }
+
+    /// Whether [`Reporter::tick`] has anything to do.
+    pub fn follows(&self) -> bool {
+        matches!(
+            self,
+            Reporter::Plain {
+                follow: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Prints what the followed steps wrote since the last tick.
+    pub fn tick(&mut self) {
+        if let Reporter::Plain {
+            follow: Some(follow),
+            ..
+        } = self
+        {
+            let mut err = std::io::stderr().lock();
+            for line in follow.poll(None, false) {
+                let _ = writeln!(err, "{line}");
+            }
         }
     }
 
     pub fn event(&mut self, event: &Event) {
         match self {
-            Reporter::Plain { color } => {
-                if let Some(line) = line(event, *color) {
-                    let _ = writeln!(std::io::stderr().lock(), "{line}");
+            Reporter::Plain {
+                color,
+                quiet,
+                failures,
+                follow,
+            } => {
+                if let Some(follow) = follow {
+                    let mut err = std::io::stderr().lock();
+                    match &event.body {
+                        Body::RunStarted { .. } => follow.start_run(&event.run),
+                        Body::StepStarted { step, .. } => follow.start_step(step),
+                        Body::GateStarted { step: None, .. } => follow.start_step("_final"),
+                        Body::GateFinished { step: None, .. } => {
+                            for line in follow.poll(Some("_final"), true) {
+                                let _ = writeln!(err, "{line}");
+                            }
+                        }
+                        // What a step wrote comes before the lines that judge it.
+                        Body::StepFinished { step, .. } => {
+                            for line in follow.poll(Some(step), true) {
+                                let _ = writeln!(err, "{line}");
+                            }
+                        }
+                        Body::GateFinished {
+                            step: Some(step), ..
+                        }
+                        | Body::AttemptFailed { step, .. }
+                        | Body::StepCommitted { step, .. } => {
+                            for line in follow.poll(Some(step), false) {
+                                let _ = writeln!(err, "{line}");
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let details = failures.observe(event);
+                let shown = !*quiet
+                    || !details.is_empty()
+                    || matches!(event.body, Body::Warning { .. } | Body::RunFinished { .. });
+                if shown && let Some(line) = line(event, *color) {
+                    let mut err = std::io::stderr().lock();
+                    let _ = writeln!(err, "{line}");
+                    for detail in details {
+                        let _ = writeln!(err, "{detail}");
+                    }
                 }
             }
             Reporter::Json => {
@@ -40,13 +141,29 @@ impl Reporter {
                     let _ = out.flush();
                 }
             }
-            Reporter::Tty(live) => live.event(event),
+            Reporter::Tty(live, failures) => {
+                let details = failures.observe(event);
+                live.event(event, &details);
+            }
         }
     }
 
+    /// Ends the report: the live view's table, then the failures together and what to do
+    /// next (not after a run that never ended, nor in JSON).
     pub fn finish(&mut self) {
-        if let Reporter::Tty(live) = self {
-            live.finish();
+        let (failures, color) = match self {
+            Reporter::Plain {
+                failures, color, ..
+            } => (&*failures, *color),
+            Reporter::Tty(live, failures) => {
+                live.finish();
+                (&*failures, live.color())
+            }
+            Reporter::Json => return,
+        };
+        if failures.ended() {
+            let text = failures.epilogue(color);
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
         }
     }
 }
@@ -58,18 +175,30 @@ pub fn tokens(tokens: Option<medley_engine::event::Tokens>) -> String {
     })
 }
 
-/// A run's tokens: the known part, marked when some steps' are not known.
+/// A run's tokens: `in/out`, `in/out + unknown` when some steps' are not known, `unknown`
+/// when none are.
 pub fn run_tokens(tokens: medley_engine::event::Tokens, uncounted: usize) -> String {
     match (tokens.input + tokens.output, uncounted) {
         (0, n) if n > 0 => "unknown".to_owned(),
         (_, 0) => format!("{}/{}", tokens.input, tokens.output),
-        _ => format!("{}/{}+?", tokens.input, tokens.output),
+        _ => format!("{}/{} + unknown", tokens.input, tokens.output),
     }
 }
 
-/// A cost in dollars, or "cost unknown" when the CLI reported none.
+/// A step's cost in dollars, or "unknown" when its CLI reported none and no price was given.
 pub fn cost(usd: Option<f64>) -> String {
-    usd.map_or("cost unknown".to_owned(), |c| format!("${c:.4}"))
+    usd.map_or("unknown".to_owned(), |c| format!("${c:.4}"))
+}
+
+/// A run's cost: `$x`, `$x + unknown` when some steps' cost is not known, `unknown` when no
+/// part is known (never `$0.0000` then).
+pub fn run_cost(known: Option<f64>, unpriced: usize) -> String {
+    match (known, unpriced) {
+        (Some(c), 0) => format!("${c:.4}"),
+        (Some(c), _) if c > 0.0 => format!("${c:.4} + unknown"),
+        (None, 0) => "$0.0000".to_owned(),
+        _ => "unknown".to_owned(),
+    }
 }
 
 fn short(commit: &str) -> &str {
@@ -165,15 +294,11 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
                 red(&head, color)
             };
             let used = match agent {
-                Some(agent) => match tokens {
-                    Some(t) => format!(
-                        ", `{agent}`, {} tokens in / {} out, {}",
-                        t.input,
-                        t.output,
-                        cost(*cost_usd)
-                    ),
-                    None => format!(", `{agent}`, tokens unknown, {}", cost(*cost_usd)),
-                },
+                Some(agent) => format!(
+                    ", `{agent}`, tokens {}, cost {}",
+                    self::tokens(*tokens),
+                    cost(*cost_usd)
+                ),
                 None => String::new(),
             };
             match error {
@@ -217,23 +342,16 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             } else {
                 red(&head, color)
             };
+            // A run with no agent has no tokens or dollars to speak of.
             let used = if tokens.input + tokens.output > 0
                 || *unpriced_steps > 0
                 || *uncounted_steps > 0
+                || *cost_usd > 0.0
             {
-                let unknown = |n: usize| {
-                    if n > 0 {
-                        format!(" (unknown for {})", plural(n, "step"))
-                    } else {
-                        String::new()
-                    }
-                };
                 format!(
-                    "; {} tokens in / {} out{}, ${cost_usd:.4}{}",
-                    tokens.input,
-                    tokens.output,
-                    unknown(*uncounted_steps),
-                    unknown(*unpriced_steps)
+                    "; tokens {}, cost {}",
+                    run_tokens(*tokens, *uncounted_steps),
+                    run_cost(Some(*cost_usd), *unpriced_steps)
                 )
             } else {
                 String::new()

@@ -8,6 +8,9 @@ use crate::style::human_duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medley_engine::event::{Body, Event, Outcome};
 
+/// The running row of the mission's final gate.
+const MISSION_GATE: &str = "mission gate";
+
 /// A row of the summary table.
 struct Row {
     step: String,
@@ -23,6 +26,17 @@ struct Row {
 pub struct Live {
     color: bool,
     bars: MultiProgress,
+    /// The overall count (`3/8 done, 2 running, 3 waiting`), above the steps' rows.
+    header: Option<ProgressBar>,
+    /// Steps in the run, and those that ended.
+    total: usize,
+    done: usize,
+    /// Steps ready to start that have not yet.
+    ready: Vec<String>,
+    /// Steps that ended (or were kept).
+    ended: Vec<String>,
+    /// The mission's step order, for the summary table (empty: the order steps ended in).
+    order: Vec<String>,
     running: HashMap<String, ProgressBar>,
     rows: Vec<Row>,
     /// Tokens in, out, known cost and unpriced steps of the run.
@@ -34,18 +48,64 @@ impl Live {
         Live {
             color,
             bars: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            header: None,
+            total: 0,
+            done: 0,
+            ready: Vec::new(),
+            ended: Vec::new(),
+            order: Vec::new(),
             running: HashMap::new(),
             rows: Vec::new(),
             totals: None,
         }
     }
 
+    /// The summary table lists steps in this order (the mission's).
+    pub fn set_order(&mut self, order: Vec<String>) {
+        self.order = order;
+    }
+
+    /// Redraws the overall count.
+    fn count(&mut self) {
+        let running = self.running.keys().filter(|k| *k != MISSION_GATE).count();
+        let waiting = self.total.saturating_sub(self.done + running);
+        let mut line = format!(
+            "{}/{} done, {running} running, {waiting} waiting",
+            self.done, self.total
+        );
+        // The waiting steps by name: those of the mission's order that neither run nor ended
+        // (without the order, those ready to start).
+        let waiting_ids: Vec<&str> = if self.order.is_empty() {
+            self.ready.iter().map(String::as_str).collect()
+        } else {
+            self.order
+                .iter()
+                .filter(|s| !self.ended.contains(s) && !self.running.contains_key(*s))
+                .map(String::as_str)
+                .collect()
+        };
+        if !waiting_ids.is_empty() {
+            line.push_str(&format!(": {}", waiting_ids.join(", ")));
+        }
+        let bars = &self.bars;
+        let header = self.header.get_or_insert_with(|| {
+            let bar = bars.insert(0, ProgressBar::new_spinner());
+            let style = ProgressStyle::with_template("{wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar
+        });
+        header.set_message(line);
+    }
+
     fn bar(&mut self, step: &str) -> &ProgressBar {
         let bars = &self.bars;
         self.running.entry(step.to_owned()).or_insert_with(|| {
             let bar = bars.add(ProgressBar::new_spinner());
-            let style = ProgressStyle::with_template("{spinner} {prefix:<24} {msg} {elapsed:>4}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            // `wide_msg` takes what the terminal's width leaves: a row never wraps.
+            let style =
+                ProgressStyle::with_template("{spinner} {prefix:<24} {elapsed:>4} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner());
             bar.set_style(style);
             bar.set_prefix(step.to_owned());
             bar.enable_steady_tick(Duration::from_millis(100));
@@ -53,7 +113,20 @@ impl Live {
         })
     }
 
-    pub fn event(&mut self, event: &Event) {
+    pub fn color(&self) -> bool {
+        self.color
+    }
+
+    /// Shows an event; `details` are lines to print under it (a failure's output and log).
+    pub fn event(&mut self, event: &Event, details: &[String]) {
+        self.track(event);
+        self.show(event, details);
+        if self.total > 0 && !matches!(event.body, Body::RunFinished { .. }) {
+            self.count();
+        }
+    }
+
+    fn show(&mut self, event: &Event, details: &[String]) {
         let step = event.step().unwrap_or("").to_owned();
         match &event.body {
             Body::StepStarted { attempt, agent, .. } => {
@@ -76,6 +149,22 @@ impl Live {
             Body::GateStarted { attempt, .. } if !step.is_empty() => {
                 self.bar(&step)
                     .set_message(format!("gate, attempt {attempt}"));
+            }
+            Body::GateStarted { command, .. } => {
+                self.print(event);
+                let first = command.lines().next().unwrap_or("").to_owned();
+                self.bar(MISSION_GATE)
+                    .set_message(format!("gate `{first}`"));
+            }
+            Body::GateFinished { .. } if step.is_empty() => {
+                if let Some(bar) = self.running.remove(MISSION_GATE) {
+                    bar.finish_and_clear();
+                    self.bars.remove(&bar);
+                }
+                self.print(event);
+                for line in details {
+                    self.say(line);
+                }
             }
             Body::StepFinished {
                 outcome,
@@ -101,6 +190,9 @@ impl Live {
                     cost: *cost_usd,
                 });
                 self.print(event);
+                for line in details {
+                    self.say(line);
+                }
             }
             Body::StepSkipped { .. } => {
                 self.rows.push(Row {
@@ -142,23 +234,71 @@ impl Live {
             | Body::AgentSwitched { .. }
             | Body::RunStarted { .. }
             | Body::Warning { .. } => self.print(event),
-            Body::GateStarted { .. } | Body::GateFinished { .. } if step.is_empty() => {
-                self.print(event)
+            _ => {}
+        }
+    }
+
+    /// Keeps the overall count up to date.
+    fn track(&mut self, event: &Event) {
+        match &event.body {
+            Body::RunStarted { steps, .. } => {
+                self.total = *steps;
+                self.done = 0;
+                self.ready.clear();
+                self.ended.clear();
+            }
+            Body::StepReady { step, .. } => self.ready.push(step.clone()),
+            Body::StepStarted { step, .. } => self.ready.retain(|s| s != step),
+            Body::StepFinished { step, .. }
+            | Body::StepSkipped { step, .. }
+            | Body::StepKept { step, .. } => {
+                self.ready.retain(|s| s != step);
+                self.ended.push(step.clone());
+                self.done += 1;
             }
             _ => {}
         }
     }
 
+    /// Prints a line above the live rows; where the terminal cannot draw them (`TERM=dumb`),
+    /// as a plain line, so that nothing is lost.
+    fn say(&self, line: &str) {
+        if self.bars.is_hidden() {
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr().lock(),
+                format!("{line}\n").as_bytes(),
+            );
+        } else {
+            let _ = self.bars.println(line);
+        }
+    }
+
     fn print(&self, event: &Event) {
         if let Some(line) = super::line(event, self.color) {
-            let _ = self.bars.println(line);
+            self.say(&line);
         }
     }
 
     /// Clears the live lines and prints the summary table.
     pub fn finish(&mut self) {
+        // Nothing live is left behind, after Ctrl-C either: every row goes before the table.
         for (_, bar) in self.running.drain() {
             bar.finish_and_clear();
+            self.bars.remove(&bar);
+        }
+        if let Some(header) = self.header.take() {
+            header.finish_and_clear();
+            self.bars.remove(&header);
+        }
+        // The table lists steps in the mission's order.
+        if !self.order.is_empty() {
+            let at = |step: &str| {
+                self.order
+                    .iter()
+                    .position(|s| s == step)
+                    .unwrap_or(usize::MAX)
+            };
+            self.rows.sort_by_key(|r| at(&r.step));
         }
         let _ = self.bars.clear();
         if self.rows.is_empty() {
@@ -171,39 +311,50 @@ impl Live {
             .max()
             .unwrap_or(4)
             .max(5);
-        let mut table = format!(
-            "\n{:<width$}  {:<9}  {:>8}  {:>8}  {:<10}  {:>15}  {:>9}\n",
-            "step", "outcome", "attempts", "time", "commit", "tokens in/out", "cost"
-        );
+        // Tokens and dollars only where an agent worked.
+        let agents = self.rows.iter().any(|r| r.tokens.is_some());
+        let line = |cells: [&str; 7]| {
+            let mut line = format!(
+                "{:<width$}  {:<10}  {:>8}  {:>8}  {:<10}",
+                cells[0], cells[1], cells[2], cells[3], cells[4]
+            );
+            if agents {
+                line.push_str(&format!("  {:>15}  {:>17}", cells[5], cells[6]));
+            }
+            format!("{}\n", line.trim_end())
+        };
+        let mut table = String::from("\n");
+        table.push_str(&line([
+            "step",
+            "outcome",
+            "attempts",
+            "time",
+            "commit",
+            "tokens in/out",
+            "cost",
+        ]));
         for row in &self.rows {
             let tokens = row.tokens.map_or(String::new(), super::tokens);
-            let cost = match (row.cost, row.tokens.is_some()) {
-                (Some(c), _) => format!("${c:.4}"),
-                (None, true) => "unknown".to_owned(),
-                (None, false) => String::new(),
+            let cost = match row.tokens {
+                Some(_) => super::cost(row.cost),
+                None => String::new(),
             };
-            table.push_str(&format!(
-                "{:<width$}  {:<9}  {:>8}  {:>8}  {:<10}  {tokens:>15}  {cost:>9}\n",
-                row.step,
+            table.push_str(&line([
+                &row.step,
                 row.outcome.name(),
-                row.attempts,
-                human_duration(Duration::from_millis(row.ms)),
+                &row.attempts.to_string(),
+                &human_duration(Duration::from_millis(row.ms)),
                 row.commit
                     .as_deref()
                     .map_or("", |c| c.get(..10).unwrap_or(c)),
-            ));
+                &tokens,
+                &cost,
+            ]));
         }
-        if let Some((tokens, uncounted, cost, unpriced)) = self.totals {
-            let cost = if unpriced > 0 {
-                format!("${cost:.4} + unknown")
-            } else {
-                format!("${cost:.4}")
-            };
+        if let (Some((tokens, uncounted, cost, unpriced)), true) = (self.totals, agents) {
+            let cost = super::run_cost(Some(cost), unpriced);
             let tokens = super::run_tokens(tokens, uncounted);
-            table.push_str(&format!(
-                "{:<width$}  {:<9}  {:>8}  {:>8}  {:<10}  {tokens:>15}  {cost:>9}\n",
-                "total", "", "", "", ""
-            ));
+            table.push_str(&line(["total", "", "", "", "", &tokens, &cost]));
         }
         let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), table.as_bytes());
     }

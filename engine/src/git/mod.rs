@@ -328,6 +328,17 @@ impl Repo {
         }
     }
 
+    /// The names of every ref under `prefix` (e.g. `refs/heads/medley/`).
+    pub fn list_refs(&self, prefix: &str) -> Result<Vec<String>> {
+        let repo = self.open()?;
+        let names = repo
+            .references_glob(&format!("{prefix}*"))
+            .context(|| format!("list {prefix}"))?
+            .filter_map(|r| r.ok()?.name().ok().map(str::to_owned))
+            .collect();
+        Ok(names)
+    }
+
     /// Deletes every ref under `prefix` (e.g. `refs/medley/<run>/`); returns how many.
     pub fn delete_refs(&self, prefix: &str) -> Result<usize> {
         let repo = self.open()?;

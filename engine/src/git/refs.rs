@@ -37,6 +37,16 @@ pub fn result_branch(mission: &str, run: &str) -> String {
     format!("medley/{mission}/{run}")
 }
 
+/// The prefix of every result branch's full ref.
+pub const RESULT_BRANCHES: &str = "refs/heads/medley/";
+
+/// The run a result branch's full ref names (`refs/heads/medley/<mission>/<run>`).
+pub fn result_branch_run(full: &str) -> Option<&str> {
+    let rest = full.strip_prefix(RESULT_BRANCHES)?;
+    let (_mission, run) = rest.split_once('/')?;
+    (!run.is_empty() && !run.contains('/')).then_some(run)
+}
+
 /// The full ref of a branch: `refs/heads/<branch>`.
 pub fn branch(name: &str) -> String {
     format!("refs/heads/{name}")
@@ -66,6 +76,11 @@ mod tests {
         assert!(cache_entry("k").starts_with(CACHE_PREFIX));
         assert_eq!(branch(&result_branch("m", "r1")), "refs/heads/medley/m/r1");
         assert!(branch(&result_branch("m", "r1")).starts_with(BRANCH_ROOT));
+        assert_eq!(
+            result_branch_run(&branch(&result_branch("m", "r1"))),
+            Some("r1")
+        );
+        assert_eq!(result_branch_run("refs/heads/medley/m"), None);
         assert_eq!(
             result_branch_locks("m", "r1"),
             [

@@ -9,6 +9,11 @@ use crate::event::{Body, Outcome, RunOutcome, SkipReason, StepError, Tokens};
 use crate::git::{Context as _, GitError, Repo, refs};
 use crate::journal;
 
+mod files;
+mod ids;
+pub use files::{Written, WrittenKind, log_files, run_secrets, written_files};
+pub use ids::{resolve, resolve_in, short_id, short_ids};
+
 /// A run, summed up from its journal.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunInfo {
@@ -83,9 +88,17 @@ impl RunInfo {
 pub enum HistoryError {
     #[error("no run `{0}` in this repository")]
     #[diagnostic(help(
-        "`medley runs` lists the runs; an id's first characters are enough when no other run starts with them"
+        "`medley runs` lists the runs with the shortest prefix of each id that names it; `last` is the newest run, `last~1` the one before"
     ))]
     NoRun(String),
+    #[error("this repository has no runs yet")]
+    #[diagnostic(help("start one with `medley run`"))]
+    NoRuns,
+    #[error("`{arg}` goes back further than the {count} run{} there are", if *.count == 1 { "" } else { "s" })]
+    #[diagnostic(help(
+        "`last` is the newest run, `last~1` the one before it; `medley runs` lists them"
+    ))]
+    TooFarBack { arg: String, count: usize },
     #[error("`{0}` could be any of several runs")]
     #[diagnostic(help("give more of the id: {1}"))]
     Ambiguous(String, String),
@@ -295,56 +308,6 @@ pub fn list(git_dir: &Path) -> Vec<RunInfo> {
         .collect()
 }
 
-/// The run an argument names: a whole id, the start of one, or `last`.
-pub fn resolve(git_dir: &Path, arg: &str) -> Result<String, HistoryError> {
-    let ids = journal::run_ids(&journal::runs_dir(git_dir));
-    if arg == "last" {
-        return ids
-            .last()
-            .cloned()
-            .ok_or_else(|| HistoryError::NoRun(arg.to_owned()));
-    }
-    let matching: Vec<&String> = ids.iter().filter(|id| id.starts_with(arg)).collect();
-    match matching.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(HistoryError::NoRun(arg.to_owned())),
-        many => Err(HistoryError::Ambiguous(
-            arg.to_owned(),
-            many.iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        )),
-    }
-}
-
-/// A step's log files, in the order they were written.
-pub fn log_files(git_dir: &Path, run: &str, step: &str) -> Vec<PathBuf> {
-    let dir = journal::runs_dir(git_dir).join(run).join("logs").join(step);
-    let mut files: Vec<PathBuf> = fs_err::read_dir(&dir)
-        .map(|e| e.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort_by_key(|p| {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let attempt: u32 = name
-            .split('.')
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let kind = match name.split('.').next() {
-            Some("setup") => 0,
-            Some("run") => 1,
-            Some("gate") => 2,
-            _ => 3,
-        };
-        (attempt, kind, name)
-    });
-    files
-}
-
 /// Applies a run's change (its result, or one step's) against the run's base to the working
 /// tree, as uncommitted changes. Refuses, naming them, when a file it would touch differs from
 /// the run's base. Returns the paths it changed.
@@ -497,8 +460,12 @@ pub struct Cleaned {
     pub runs: Vec<String>,
     /// Result branches removed.
     pub branches: Vec<String>,
-    /// Result branches kept because they were never applied.
-    pub kept_branches: Vec<String>,
+    /// Runs kept whole (record, refs, branch) because their result branch was never applied:
+    /// (run, branch).
+    pub kept_branches: Vec<(String, String)>,
+    /// Result branches whose run's record is gone (an older medley's `clean --runs` kept
+    /// them), kept without `force`.
+    pub stray_branches: Vec<String>,
     /// Pool slots a failed step of an ended run kept for a look, now free: (run, step).
     pub released_slots: Vec<(String, String)>,
     /// Pool slots removed (`--pool`).
@@ -507,14 +474,26 @@ pub struct Cleaned {
     pub pool_bytes: u64,
 }
 
-/// Removes the worktrees of runs that are not live; with `runs`, also the records and refs of
-/// every run that is not its mission's newest (keeping result branches never applied, unless
-/// `force`). Live runs are never touched.
+/// How far `clean` goes with runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CleanRuns {
+    /// Remove ended runs' records, refs and result branches (not their mission's newest).
+    pub runs: bool,
+    /// Also the newest run of each mission.
+    pub all: bool,
+    /// Also runs whose result was never applied, and result branches with no run record.
+    pub force: bool,
+}
+
+/// Removes the worktrees of runs that are not live. With `runs.runs`, also the record, refs and
+/// result branch of every ended run that is not its mission's newest (every ended run with
+/// `all`), except that a run whose result branch was never applied is kept whole unless
+/// `force`; with `force`, result branches whose run has no record go too. Live runs are never
+/// touched.
 pub fn clean(
     repo: &Repo,
     worktrees: &Path,
-    runs: bool,
-    force: bool,
+    runs: CleanRuns,
     pool: bool,
     grace: crate::process::Grace,
 ) -> Result<Cleaned, HistoryError> {
@@ -535,7 +514,7 @@ pub fn clean(
             .collect();
     }
     cleaned.pool_bytes = slots.disk_usage();
-    if !runs {
+    if !runs.runs {
         return Ok(cleaned);
     }
     let all = list(&repo.git_dir);
@@ -544,8 +523,11 @@ pub fn clean(
         newest.insert(run.mission.as_str(), run.id.as_str());
     }
     let runs_dir = journal::runs_dir(&repo.git_dir);
+    let mut kept: Vec<&str> = Vec::new();
     for run in &all {
-        if run.live || newest.get(run.mission.as_str()) == Some(&run.id.as_str()) {
+        let is_newest = newest.get(run.mission.as_str()) == Some(&run.id.as_str());
+        if run.live || (is_newest && !runs.all) {
+            kept.push(&run.id);
             continue;
         }
         let dir = runs_dir.join(&run.id);
@@ -553,12 +535,14 @@ pub fn clean(
         if let Some(branch) = &run.result_branch {
             let name = refs::branch(branch);
             if repo.find_ref(&name)?.is_some() {
-                if applied || force {
-                    repo.delete_refs(&name)?;
-                    cleaned.branches.push(branch.clone());
-                } else {
-                    cleaned.kept_branches.push(branch.clone());
+                if !(applied || runs.force) {
+                    // Kept whole, so `medley apply` still works and the next clean sees it.
+                    cleaned.kept_branches.push((run.id.clone(), branch.clone()));
+                    kept.push(&run.id);
+                    continue;
                 }
+                repo.delete_refs(&name)?;
+                cleaned.branches.push(branch.clone());
             }
         }
         repo.delete_refs(&refs::run_prefix(&run.id))?;
@@ -567,6 +551,22 @@ pub fn clean(
             source,
         })?;
         cleaned.runs.push(run.id.clone());
+    }
+    // Result branches whose run has no record any more.
+    for name in repo.list_refs(refs::RESULT_BRANCHES)? {
+        let Some(run) = refs::result_branch_run(&name) else {
+            continue;
+        };
+        if kept.contains(&run) || all.iter().any(|r| r.id == run) {
+            continue;
+        }
+        let branch = name.strip_prefix("refs/heads/").unwrap_or(&name).to_owned();
+        if runs.force {
+            repo.delete_refs(&name)?;
+            cleaned.branches.push(branch);
+        } else {
+            cleaned.stray_branches.push(branch);
+        }
     }
     Ok(cleaned)
 }

@@ -100,6 +100,22 @@ fn parse_file(source: &str) -> Result<(MissionFile, Keys, Keys, Vec<MissionError
     let step_keys = key_spans(root.get_ref(), "steps");
     let agent_keys = key_spans(root.get_ref(), "agents");
     match deserialize_collecting(root, source) {
+        // An empty mission would pass and make a branch for nothing.
+        Ok(file) if file.steps.is_empty() => {
+            let first = source.find('\n').unwrap_or(source.len());
+            problems.push(
+                MissionError::new(ErrorKind::StepBody, "the mission has no steps")
+                    .label(
+                        0..first,
+                        "a mission runs its `[steps.<id>]` tables, and has none",
+                    )
+                    .help(
+                        "add a step: `[steps.build]` with `run = \"make\"` (a command) or \
+                         `prompt = \"...\"` and an `agent` (an agent step)",
+                    ),
+            );
+            Err(problems)
+        }
         Ok(file) => Ok((file, step_keys, agent_keys, problems.0)),
         Err(type_errors) => {
             problems.0.extend(type_errors);
@@ -136,7 +152,7 @@ fn toml_error(error: &toml::de::Error, kind: ErrorKind, source: &str) -> Mission
         ErrorKind::Syntax => (
             "invalid TOML".to_owned(),
             first.clone(),
-            rest.unwrap_or_else(|| syntax_help(&first)),
+            rest.unwrap_or_else(|| syntax_help(&first, line_at(source, span.start))),
         ),
         _ => type_message(&first),
     };
@@ -145,15 +161,51 @@ fn toml_error(error: &toml::de::Error, kind: ErrorKind, source: &str) -> Mission
         .help(help)
 }
 
-fn syntax_help(message: &str) -> String {
+fn syntax_help(message: &str, line: &str) -> String {
+    let (key, value) = line
+        .split_once('=')
+        .map_or(("", ""), |(k, v)| (k.trim(), v.trim()));
     if message.contains("duplicate key") {
         "each key may appear once in a table: remove or rename one of them".to_owned()
+    } else if message.contains("must be quoted") && !value.is_empty() {
+        // `gate = python3 -m unittest`: a value TOML cannot read as a number, date or boolean.
+        if value.contains('"') {
+            format!("quote the value: `{key} = '{value}'`")
+        } else {
+            format!("quote the value: `{key} = \"{value}\"`")
+        }
+    } else if value.starts_with('"') && value.matches('"').count() > 2 {
+        // `run = "echo "hi""`: the second `"` ended the string.
+        let inner = value.trim_start_matches('"').trim_end_matches('"');
+        if inner.contains('\'') {
+            format!(
+                "the value has double quotes inside double quotes: escape the inner ones as `\\\"`, or write `{key} = \"\"\"{inner}\"\"\"`"
+            )
+        } else {
+            format!(
+                "the value has double quotes inside double quotes: use single quotes outside, `{key} = '{inner}'`"
+            )
+        }
     } else if message.contains("string") {
         "close the string with the quote it opened with; use `\"\"\"` for text over several lines"
             .to_owned()
     } else {
         "fix the TOML syntax here (see https://toml.io)".to_owned()
     }
+}
+
+/// The line of `source` that holds byte `at`.
+fn line_at(source: &str, at: usize) -> &str {
+    let at = at.min(source.len());
+    let start = source
+        .get(..at)
+        .and_then(|s| s.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let end = source
+        .get(at..)
+        .and_then(|s| s.find('\n'))
+        .map_or(source.len(), |i| at + i);
+    source.get(start..end).unwrap_or("")
 }
 
 /// Serde's names for what a field takes, in the words of a TOML user.
@@ -342,7 +394,31 @@ fn deserialize_collecting(
     if errors.is_empty() {
         errors.push(toml_error(&first, ErrorKind::Type, source));
     }
+    // Every problem at once: a wrong type elsewhere must not hide a bad duration, which is
+    // otherwise checked once the file has loaded.
+    errors.extend(raw_durations(&table));
     Err(errors)
+}
+
+/// The problems of the `timeout`s written in `[defaults]` and each `[steps.<id>]`, read from
+/// the TOML as it is (a string; other types are type errors already).
+fn raw_durations(table: &Table<'_>) -> Vec<MissionError> {
+    let timeout = |t: &Table<'_>| match t.get("timeout").map(|v| (v.span(), v.get_ref())) {
+        Some((span, DeValue::String(text))) => super::duration::check(text, span),
+        _ => None,
+    };
+    let mut errors: Vec<MissionError> = Vec::new();
+    if let Some(DeValue::Table(defaults)) = table.get("defaults").map(|v| v.get_ref()) {
+        errors.extend(timeout(defaults));
+    }
+    if let Some(DeValue::Table(steps)) = table.get("steps").map(|v| v.get_ref()) {
+        for (_, step) in steps.iter() {
+            if let DeValue::Table(step) = step.get_ref() {
+                errors.extend(timeout(step));
+            }
+        }
+    }
+    errors
 }
 
 /// Retries each field of a table alone, so each wrong field is reported.

@@ -1,6 +1,7 @@
 //! Mission files: the format's types, loading with spans, and diagnostics.
 
 pub mod diagnostics;
+pub mod duration;
 pub mod load;
 pub mod model;
 pub mod suggest;

@@ -8,7 +8,8 @@
 //!   templates, and the diagnostics for templates).
 //! - `dag.rs`: the steps upstream of each step, the order steps run in, cycles in `needs`.
 //! - `ids.rs`: what a valid id is, the suggestion for an invalid one, matrix child ids.
-//! - `duration.rs`: `90s`, `1h30m` parsed and written (also named `plan::duration_text`).
+//! - `duration`: `90s`, `1h30m` parsed and written (`mission::duration`, also named
+//!   `plan::duration_text`: a mission's durations are checked when it loads too).
 //! - `template/`: minijinja templates in their two flavours (prompt text, shell command), the
 //!   context they see, and what a shell template may not do.
 //! - `shell/`: where a value stands in a shell command, and how it is handed over safely.
@@ -17,7 +18,7 @@
 
 pub mod compile;
 pub mod dag;
-pub mod duration;
+pub use crate::mission::duration;
 pub mod graph;
 pub mod ids;
 mod only;

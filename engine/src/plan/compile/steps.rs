@@ -155,28 +155,10 @@ impl<'m> Compiler<'m> {
 
     fn duration(&mut self, value: Option<&Spanned<String>>) -> Option<Duration> {
         let value = value?;
-        match duration_text::parse(value.get_ref()) {
-            Some(d) if !d.is_zero() => Some(d),
-            Some(_) => {
-                self.push(
-                    MissionError::new(
-                        ErrorKind::Duration,
-                        format!("duration `{}` is zero", value.get_ref()),
-                    )
-                    .label(value.span(), "zero is not allowed")
-                    .help("a step needs some time to run: write a duration above zero, e.g. `90s`, `20m` or `1h`"),
-                );
-                None
-            }
-            None => {
-                self.push(
-                    MissionError::new(
-                        ErrorKind::Duration,
-                        format!("invalid duration `{}`", value.get_ref()),
-                    )
-                    .label(value.span(), "not a duration")
-                    .help("write a whole number and a unit with no space, e.g. `90s`, `20m`, `1h` or `1h30m` (units: `ms`, `s`, `m`, `h`)"),
-                );
+        match crate::mission::duration::check(value.get_ref(), value.span()) {
+            None => duration_text::parse(value.get_ref()),
+            Some(error) => {
+                self.push(error);
                 None
             }
         }

@@ -3,7 +3,27 @@
 //!
 //! Also reachable as `plan::duration_text`, the name `#[serde(with)]` and callers use.
 
+use std::ops::Range;
 use std::time::Duration;
+
+use super::{ErrorKind, MissionError};
+
+/// The problem with a duration written in a mission, if it has one: not a duration, or zero.
+pub fn check(text: &str, span: Range<usize>) -> Option<MissionError> {
+    match parse(text) {
+        Some(d) if !d.is_zero() => None,
+        Some(_) => Some(
+            MissionError::new(ErrorKind::Duration, format!("duration `{text}` is zero"))
+                .label(span, "zero is not allowed")
+                .help("a step needs some time to run: write a duration above zero, e.g. `90s`, `20m` or `1h`"),
+        ),
+        None => Some(
+            MissionError::new(ErrorKind::Duration, format!("invalid duration `{text}`"))
+                .label(span, "not a duration")
+                .help("write a whole number and a unit with no space, e.g. `90s`, `20m`, `1h` or `1h30m` (units: `ms`, `s`, `m`, `h`)"),
+        ),
+    }
+}
 
 pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format(*d))
