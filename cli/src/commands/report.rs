@@ -84,7 +84,7 @@ pub fn cmd_report(ctx: &Context, args: ReportArgs) -> Result<u8, CliError> {
     let repo = super::repo(ctx)?;
     let id = history::resolve(&repo.git_dir, &args.run).map_err(CliError::invalid)?;
     let report =
-        Report::load(&repo, &id, |name| std::env::var(name).ok()).map_err(CliError::failed)?;
+        Report::load(&repo, &id, crate::settings::mission_var).map_err(CliError::failed)?;
     let text = report.render(format);
     let file = match (&args.output_file, args.open) {
         (Some(file), _) => Some(ctx.cwd.join(file)),

@@ -85,7 +85,7 @@ pub fn cmd_run(ctx: &Context, args: RunArgs) -> Result<u8, CliError> {
         );
     }
     // A profile's secret `env` values are masked in the printed plan too.
-    let secrets = medley_engine::secrets::values(&plan, |name| std::env::var(name).ok());
+    let secrets = medley_engine::secrets::values(&plan, crate::settings::mission_var);
     let mask = |text: &str| medley_engine::secrets::mask(text, &secrets);
     if ctx.output == OutputFormat::Json {
         let json = serde_json::to_string_pretty(&plan).expect("a plan serialises to JSON");
