@@ -1057,8 +1057,14 @@ fn a_killed_run_reports_what_it_got_to() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Killed once `b` runs and the journal says so (its writer runs behind the steps).
     for _ in 0..6000 {
-        if fs_err::read_to_string(&pids).is_ok_and(|p| p.ends_with('\n')) {
+        if fs_err::read_to_string(&pids).is_ok_and(|p| p.ends_with('\n'))
+            && env
+                .journal()
+                .iter()
+                .any(|e| e["type"] == "step_started" && e["step"] == "b")
+        {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
