@@ -45,14 +45,7 @@ pub fn yellow(text: &str, color: bool) -> String {
     }
 }
 
-/// A duration for humans: `850ms`, `4.2s`, `3m05s`.
+/// A duration for humans: `850ms`, `4.2s`, `3m05s` (as the run report says them).
 pub fn human_duration(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else {
-        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
-    }
+    medley_engine::report::text::duration(Some(d.as_millis() as u64))
 }

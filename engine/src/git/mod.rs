@@ -240,7 +240,7 @@ impl Repo {
         })
     }
 
-    /// Forgets the reused handles on a worktree that is removed or made again.
+    /// Forgets the reused handles on a worktree that is removed (and may be made again).
     pub fn forget_handles(path: &Path) {
         if let Ok(mut handles) = HANDLES.lock() {
             handles.remove(path);
@@ -559,4 +559,24 @@ fn commit_tree(repo: &Repository, tree: Oid, parents: &[Oid], message: &str) -> 
     let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
     repo.commit(None, &sig, &sig, message, &tree, &refs)
         .context(|| "commit".to_owned())
+}
+
+/// Runs git in `dir` for a test's fixture: no user or system config, a fixed author; fails
+/// the test when git fails. Returns its stdout.
+#[cfg(test)]
+pub(crate) fn test_git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

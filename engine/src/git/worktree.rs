@@ -49,6 +49,8 @@ impl Repo {
     /// Removes a worktree's directory and git's record of it (its admin directory under
     /// `.git/worktrees`), without a `git` process when the worktree is one of ours and intact.
     pub fn remove_worktree(&self, path: &Path) -> Result<()> {
+        // Reused handles on it would outlive it (a fresh worktree's path is never used again).
+        Repo::forget_handles(path);
         if !path.exists() {
             return Ok(());
         }

@@ -72,24 +72,31 @@ fn medleys_descendants() -> Option<Vec<Proc>> {
     let me = rustix::process::getpid().as_raw_nonzero().get();
     let mut seen = std::collections::HashSet::new();
     let mut found = Vec::new();
-    // A process that ends while it is read hands its children to medley: medley's own are
-    // read again until they hold no one new.
+    // A process that ends before its children are read hands them to medley: then medley's
+    // own are read again, until a pass reads every process it meets.
     loop {
         let mut stack: Vec<i32> = children_of(me)?
             .into_iter()
             .filter(|pid| !seen.contains(pid))
             .collect();
-        if stack.is_empty() {
-            return Some(found);
-        }
+        let mut lost = false;
         while let Some(pid) = stack.pop() {
             if !seen.insert(pid) {
                 continue;
             }
-            if let Some(p) = proc_stat(pid) {
-                found.push(p);
-                stack.extend(children_of(pid).unwrap_or_default());
+            match (proc_stat(pid), children_of(pid)) {
+                (Some(p), Some(children)) => {
+                    found.push(p);
+                    stack.extend(children);
+                }
+                (p, _) => {
+                    found.extend(p);
+                    lost = true;
+                }
             }
+        }
+        if !lost {
+            return Some(found);
         }
     }
 }

@@ -18,20 +18,7 @@ pub fn escape(text: &str) -> String {
 /// `text` safe as the content of an element (not an attribute): only `&`, `<` and `>` are
 /// replaced (and control characters, as [`escape`] does), which keeps big blocks small.
 pub fn escape_text_into(out: &mut String, text: &str) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\n' | '\t' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => {
-                out.push(char::from_u32(0x2400 + c as u32).unwrap_or('\u{FFFD}'))
-            }
-            '\u{7f}' => out.push('\u{2421}'),
-            '\u{FFFE}' | '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
+    escape_chars(out, text, false);
 }
 
 /// [`escape_text_into`], as a new string.
@@ -43,13 +30,19 @@ pub fn escape_text(text: &str) -> String {
 
 /// [`escape`], appending to `out`.
 pub fn escape_into(out: &mut String, text: &str) {
+    escape_chars(out, text, true);
+}
+
+/// The one escaper: the markup characters (quotes too, for attributes, with `quotes`) become
+/// entities, control characters their visible Control Pictures.
+fn escape_chars(out: &mut String, text: &str, quotes: bool) {
     for c in text.chars() {
         match c {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
+            '"' if quotes => out.push_str("&quot;"),
+            '\'' if quotes => out.push_str("&#39;"),
             '\n' | '\t' | '\r' => out.push(c),
             c if (c as u32) < 0x20 => {
                 out.push(char::from_u32(0x2400 + c as u32).unwrap_or('\u{FFFD}'))

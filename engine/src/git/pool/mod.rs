@@ -414,7 +414,6 @@ impl Pool {
     }
 
     fn discard(&self, path: &Path) -> Result<()> {
-        Repo::forget_handles(path);
         self.repo.remove_worktree(path)?;
         if path.exists() {
             fs_err::remove_dir_all(path).map_err(io(path))?;
