@@ -417,18 +417,20 @@ impl Repo {
 
     /// Commits the whole state of a worktree (tracked and untracked-not-ignored files, as
     /// `git add -A` would store them) on top of `parent`, whatever the worktree's own HEAD and
-    /// index say. Returns the commit and how many files differ from `parent`. A nested
+    /// index say. Returns the commit, how many files differ from `parent`, and whether the
+    /// worktree was clean at its HEAD. A nested
     /// repository the worktree gained is an error: its files could not be in the commit.
     pub fn commit_worktree(
         &self,
         worktree: &Path,
         parent: Oid,
         message: &str,
-    ) -> Result<(Oid, usize)> {
+    ) -> Result<Committed> {
         let repo = Repo::open_worktree(worktree)?;
         // A worktree git would call clean holds its HEAD's tree: no `git add` needed.
-        let added = match clean_tree(&repo) {
-            Some(tree) => snapshot::Added {
+        let clean = clean_tree(&repo);
+        let added = match clean {
+            Some((_, tree)) => snapshot::Added {
                 tree,
                 embedded: Vec::new(),
             },
@@ -462,7 +464,11 @@ impl Repo {
         }
         let files = diff.deltas().len();
         let commit = commit_tree(&repo, added.tree, &[parent], message)?;
-        Ok((commit, files))
+        Ok(Committed {
+            commit,
+            files,
+            clean_at: clean.map(|(head, _)| head),
+        })
     }
 
     fn git(&self, args: &[&str]) -> Result<String> {
@@ -506,10 +512,10 @@ pub struct Snapshot {
     pub embedded: Vec<String>,
 }
 
-/// The tree of a worktree's HEAD when the worktree is clean (no merge or rebase in progress,
+/// A worktree's HEAD and its tree when the worktree is clean (no merge or rebase in progress,
 /// nothing modified, staged or untracked-not-ignored), as libgit2 sees it in memory; `None`
 /// when it is not, or libgit2 cannot tell (a split index, say): then git is asked.
-pub fn clean_tree(repo: &Repository) -> Option<Oid> {
+pub fn clean_tree(repo: &Repository) -> Option<(Oid, Oid)> {
     if repo.state() != git2::RepositoryState::Clean {
         return None;
     }
@@ -526,7 +532,17 @@ pub fn clean_tree(repo: &Repository) -> Option<Oid> {
         // worktrees are looked at this way.
         .update_index(true);
     let statuses = repo.statuses(Some(&mut options)).ok()?;
-    statuses.is_empty().then(|| head.tree_id())
+    statuses.is_empty().then(|| (head.id(), head.tree_id()))
+}
+
+/// A worktree's tree, committed.
+#[derive(Debug, Clone, Copy)]
+pub struct Committed {
+    pub commit: Oid,
+    /// How many files it changed.
+    pub files: usize,
+    /// The worktree's HEAD, when git would call the worktree clean (it changed nothing).
+    pub clean_at: Option<Oid>,
 }
 
 fn tree_diff<'r>(repo: &'r Repository, from: Oid, to: Oid) -> Result<git2::Diff<'r>> {

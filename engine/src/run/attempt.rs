@@ -215,7 +215,11 @@ pub(crate) async fn drive<W: Work>(
         let committed =
             tokio::task::spawn_blocking(move || repo.commit_worktree(&path, parent, &message))
                 .await;
-        let (commit, files) = match committed {
+        let crate::git::Committed {
+            commit,
+            files,
+            clean_at,
+        } = match committed {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 return Attempts::failed(attempt, StepError::new(ErrorKind::Commit, e.to_string()));
@@ -285,6 +289,13 @@ pub(crate) async fn drive<W: Work>(
                     continue;
                 }
             }
+        }
+        // Nothing has run in the worktree since it was found clean (no gate): its next lease
+        // need not look again.
+        if step.gate.is_none()
+            && let Some(head) = clean_at
+        {
+            held.mark_clean(head);
         }
         // Passed: the result is kept under the run's refs.
         let repo = shared.repo.clone();

@@ -55,6 +55,13 @@ impl Worktree {
         }
     }
 
+    /// Nothing runs in it again before it is released, and it was found clean at `head`.
+    pub fn mark_clean(&mut self, head: Oid) {
+        if let Worktree::Pooled(lease) = self {
+            lease.mark_clean(head);
+        }
+    }
+
     /// The step is done with it: a slot goes back to the pool, a fresh worktree is removed.
     pub async fn release(self, shared: &Shared) -> Result<(), GitError> {
         match self {

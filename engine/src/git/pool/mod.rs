@@ -70,23 +70,40 @@ pub struct Lease {
     /// Made for this lease (nothing carried over).
     pub made: bool,
     pub state: SlotState,
+    /// The commit this process last saw the slot clean at, with nothing run in it since (see
+    /// [`Lease::mark_clean`]).
+    known_clean: Option<Oid>,
     state_path: PathBuf,
-    _guard: Guard,
+    guard: Guard,
 }
 
-/// The slot locks this process holds: each lock file, and whether a lease has it now.
-static HELD: std::sync::Mutex<BTreeMap<PathBuf, (File, bool)>> =
-    std::sync::Mutex::new(BTreeMap::new());
-
-/// Marks a slot free in this process when its lease ends (the file lock stays held).
+/// A slot lock this process holds.
 #[derive(Debug)]
-struct Guard(PathBuf);
+struct Held {
+    _file: File,
+    /// A lease has it now.
+    leased: bool,
+    /// What the last lease marked it clean at.
+    clean: Option<Oid>,
+}
+
+/// The slot locks this process holds, by lock file.
+static HELD: std::sync::Mutex<BTreeMap<PathBuf, Held>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Marks a slot free in this process when its lease ends (the file lock stays held), with
+/// what the lease marked it clean at.
+#[derive(Debug)]
+struct Guard {
+    lock: PathBuf,
+    clean: Option<Oid>,
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
         let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, leased)) = held.get_mut(&self.0) {
-            *leased = false;
+        if let Some(held) = held.get_mut(&self.lock) {
+            held.leased = false;
+            held.clean = self.clean;
         }
     }
 }
@@ -305,11 +322,15 @@ impl Pool {
     /// Takes `slot`'s lock, or `None` when a lease (of this or another live process) holds it.
     fn try_lock(&self, slot: &str) -> Result<Option<Lease>> {
         let lock_path = self.dir.join(format!("{slot}.lock"));
-        {
+        let known_clean = {
             let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
             match held.get_mut(&lock_path) {
-                Some((_, true)) => return Ok(None),
-                Some((_, leased)) => *leased = true,
+                Some(Held { leased: true, .. }) => return Ok(None),
+                Some(held) => {
+                    held.leased = true;
+                    // A mark holds for the next lease only.
+                    held.clean.take()
+                }
                 None => {
                     let file = fs_err::OpenOptions::new()
                         .create(true)
@@ -329,11 +350,22 @@ impl Pool {
                             });
                         }
                     }
-                    held.insert(lock_path.clone(), (file, true));
+                    held.insert(
+                        lock_path.clone(),
+                        Held {
+                            _file: file,
+                            leased: true,
+                            clean: None,
+                        },
+                    );
+                    None
                 }
             }
-        }
-        let guard = Guard(lock_path);
+        };
+        let guard = Guard {
+            lock: lock_path,
+            clean: None,
+        };
         let state_path = self.dir.join(format!("{slot}.json"));
         let state = fs_err::read_to_string(&state_path)
             .ok()
@@ -344,8 +376,9 @@ impl Pool {
             slot: slot.to_owned(),
             made: false,
             state,
+            known_clean,
             state_path,
-            _guard: guard,
+            guard,
         }))
     }
 
@@ -362,16 +395,18 @@ impl Pool {
     /// Resets a slot to `base` (see the module's documentation).
     fn reset(&self, lease: &mut Lease, base: Oid) -> Result<()> {
         // A slot already at `base` and clean (as a previous step that changed nothing leaves
-        // it) is what a reset would make.
+        // it) is what a reset would make. Clean is known without a look when this process saw
+        // it so, with nothing run in it since.
         if !lease.state.resetting
             && lease.state.base.as_deref() == Some(base.to_string().as_str())
-            && Repo::open_worktree(&lease.path).ok().is_some_and(|repo| {
-                repo.head()
-                    .ok()
-                    .and_then(|h| h.target())
-                    .is_some_and(|head| head == base)
-                    && super::clean_tree(&repo).is_some()
-            })
+            && (lease.known_clean == Some(base)
+                || Repo::open_worktree(&lease.path).ok().is_some_and(|repo| {
+                    repo.head()
+                        .ok()
+                        .and_then(|h| h.target())
+                        .is_some_and(|head| head == base)
+                        && super::clean_tree(&repo).is_some()
+                }))
         {
             return Ok(());
         }
@@ -434,6 +469,13 @@ impl Pool {
 }
 
 impl Lease {
+    /// Records that the slot is clean at `head` (its HEAD, with nothing changed, as a status
+    /// just found it) and that nothing will run in it before the lease ends: the next lease of
+    /// this process at `head` then needs no look.
+    pub fn mark_clean(&mut self, head: Oid) {
+        self.guard.clean = Some(head);
+    }
+
     /// Writes the slot's state (call after changing [`Lease::state`]).
     pub fn save(&self) -> Result<()> {
         let json = serde_json::to_string(&self.state).map_err(|e| GitError::Io {

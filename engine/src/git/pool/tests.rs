@@ -320,6 +320,40 @@ fn two_leases_never_share_a_slot_and_a_dropped_one_is_reused() {
 }
 
 #[test]
+fn a_clean_mark_spares_one_look_and_only_at_its_commit() {
+    let f = fixture(&[
+        vec![Op::Write(0, "a".to_owned())],
+        vec![Op::Write(1, "b".to_owned())],
+    ]);
+    let (first, second) = (
+        Oid::from_str(&f.commits[0]).unwrap(),
+        Oid::from_str(&f.commits[1]).unwrap(),
+    );
+    let mut lease = f.pool.lease(first, "m", "r").unwrap();
+    lease.mark_clean(first);
+    let slot = lease.path.clone();
+    drop(lease);
+    // Leased at another commit, the mark does not count: the slot is reset.
+    let lease = f.pool.lease(second, "m", "r").unwrap();
+    assert_eq!(lease.path, slot);
+    assert_eq!(fs_err::read_to_string(slot.join("b.txt")).unwrap(), "b");
+    drop(lease);
+    // A mark holds for one lease: the one after it looks again, and finds the dirt.
+    let mut lease = f.pool.lease(second, "m", "r").unwrap();
+    lease.mark_clean(second);
+    drop(lease);
+    let lease = f.pool.lease(second, "m", "r").unwrap();
+    fs_err::write(slot.join("stray.txt"), "x").unwrap();
+    drop(lease);
+    let lease = f.pool.lease(second, "m", "r").unwrap();
+    assert_eq!(lease.path, slot);
+    assert!(
+        !slot.join("stray.txt").exists(),
+        "a slot with no mark is looked at"
+    );
+}
+
+#[test]
 fn a_kept_slot_waits_for_the_next_run_of_its_mission() {
     let f = fixture(&[vec![Op::Write(0, "a".to_owned())]]);
     let base = Oid::from_str(&f.commits[0]).unwrap();
