@@ -56,6 +56,9 @@ impl Journal {
                     | Body::StepSkipped { .. }
                     | Body::RunStarted { .. }
                     | Body::RunFinished { .. }
+                    | Body::ApprovalRequested { .. }
+                    | Body::ApprovalGiven { .. }
+                    | Body::ApprovalRefused { .. }
             );
         }
         self.file.write_all(&lines)?;
@@ -268,6 +271,7 @@ mod tests {
                     reason: SkipReason::Need {
                         need: "a".into(),
                         need_outcome: Outcome::Failed,
+                        rejected: None,
                     },
                 },
             ),
