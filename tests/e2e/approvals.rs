@@ -445,3 +445,58 @@ fn the_live_view_can_reject_or_leave_a_result_waiting() {
         .unwrap();
     assert_eq!(refused["reason"], "no plan at all");
 }
+
+#[test]
+fn the_approval_events_are_pinned() {
+    let env = repo(&gated(true));
+    let out = env.run(&["run", "m", "--output", "json"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    let out = env.run(&["reject", "plan", "--why", "too vague", "--output", "json"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let kinds = [
+        "approval_requested",
+        "approval_refused",
+        "step_skipped",
+        "run_finished",
+    ];
+    let journal = env.journal();
+    let run = journal[0]["run"].as_str().unwrap().to_owned();
+    let mut text = String::new();
+    for event in &journal {
+        let kind = event["type"].as_str().unwrap_or("");
+        let rejected = kind == "step_finished" && event["error"]["kind"] == "rejected";
+        if kinds.contains(&kind) || rejected {
+            text.push_str(&serde_json::to_string(event).unwrap().replace(&run, "<run>"));
+            text.push('\n');
+        }
+    }
+    insta::with_settings!({
+        snapshot_path => "../snapshots",
+        prepend_module_to_snapshot => false,
+        filters => vec![
+            (r#""ts":"[^"]+""#, r#""ts":"<ts>""#),
+            (r"[0-9a-f]{40}", "<sha>"),
+            (r#""duration_ms":\d+"#, r#""duration_ms":<ms>"#),
+        ],
+    }, {
+        insta::assert_snapshot!("approval-events-json", text);
+    });
+}
+
+#[test]
+fn validate_graph_and_the_dry_run_show_the_gates() {
+    let env = repo(&format!("approve = \"Ship it?\"\n\n{}", gated(true)));
+    let out = env.run(&["validate", "m"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let graph = env.run(&["graph", "m"]);
+    assert!(graph.stdout.contains("plan\ncommand, approve"), "{}", graph.stdout);
+    assert!(graph.stdout.contains("docs\ncommand\""), "{}", graph.stdout);
+    let dry = env.run(&["run", "m", "--dry-run"]);
+    assert!(dry.stdout.contains("[command, approve]"), "{}", dry.stdout);
+    assert!(dry.stdout.contains("   approve: Is the plan sound?"), "{}", dry.stdout);
+    assert!(dry.stdout.contains("final approval: Ship it?"), "{}", dry.stdout);
+    let json = env.run(&["run", "m", "--dry-run", "--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(plan["approve"], "Ship it?");
+    assert_eq!(plan["steps"][0]["approve"], "Is the plan sound?");
+}

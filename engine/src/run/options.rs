@@ -33,7 +33,7 @@ pub struct RunOptions {
     pub record: Option<RunRecord>,
     /// Where results that wait for a person are asked about (the CLI's prompt); `None`: no one
     /// is there, and the run ends as `waiting` once nothing else can run.
-    pub approvals: Option<super::approval::Asker>,
+    pub approvals: Option<super::decisions::Asker>,
 }
 
 /// Steering of a live run (watch mode).

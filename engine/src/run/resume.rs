@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use git2::Oid;
 use tokio::sync::{mpsc, watch};
 
-use super::approval::Book;
+use super::decisions::Book;
 use super::state::StepRecord;
 use super::{ResumeError, RunError, RunOptions, RunRecord, RunSummary, start};
 use crate::event::{Event, Outcome, RunOutcome};

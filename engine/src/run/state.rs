@@ -76,9 +76,9 @@ pub(crate) struct Shared {
     /// Tokens, known cost and unpriced steps so far.
     pub usage: Mutex<Usage>,
     /// What the run knows of approvals (see `approval.rs`).
-    pub gates: Mutex<super::approval::Book>,
+    pub gates: Mutex<super::decisions::Book>,
     /// Where approval requests go, when a person is there to answer them.
-    pub asker: Option<super::approval::Asker>,
+    pub asker: Option<super::decisions::Asker>,
 }
 
 /// What the run has used so far.
