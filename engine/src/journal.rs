@@ -336,7 +336,9 @@ mod tests {
         );
         assert!(text.contains(r#""reason":{"if":"false"}"#), "{text}");
         assert!(
-            text.contains(r#""reason":{"need":"a","need_outcome":"failed","rejected":"too vague"}"#),
+            text.contains(
+                r#""reason":{"need":"a","need_outcome":"failed","rejected":"too vague"}"#
+            ),
             "{text}"
         );
         assert!(

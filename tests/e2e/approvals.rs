@@ -489,14 +489,44 @@ fn validate_graph_and_the_dry_run_show_the_gates() {
     let out = env.run(&["validate", "m"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let graph = env.run(&["graph", "m"]);
-    assert!(graph.stdout.contains("plan\ncommand, approve"), "{}", graph.stdout);
+    assert!(
+        graph.stdout.contains("plan\ncommand, approve"),
+        "{}",
+        graph.stdout
+    );
     assert!(graph.stdout.contains("docs\ncommand\""), "{}", graph.stdout);
     let dry = env.run(&["run", "m", "--dry-run"]);
     assert!(dry.stdout.contains("[command, approve]"), "{}", dry.stdout);
-    assert!(dry.stdout.contains("   approve: Is the plan sound?"), "{}", dry.stdout);
-    assert!(dry.stdout.contains("final approval: Ship it?"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("   approve: Is the plan sound?"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        dry.stdout.contains("final approval: Ship it?"),
+        "{}",
+        dry.stdout
+    );
     let json = env.run(&["run", "m", "--dry-run", "--output", "json"]);
     let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(plan["approve"], "Ship it?");
     assert_eq!(plan["steps"][0]["approve"], "Is the plan sound?");
+}
+
+#[test]
+fn ctrl_c_at_the_prompt_stops_the_run_and_the_pause_is_kept() {
+    let env = repo(&gated(true));
+    let mut command = env.medley();
+    command.args(["run", "m", "--output", "tty"]);
+    let mut session = rexpect::session::spawn_command(command, Some(60_000)).unwrap();
+    session.exp_string("[l]eave waiting?").unwrap();
+    session.send_control('c').unwrap();
+    session.exp_string("run cancelled").unwrap();
+    session.exp_eof().unwrap();
+    let journal = env.journal();
+    assert_eq!(journal.last().unwrap()["outcome"], "cancelled");
+    // What waited still does: approving it goes on.
+    let out = env.run(&["approve", "plan", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(result_files(&env)["built.txt"], "step one\n");
 }

@@ -205,7 +205,7 @@ where
         let (cancel, cancelled) = tokio::sync::watch::channel(false);
         let (asker, mut asked) = if interactive {
             let (asker, asked) = tokio::sync::mpsc::unbounded_channel();
-            (Some(asker), Some(asked))
+            (Some(asker), Some((asked, crate::report::Typed::start())))
         } else {
             (None, None)
         };
@@ -219,8 +219,12 @@ where
                         Some(event) => reporter.event(&event),
                         None => break,
                     },
-                    Some(request) = async { asked.as_mut()?.recv().await }, if asked.is_some() => {
-                        tokio::task::block_in_place(|| reporter.ask(request, pager.as_deref()));
+                    Some(request) = async { asked.as_mut()?.0.recv().await }, if asked.is_some() => {
+                        if let Some((_, typed)) = &asked {
+                            tokio::task::block_in_place(|| {
+                                reporter.ask(request, typed, pager.as_deref())
+                            });
+                        }
                     }
                     _ = tick.tick(), if reporter.follows() => reporter.tick(),
                 }

@@ -16,6 +16,7 @@ mod tty;
 
 pub use failures::{Failures, Namer, report_line};
 pub use follow::Follow;
+pub use prompt::Typed;
 
 /// How a run's events are shown.
 pub enum Reporter {
@@ -151,10 +152,14 @@ impl Reporter {
 
     /// Asks a person about a result that waits (the live view's prompt, its rows hidden
     /// meanwhile) and sends their decision back to the run. `pager` shows the diff.
-    pub fn ask(&mut self, request: medley_engine::run::ApprovalRequest, pager: Option<&str>) {
+    pub fn ask(
+        &mut self,
+        request: medley_engine::run::ApprovalRequest,
+        typed: &prompt::Typed,
+        pager: Option<&str>,
+    ) {
         let decide = |color: bool| {
-            let stdin = std::io::stdin();
-            let mut input = stdin.lock();
+            let mut input = || typed.next(|| request.reply.is_closed());
             let mut err = std::io::stderr();
             prompt::ask(
                 &request,

@@ -2,7 +2,7 @@
 //! changed, the gate it passed), and the person approves it, rejects it with a reason, reads
 //! its diff in their pager, or leaves it waiting.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead as _, Write};
 
 use medley_engine::run::{ApprovalRequest, Decision};
 
@@ -11,11 +11,11 @@ use crate::style;
 /// Files listed by name in the summary; more are counted.
 const FILES_SHOWN: usize = 10;
 
-/// Asks about `request` on `out`, reading answers from `input`; `pager` shows a diff. The end
-/// of the input leaves the result waiting.
+/// Asks about `request` on `out`, reading answers from `input` (a line, `None` at the end);
+/// `pager` shows a diff. The end of the input leaves the result waiting.
 pub fn ask(
     request: &ApprovalRequest,
-    input: &mut dyn BufRead,
+    input: &mut dyn FnMut() -> Option<String>,
     out: &mut dyn Write,
     pager: &dyn Fn(&str),
     color: bool,
@@ -56,7 +56,7 @@ pub fn ask(
             style::bold("[a]pprove, [r]eject, [d]iff, [l]eave waiting?", color)
         );
         let _ = out.flush();
-        let Some(answer) = read_line(input) else {
+        let Some(answer) = input() else {
             return Decision::Leave;
         };
         match answer.trim().to_lowercase().as_str() {
@@ -66,7 +66,7 @@ pub fn ask(
             "r" | "reject" | "n" | "no" => loop {
                 let _ = write!(out, "why (the reason is kept, and heard by a retry)? ");
                 let _ = out.flush();
-                let Some(reason) = read_line(input) else {
+                let Some(reason) = input() else {
                     return Decision::Leave;
                 };
                 let reason = reason.trim();
@@ -84,12 +84,37 @@ pub fn ask(
     }
 }
 
-/// One line of input, `None` at its end.
-fn read_line(input: &mut dyn BufRead) -> Option<String> {
-    let mut line = String::new();
-    match input.read_line(&mut line) {
-        Ok(0) | Err(_) => None,
-        Ok(_) => Some(line),
+/// The lines typed on stdin, read by a thread of their own: a prompt waits for the next one,
+/// or gives up when the run no longer listens (it was stopped).
+pub struct Typed(std::sync::mpsc::Receiver<String>);
+
+impl Typed {
+    pub fn start() -> Typed {
+        let (lines, typed) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            let mut input = stdin.lock();
+            loop {
+                let mut line = String::new();
+                match input.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if lines.send(line).is_err() => break,
+                    Ok(_) => {}
+                }
+            }
+        });
+        Typed(typed)
+    }
+
+    /// The next line, `None` at the end of stdin or once `gone()` says no one waits for it.
+    pub fn next(&self, gone: impl Fn() -> bool) -> Option<String> {
+        loop {
+            match self.0.recv_timeout(std::time::Duration::from_millis(100)) {
+                Ok(line) => return Some(line),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !gone() => {}
+                Err(_) => return None,
+            }
+        }
     }
 }
 
@@ -143,9 +168,10 @@ mod tests {
         let (request, _decided) = request();
         let mut out = Vec::new();
         let paged = std::cell::RefCell::new(Vec::new());
+        let mut lines = typed.lines().map(str::to_owned);
         let decision = ask(
             &request,
-            &mut typed.as_bytes(),
+            &mut || lines.next(),
             &mut out,
             &|diff| paged.borrow_mut().push(diff.to_owned()),
             false,

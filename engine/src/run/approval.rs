@@ -11,8 +11,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use super::blocking;
-use super::decisions::{ApprovalRequest, Decision};
 use super::decisions::Book;
+use super::decisions::{ApprovalRequest, Decision};
 use super::end::finish;
 use super::state::Shared;
 use crate::event::{Body, ErrorKind, Outcome, RunOutcome, StepError};

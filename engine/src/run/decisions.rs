@@ -76,4 +76,3 @@ impl Book {
         self.final_ = Some(rejected);
     }
 }
-
