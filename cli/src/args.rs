@@ -21,7 +21,7 @@ use crate::commands::{
     long_about = "Run AI coding agents as a DAG of gated steps, each in its own git worktree.\n\n\
         A mission file (TOML, in missions/) names the steps, the agent or command each one runs, \
         the test command that gates it, and what it needs from earlier steps.",
-    after_help = "Exit codes: 0 all passed, 1 a step, gate or budget failed, 2 invalid mission or usage, 130 interrupted.",
+    after_help = "Exit codes: 0 all passed, 1 a step, gate or budget failed, 2 invalid mission or usage, 3 waiting for approval (`medley approve`), 130 interrupted.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -62,6 +62,8 @@ pub enum Command {
     Missions(crate::commands::missions::MissionsArgs),
     Graph(GraphArgs),
     Resume(crate::commands::resume::ResumeArgs),
+    Approve(crate::commands::approve::ApproveArgs),
+    Reject(crate::commands::approve::RejectArgs),
     Runs(RunsArgs),
 
     Show(ShowArgs),

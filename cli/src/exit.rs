@@ -8,6 +8,9 @@ pub const SUCCESS: u8 = 0;
 pub const FAILED: u8 = 1;
 /// An invalid mission, invalid usage, or a failed preflight.
 pub const INVALID: u8 = 2;
+/// The run ended waiting for a person: a result with `approve` needs `medley approve` or
+/// `medley reject`.
+pub const WAITING: u8 = 3;
 /// Interrupted (Ctrl-C, SIGTERM or SIGHUP).
 pub const INTERRUPTED: u8 = 130;
 

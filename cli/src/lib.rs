@@ -102,6 +102,13 @@ impl Context {
         let _ = write!(std::io::stderr().lock(), "{}", self.render(diagnostic));
     }
 
+    /// The user's pager for a diff: `MEDLEY_PAGER`, else `PAGER` (`None`: `less -R`).
+    pub fn settings_pager(&self) -> Option<String> {
+        ["MEDLEY_PAGER", "PAGER"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    }
+
     /// Writes a line of progress or status to stderr.
     pub fn status(&self, line: &str) {
         let _ = writeln!(std::io::stderr().lock(), "{line}");
@@ -196,6 +203,8 @@ pub fn main() -> ExitCode {
         Command::Missions(args) => commands::missions::cmd_missions(&ctx, args),
         Command::Graph(args) => commands::graph::cmd_graph(&ctx, args),
         Command::Resume(args) => commands::resume::cmd_resume(&ctx, args),
+        Command::Approve(args) => commands::approve::cmd_approve(&ctx, args),
+        Command::Reject(args) => commands::approve::cmd_reject(&ctx, args),
         Command::Runs(args) => commands::runs::cmd_runs(&ctx, args),
 
         Command::Show(args) => commands::show::cmd_show(&ctx, args),

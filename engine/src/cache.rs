@@ -32,6 +32,10 @@ pub struct Entry {
     /// What making it cost (`null` when unknown, as for a command).
     #[serde(default)]
     pub cost_usd: Option<f64>,
+    /// For a step with `approve`: who approved this result (a rerun with this key does not ask
+    /// again); `None` while no one has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
 }
 
 /// What a key is made of.
@@ -144,6 +148,49 @@ pub fn store(repo: &Repo, key: &str, entry: &Entry) -> Result<(), GitError> {
     fs_err::create_dir_all(&dir).map_err(io)?;
     let json = serde_json::to_string(entry).map_err(|e| io(std::io::Error::other(e)))?;
     fs_err::write(dir.join(format!("{key}.json")), json).map_err(io)
+}
+
+/// The keys of the cached results run `run`'s step `step` made.
+fn keys_of(repo: &Repo, run: &str, step: &str) -> Vec<(String, Entry)> {
+    let dir = cache_dir(&repo.git_dir);
+    let mut found = Vec::new();
+    for file in fs_err::read_dir(&dir).into_iter().flatten().flatten() {
+        let path = file.path();
+        let Some(key) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let Some(entry) = fs_err::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Entry>(&t).ok())
+        else {
+            continue;
+        };
+        if entry.run == run && entry.step == step {
+            found.push((key.to_owned(), entry));
+        }
+    }
+    found
+}
+
+/// Records, with the cached results run `run`'s step `step` made, that `by` approved them.
+pub fn approve(repo: &Repo, run: &str, step: &str, by: &str) -> Result<(), GitError> {
+    for (key, mut entry) in keys_of(repo, run, step) {
+        entry.approved_by = Some(by.to_owned());
+        store(repo, &key, &entry)?;
+    }
+    Ok(())
+}
+
+/// Forgets the cached results run `run`'s step `step` made (a person rejected them: a rerun
+/// does the work again).
+pub fn forget(repo: &Repo, run: &str, step: &str) {
+    for (key, _) in keys_of(repo, run, step) {
+        let _ = fs_err::remove_file(cache_dir(&repo.git_dir).join(format!("{key}.json")));
+    }
 }
 
 /// Empties the cache; returns how many results it held.

@@ -38,7 +38,10 @@ impl Event {
             | Body::StepKept { step, .. } => Some(step),
             Body::GateStarted { step, .. }
             | Body::GateFinished { step, .. }
-            | Body::Warning { step, .. } => step.as_deref(),
+            | Body::Warning { step, .. }
+            | Body::ApprovalRequested { step, .. }
+            | Body::ApprovalGiven { step, .. }
+            | Body::ApprovalRefused { step, .. } => step.as_deref(),
             Body::RunStarted { .. } | Body::RunFinished { .. } => None,
         }
     }
@@ -97,6 +100,9 @@ pub enum RunOutcome {
     Passed,
     Failed,
     Cancelled,
+    /// Nothing more could run: a step's result (or the mission's) waits for a person's
+    /// decision (`medley approve` / `medley reject`).
+    Waiting,
 }
 
 impl RunOutcome {
@@ -105,6 +111,7 @@ impl RunOutcome {
             RunOutcome::Passed => "passed",
             RunOutcome::Failed => "failed",
             RunOutcome::Cancelled => "cancelled",
+            RunOutcome::Waiting => "waiting",
         }
     }
 }
@@ -183,6 +190,8 @@ pub enum ErrorKind {
     Denied,
     /// A bug in medley (a task that panicked).
     Internal,
+    /// A person refused its result (`medley reject`); the message is their reason.
+    Rejected,
     /// A kind a newer medley wrote.
     #[serde(other)]
     Other,
@@ -208,8 +217,13 @@ impl From<FailReason> for ErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SkipReason {
-    /// A need did not pass.
-    Need { need: String, need_outcome: Outcome },
+    /// A need did not pass; `rejected`: the reason a person gave for refusing its result.
+    Need {
+        need: String,
+        need_outcome: Outcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rejected: Option<String>,
+    },
     /// Its `if` expression was false.
     If {
         #[serde(rename = "if")]
@@ -316,6 +330,29 @@ pub enum Body {
     Warning {
         step: Option<String>,
         message: String,
+    },
+    /// A step's result (or, with `step` null, the mission's final result) waits for a
+    /// person's decision before anything builds on it.
+    ApprovalRequested {
+        step: Option<String>,
+        /// The mission's `approve` text for the person.
+        message: String,
+        /// The result commit that waits (for the mission: the merged result).
+        commit: Option<String>,
+        /// How many files it changed against its base.
+        files: usize,
+    },
+    /// A person approved it: `by` is their git identity (`Name <email>`).
+    ApprovalGiven {
+        step: Option<String>,
+        by: String,
+    },
+    /// A person refused it, saying why; the step counts as failed (or runs again, with
+    /// `on_reject = "retry"`).
+    ApprovalRefused {
+        step: Option<String>,
+        by: String,
+        reason: String,
     },
     RunFinished {
         outcome: RunOutcome,

@@ -56,6 +56,9 @@ impl Journal {
                     | Body::StepSkipped { .. }
                     | Body::RunStarted { .. }
                     | Body::RunFinished { .. }
+                    | Body::ApprovalRequested { .. }
+                    | Body::ApprovalGiven { .. }
+                    | Body::ApprovalRefused { .. }
             );
         }
         self.file.write_all(&lines)?;
@@ -268,6 +271,7 @@ mod tests {
                     reason: SkipReason::Need {
                         need: "a".into(),
                         need_outcome: Outcome::Failed,
+                        rejected: None,
                     },
                 },
             ),
@@ -290,6 +294,34 @@ mod tests {
                     output_tail: "x".into(),
                 },
             ),
+            Event::new(
+                "r1",
+                Body::StepSkipped {
+                    step: "d".into(),
+                    reason: SkipReason::Need {
+                        need: "a".into(),
+                        need_outcome: Outcome::Failed,
+                        rejected: Some("too vague".into()),
+                    },
+                },
+            ),
+            Event::new(
+                "r1",
+                Body::ApprovalRequested {
+                    step: None,
+                    message: "Ship it?".into(),
+                    commit: Some("c0ffee".into()),
+                    files: 2,
+                },
+            ),
+            Event::new(
+                "r1",
+                Body::ApprovalRefused {
+                    step: Some("a".into()),
+                    by: "Ada <ada@example.com>".into(),
+                    reason: "too vague".into(),
+                },
+            ),
         ];
         for e in &events {
             journal.append(e).unwrap();
@@ -303,6 +335,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains(r#""reason":{"if":"false"}"#), "{text}");
+        assert!(
+            text.contains(
+                r#""reason":{"need":"a","need_outcome":"failed","rejected":"too vague"}"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""type":"approval_refused","step":"a","by":"Ada <ada@example.com>","reason":"too vague""#),
+            "{text}"
+        );
         assert!(
             text.contains(r#""type":"gate_finished","step":null"#),
             "{text}"

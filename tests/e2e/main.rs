@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod agents;
+mod approvals;
 mod bounds;
 mod cache;
 mod cli;

@@ -254,3 +254,44 @@ fn clear_clears_the_screen_before_each_rerun() {
     assert!(stderr.contains("\x1b[2J\x1b[H"), "{stderr:?}");
     assert_eq!(watch.stop(), 130);
 }
+
+#[test]
+fn a_step_waiting_on_a_person_is_not_rerun_for_an_unrelated_change() {
+    let env = env();
+    let count = env.work().parent().unwrap().join("plan.count");
+    let mission = format!(
+        "[steps.plan]\ninputs = [\"src/plan.txt\"]\nrun = \"echo x >> {}; cat src/plan.txt > PLAN.md\"\n\
+         approve = \"Is the plan sound?\"\n\n\
+         [steps.build]\nneeds = [\"plan\"]\nrun = \"cat PLAN.md > built.txt\"\n\n\
+         [steps.b]\ninputs = [\"src/b.txt\"]\nrun = \"cat src/b.txt > out-b.txt\"\n",
+        count.display()
+    );
+    env.repo(&[
+        ("missions/m.toml", &mission),
+        ("src/plan.txt", "p\n"),
+        ("src/b.txt", "b\n"),
+    ]);
+    let watch = Watch::start(&env, "m");
+    watch.wait_runs(1);
+    assert_eq!(watch.count("approval_requested"), 1);
+    env.write("src/b.txt", "b2\n");
+    watch.wait_runs(2);
+    assert_eq!(watch.outcome(2, "b"), "passed");
+    assert_eq!(watch.outcome(2, "plan"), "cached", "not run again");
+    assert_eq!(
+        fs_err::read_to_string(&count).unwrap().lines().count(),
+        1,
+        "the waiting step's command ran once"
+    );
+    assert_eq!(watch.count("approval_requested"), 2, "it still waits");
+    let outcomes: Vec<String> = watch
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "run_finished")
+        .map(|e| e["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(outcomes, ["waiting", "waiting"]);
+    watch.stop();
+}

@@ -2,6 +2,7 @@
 
 pub mod agents;
 pub mod apply;
+pub mod approve;
 pub mod clean;
 pub mod completions;
 pub mod graph;
@@ -98,6 +99,7 @@ pub(crate) fn run_json(run: &RunInfo, short: &str, with_steps: bool) -> serde_js
     if let Some(object) = value.as_object_mut() {
         object.insert("short_id".into(), short.into());
         object.insert("status".into(), run.status().into());
+        object.insert("waiting".into(), run.waiting().into());
         if !with_steps {
             object.remove("steps");
         }

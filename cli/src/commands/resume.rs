@@ -4,12 +4,14 @@ use clap::Args;
 
 use crate::{CliError, Context};
 
-/// Continue a failed, cancelled or killed run
+/// Continue a failed, cancelled, killed or waiting run
 #[derive(Debug, Args)]
 #[command(
-    long_about = "Continue a failed, cancelled or killed run under the same id: the steps that \
-        passed keep their results, the others run again, from the run's base and its mission as \
-        it was when the run started. Works after a SIGKILL at any moment.",
+    long_about = "Continue a failed, cancelled, killed or waiting run under the same id: the \
+        steps that passed keep their results, the others run again, from the run's base and its \
+        mission as it was when the run started; the decisions people made on results that wait \
+        hold, and what still waits is asked about again (in the live view) or waits on. Works \
+        after a SIGKILL at any moment.",
     after_help = "Example:\n  medley resume last"
 )]
 pub struct ResumeArgs {

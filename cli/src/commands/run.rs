@@ -123,9 +123,18 @@ fn run_plan(
         fresh_worktrees,
         record: Some(record),
         control: None,
+        approvals: None,
     };
-    drive(ctx, order, move |events, cancelled| {
-        medley_engine::run::run(plan, options, events, cancelled)
+    drive(ctx, order, move |events, cancelled, approvals| {
+        medley_engine::run::run(
+            plan,
+            RunOptions {
+                approvals,
+                ..options
+            },
+            events,
+            cancelled,
+        )
     })
 }
 
@@ -141,21 +150,32 @@ pub fn resume_run(ctx: &Context, run: &str, no_cache: bool) -> Result<u8, CliErr
         fresh_worktrees: false,
         record: None,
         control: None,
+        approvals: None,
     };
     let run = run.to_owned();
-    drive(ctx, Vec::new(), move |events, cancelled| async move {
-        medley_engine::run::resume(&run, options, events, cancelled).await
-    })
+    drive(
+        ctx,
+        Vec::new(),
+        move |events, cancelled, approvals| async move {
+            let options = RunOptions {
+                approvals,
+                ..options
+            };
+            medley_engine::run::resume(&run, options, events, cancelled).await
+        },
+    )
 }
 
 /// Starts a run with `start`, reports its events as they come, stops it in stages on Ctrl-C
-/// or SIGTERM, and maps how it ended to an exit code.
+/// or SIGTERM, and maps how it ended to an exit code. In the live view, with a terminal to
+/// read from, results that wait for a person are asked about there (`start` gets the asker).
 /// `order`: the mission's steps, for the summary table (empty: the order they ended in).
 fn drive<F, Fut>(ctx: &Context, order: Vec<String>, start: F) -> Result<u8, CliError>
 where
     F: FnOnce(
         tokio::sync::mpsc::UnboundedSender<medley_engine::event::Event>,
         tokio::sync::watch::Receiver<bool>,
+        Option<medley_engine::run::Asker>,
     ) -> Fut,
     Fut: std::future::Future<
             Output = Result<medley_engine::run::RunSummary, medley_engine::run::RunError>,
@@ -177,24 +197,42 @@ where
     let mut reporter = Reporter::new(ctx.output, ctx.color, ctx.quiet, namer)
         .follow(git_dir)
         .order(order);
+    let interactive =
+        ctx.output == OutputFormat::Tty && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let pager = ctx.settings_pager();
     runtime.block_on(async move {
         let (events, mut received) = tokio::sync::mpsc::unbounded_channel();
         let (cancel, cancelled) = tokio::sync::watch::channel(false);
+        let (asker, mut asked) = if interactive {
+            let (asker, asked) = tokio::sync::mpsc::unbounded_channel();
+            (Some(asker), Some((asked, crate::report::Typed::start())))
+        } else {
+            (None, None)
+        };
         let report = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
             loop {
                 tokio::select! {
+                    // The event that a result waits comes before the question about it.
+                    biased;
                     event = received.recv() => match event {
                         Some(event) => reporter.event(&event),
                         None => break,
                     },
+                    Some(request) = async { asked.as_mut()?.0.recv().await }, if asked.is_some() => {
+                        if let Some((_, typed)) = &asked {
+                            tokio::task::block_in_place(|| {
+                                reporter.ask(request, typed, pager.as_deref())
+                            });
+                        }
+                    }
                     _ = tick.tick(), if reporter.follows() => reporter.tick(),
                 }
             }
             reporter.finish();
         });
         let signals = crate::signals::forward_to(cancel);
-        let result = start(events, cancelled).await;
+        let result = start(events, cancelled, asker).await;
         let _ = report.await;
         signals.abort();
         match result {
@@ -203,6 +241,7 @@ where
                 RunOutcome::Passed => exit::SUCCESS,
                 RunOutcome::Failed => exit::FAILED,
                 RunOutcome::Cancelled => exit::INTERRUPTED,
+                RunOutcome::Waiting => exit::WAITING,
             }),
             Err(e) if e.is_usage() => Err(CliError::invalid(e)),
             Err(e) => Err(CliError::failed(e)),
@@ -291,6 +330,13 @@ fn dry_run_text(plan: &Plan, color: bool) -> String {
                 color,
             );
         }
+        if let Some(message) = &step.approve {
+            let retry = match step.on_reject {
+                medley_engine::mission::OnReject::Retry => " (a rejection runs it again)",
+                medley_engine::mission::OnReject::Fail => "",
+            };
+            let _ = writeln!(out, "   approve: {message}{}", style::dim(retry, color));
+        }
         let _ = writeln!(
             out,
             "   {}",
@@ -317,6 +363,9 @@ fn dry_run_text(plan: &Plan, color: bool) -> String {
             Flavor::Shell,
             color,
         );
+    }
+    if let Some(message) = &plan.approve {
+        let _ = writeln!(out, "\nfinal approval: {message}");
     }
     let _ = writeln!(out, "\ndry run: nothing was run");
     out

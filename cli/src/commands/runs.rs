@@ -21,16 +21,31 @@ use crate::{CliError, Context, exit, print_data};
         shown only for runs where an agent worked; \"unknown\" marks what no CLI reported.\n\n\
         With --output json: one JSON array, a run per object (`id`, `short_id`, `mission`, \
         `mission_path`, `started`, `base`, `status`, `outcome`, `reason`, `result_branch`, \
-        `duration_ms`, `tokens`, `cost_usd`, `unpriced_steps`, `uncounted_steps`, `live`).",
-    after_help = "Examples:\n  medley runs\n  medley runs --output json"
+        `duration_ms`, `tokens`, `cost_usd`, `unpriced_steps`, `uncounted_steps`, `live`, \
+        `waiting`: the steps whose results wait for a person, `@result` for the final result).\n\n\
+        With --waiting: only what needs a person, one line per result that waits: the run, its \
+        mission, the step and the mission's `approve` message.",
+    after_help = "Examples:\n  medley runs\n  medley runs --waiting\n  medley runs --output json"
 )]
-pub struct RunsArgs {}
+pub struct RunsArgs {
+    /// Only the runs with results that wait for a person (`medley approve` them)
+    #[arg(long)]
+    pub waiting: bool,
+}
 
-pub fn cmd_runs(ctx: &Context, _args: RunsArgs) -> Result<u8, CliError> {
+pub fn cmd_runs(ctx: &Context, args: RunsArgs) -> Result<u8, CliError> {
     let repo = repo(ctx)?;
-    let runs = history::list(&repo.git_dir);
-    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+    let all = history::list(&repo.git_dir);
+    let ids: Vec<String> = all.iter().map(|r| r.id.clone()).collect();
     let short = history::short_ids(&ids);
+    let (runs, short): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .zip(short)
+        .filter(|(run, _)| !args.waiting || (!run.live && !run.waiting().is_empty()))
+        .unzip();
+    if args.waiting && ctx.output != OutputFormat::Json {
+        return waiting(ctx, &runs, &short);
+    }
     if ctx.output == OutputFormat::Json {
         let all: Vec<serde_json::Value> = runs
             .iter()
@@ -91,6 +106,46 @@ pub fn cmd_runs(ctx: &Context, _args: RunsArgs) -> Result<u8, CliError> {
                 cost_width = cost_width.max(4)
             );
         }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    print_data(&out)?;
+    Ok(exit::SUCCESS)
+}
+
+/// `--waiting`: a line per result that waits, with the message for its person.
+fn waiting(ctx: &Context, runs: &[history::RunInfo], short: &[String]) -> Result<u8, CliError> {
+    if runs.is_empty() {
+        ctx.status("nothing waits for a person");
+        return Ok(exit::SUCCESS);
+    }
+    let mut rows = Vec::new();
+    for (run, short) in runs.iter().zip(short) {
+        for step in run.waiting() {
+            let approval = match run.steps.get(&step) {
+                Some(s) => s.approval.as_ref(),
+                None => run.approval.as_ref(),
+            };
+            let message = match approval {
+                Some(history::Approval::Waiting { message, .. }) => message.clone(),
+                _ => String::new(),
+            };
+            rows.push((short.clone(), run.mission.clone(), step, message));
+        }
+    }
+    let width = |f: fn(&(String, String, String, String)) -> usize, min: usize| {
+        rows.iter().map(f).max().unwrap_or(0).max(min)
+    };
+    let (w0, w1, w2) = (
+        width(|r| r.0.len(), 3),
+        width(|r| r.1.len(), 7),
+        width(|r| r.2.len(), 4),
+    );
+    let mut out = format!(
+        "{:<w0$}  {:<w1$}  {:<w2$}  message\n",
+        "run", "mission", "step"
+    );
+    for (run, mission, step, message) in &rows {
+        let line = format!("{run:<w0$}  {mission:<w1$}  {step:<w2$}  {message}");
         let _ = writeln!(out, "{}", line.trim_end());
     }
     print_data(&out)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use medley_engine::event::{ErrorKind, Outcome};
-use medley_engine::history::{RunInfo, short_id};
+use medley_engine::history::{Approval, RunInfo, short_id};
 
 use crate::output::OutputFormat;
 use crate::style::human_duration;
@@ -29,7 +29,9 @@ const TAIL: usize = 12;
         With --output json: one JSON object, the run (as `medley runs --output json` gives \
         it) with `steps`, an object of each step's `outcome`, `attempts`, `duration_ms`, \
         `commit`, `agent`, `tokens`, `cost_usd`, `skipped`, `error`, `gate_output`, `worktree`, \
-        `kept`.",
+        `kept`, `approval` (`state`: `waiting`, `given` or `refused`, with `message`, `since` or \
+        `by` and `at`, and a refusal's `reason`); the run's own `approval` is its final \
+        result's.",
     after_help = "Examples:\n  medley show\n  medley show last~1 --full"
 )]
 pub struct ShowArgs {
@@ -50,6 +52,19 @@ pub fn cmd_show(ctx: &Context, args: ShowArgs) -> Result<u8, CliError> {
     }
     print_data(&text(&run, &short, args.full))?;
     Ok(exit::SUCCESS)
+}
+
+/// Where a result stands with its person, in a line.
+fn approval_line(approval: &Approval, short: &str, step: &str) -> String {
+    match approval {
+        Approval::Waiting { message, .. } => {
+            format!("waiting for approval: {message} (`medley approve {step} --run {short}`)")
+        }
+        Approval::Given { by, at, .. } => format!("approved by {by} at {at}"),
+        Approval::Refused { by, at, reason, .. } => {
+            format!("rejected by {by} at {at}: {reason}")
+        }
+    }
 }
 
 fn text(run: &RunInfo, short: &str, full: bool) -> String {
@@ -75,6 +90,13 @@ fn text(run: &RunInfo, short: &str, full: bool) -> String {
     }
     if let Some(branch) = &run.result_branch {
         let _ = writeln!(out, "result    branch {branch}");
+    }
+    if let Some(approval) = &run.approval {
+        let _ = writeln!(
+            out,
+            "result    {}",
+            approval_line(approval, short, "@result")
+        );
     }
     let agents = has_agents(run);
     if agents {
@@ -131,6 +153,9 @@ fn text(run: &RunInfo, short: &str, full: bool) -> String {
         let _ = writeln!(out, "{}", line.trim_end());
         if let Some(reason) = &step.skipped {
             let _ = writeln!(out, "{:width$}  skipped: {}", "", skip_reason(reason));
+        }
+        if let Some(approval) = &step.approval {
+            let _ = writeln!(out, "{:width$}  {}", "", approval_line(approval, short, id));
         }
         if let Some(error) = &step.error {
             let mut lines = error.message.lines();

@@ -58,6 +58,9 @@ pub fn cmd_watch(ctx: &Context, args: WatchArgs) -> Result<u8, CliError> {
             fresh_worktrees: args.fresh_worktrees,
             record: None,
             control: None,
+            // Watch asks no one: a result that waits ends its run as `waiting`, and
+            // `medley approve` goes on with it.
+            approvals: None,
         },
         mission: path,
         sets: args.sets.clone(),

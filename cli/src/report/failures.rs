@@ -37,6 +37,8 @@ pub struct Failures {
     worktrees: HashMap<String, String>,
     gate_tails: HashMap<String, String>,
     failed: Vec<Failed>,
+    /// What waits for a person (step ids; `@result` for the final result).
+    waiting: Vec<String>,
     end: Option<(RunOutcome, Option<String>)>,
 }
 
@@ -49,6 +51,7 @@ impl Failures {
             worktrees: HashMap::new(),
             gate_tails: HashMap::new(),
             failed: Vec::new(),
+            waiting: Vec::new(),
             end: None,
         }
     }
@@ -71,7 +74,18 @@ impl Failures {
                 self.worktrees.clear();
                 self.gate_tails.clear();
                 self.failed.clear();
+                self.waiting.clear();
                 self.end = None;
+            }
+            Body::ApprovalRequested { step, .. } => {
+                let name = step.clone().unwrap_or_else(|| "@result".to_owned());
+                if !self.waiting.contains(&name) {
+                    self.waiting.push(name);
+                }
+            }
+            Body::ApprovalGiven { step, .. } | Body::ApprovalRefused { step, .. } => {
+                let name = step.clone().unwrap_or_else(|| "@result".to_owned());
+                self.waiting.retain(|w| *w != name);
             }
             Body::StepStarted { step, worktree, .. } => {
                 self.worktrees.insert(step.clone(), worktree.clone());
@@ -200,6 +214,20 @@ impl Failures {
             Some((RunOutcome::Cancelled, _)) => vec![format!(
                 "`medley resume {run}` continues the run, keeping what passed"
             )],
+            Some((RunOutcome::Waiting, _)) => {
+                let steps = if self.waiting.is_empty() {
+                    "STEP".to_owned()
+                } else {
+                    self.waiting.join(" ")
+                };
+                vec![
+                    format!(
+                        "`medley show {run}` shows what waits; `medley logs {run} STEP` its output"
+                    ),
+                    format!("`medley approve {steps} --run {run}` approves, and the run goes on"),
+                    format!("`medley reject {steps} --why TEXT --run {run}` rejects"),
+                ]
+            }
             None => Vec::new(),
         };
         for (i, line) in next.iter().enumerate() {

@@ -11,10 +11,12 @@ use crate::output::OutputFormat;
 
 mod failures;
 mod follow;
+mod prompt;
 mod tty;
 
 pub use failures::{Failures, Namer, report_line};
 pub use follow::Follow;
+pub use prompt::Typed;
 
 /// How a run's events are shown.
 pub enum Reporter {
@@ -146,6 +148,36 @@ impl Reporter {
                 live.event(event, &details);
             }
         }
+    }
+
+    /// Asks a person about a result that waits (the live view's prompt, its rows hidden
+    /// meanwhile) and sends their decision back to the run. `pager` shows the diff.
+    pub fn ask(
+        &mut self,
+        request: medley_engine::run::ApprovalRequest,
+        typed: &prompt::Typed,
+        pager: Option<&str>,
+    ) {
+        let decide = |color: bool| {
+            let mut input = || typed.next(|| request.reply.is_closed());
+            let mut err = std::io::stderr();
+            prompt::ask(
+                &request,
+                &mut input,
+                &mut err,
+                &|diff| prompt::page(pager, diff),
+                color,
+            )
+        };
+        let decision = match self {
+            Reporter::Tty(live, _) => {
+                let color = live.color();
+                live.suspend(|| decide(color))
+            }
+            Reporter::Plain { color, .. } => decide(*color),
+            Reporter::Json => decide(false),
+        };
+        let _ = request.reply.send(decision);
     }
 
     /// Ends the report: the live view's table, then the failures together and what to do
@@ -321,6 +353,26 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             let head = format!("{step}: kept from before the resume");
             format!("{} ({}, {commit})", green(&head, color), outcome.name())
         }
+        Body::ApprovalRequested { message, files, .. } => {
+            let who = if step.is_empty() { "result" } else { step };
+            format!(
+                "{}: {} ({} changed)",
+                crate::style::yellow(&format!("{who}: waiting for approval"), color),
+                message,
+                plural(*files, "file")
+            )
+        }
+        Body::ApprovalGiven { by, .. } => {
+            let who = if step.is_empty() { "result" } else { step };
+            green(&format!("{who}: approved by {by}"), color)
+        }
+        Body::ApprovalRefused { by, reason, .. } => {
+            let who = if step.is_empty() { "result" } else { step };
+            format!(
+                "{}: {reason}",
+                red(&format!("{who}: rejected by {by}"), color)
+            )
+        }
         Body::Warning { message, .. } => {
             let who = if step.is_empty() { "warning" } else { step };
             format!("{}: {message}", crate::style::yellow(who, color))
@@ -337,10 +389,10 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
         } => {
             let took = human_duration(Duration::from_millis(*duration_ms));
             let head = format!("run {}", outcome.name());
-            let head = if matches!(outcome, medley_engine::event::RunOutcome::Passed) {
-                green(&head, color)
-            } else {
-                red(&head, color)
+            let head = match outcome {
+                medley_engine::event::RunOutcome::Passed => green(&head, color),
+                medley_engine::event::RunOutcome::Waiting => crate::style::yellow(&head, color),
+                _ => red(&head, color),
             };
             // A run with no agent has no tokens or dollars to speak of.
             let used = if tokens.input + tokens.output > 0
@@ -367,7 +419,14 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
 
 pub fn skip_reason(reason: &SkipReason) -> String {
     match reason {
-        SkipReason::Need { need, need_outcome } => {
+        SkipReason::Need {
+            rejected: Some(why),
+            need,
+            ..
+        } => format!("it needs `{need}`, whose result was rejected: {why}"),
+        SkipReason::Need {
+            need, need_outcome, ..
+        } => {
             format!(
                 "it needs `{need}`, which {}",
                 match need_outcome.name() {

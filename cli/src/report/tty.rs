@@ -180,6 +180,8 @@ impl Live {
                     bar.finish_and_clear();
                     self.bars.remove(&bar);
                 }
+                // A step that ends again (a rejected result, a retry) has one row: its last.
+                self.rows.retain(|r| r.step != step);
                 self.rows.push(Row {
                     step: step.clone(),
                     outcome: *outcome,
@@ -233,9 +235,17 @@ impl Live {
             Body::AttemptFailed { .. }
             | Body::AgentSwitched { .. }
             | Body::RunStarted { .. }
+            | Body::ApprovalRequested { .. }
+            | Body::ApprovalGiven { .. }
+            | Body::ApprovalRefused { .. }
             | Body::Warning { .. } => self.print(event),
             _ => {}
         }
+    }
+
+    /// Runs `f` (a prompt) with the live rows hidden, then draws them again.
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.bars.suspend(f)
     }
 
     /// Keeps the overall count up to date.
@@ -253,8 +263,10 @@ impl Live {
             | Body::StepSkipped { step, .. }
             | Body::StepKept { step, .. } => {
                 self.ready.retain(|s| s != step);
-                self.ended.push(step.clone());
-                self.done += 1;
+                if !self.ended.contains(step) {
+                    self.ended.push(step.clone());
+                    self.done += 1;
+                }
             }
             _ => {}
         }

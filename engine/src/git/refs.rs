@@ -24,6 +24,16 @@ pub fn step_result(run: &str, step: &str) -> String {
     format!("{ROOT}/{run}/steps/{}", step.replace('.', "/"))
 }
 
+/// The merged result of a run whose mission has `approve`, while it waits for a person:
+/// `refs/medley/<run>/final`.
+pub fn final_result(run: &str) -> String {
+    format!("{ROOT}/{run}/final")
+}
+
+/// What `medley approve` and `medley reject` call a mission's final result (no step id can
+/// start with `@`).
+pub const FINAL_RESULT: &str = "@result";
+
 /// A cache entry's ref: `refs/medley/cache/<key>`.
 pub fn cache_entry(key: &str) -> String {
     format!("{ROOT}/cache/{key}")

@@ -9,8 +9,12 @@ use crate::event::{Body, Outcome, RunOutcome, SkipReason, StepError, Tokens};
 use crate::git::{Context as _, GitError, Repo, refs};
 use crate::journal;
 
+mod approvals;
+mod decide;
 mod files;
 mod ids;
+pub use approvals::Approval;
+pub use decide::{DecideError, Decided, Verdict, decide, newest_waiting, who};
 pub use files::{Written, WrittenKind, log_files, run_secrets, written_files};
 pub use ids::{resolve, resolve_in, short_id, short_ids};
 
@@ -37,6 +41,8 @@ pub struct RunInfo {
     pub uncounted_steps: usize,
     pub live: bool,
     pub steps: IndexMap<String, StepInfo>,
+    /// The final result's approval (a mission with `approve`), once asked for.
+    pub approval: Option<Approval>,
 }
 
 /// A step of a run, summed up from its events.
@@ -70,6 +76,8 @@ pub struct StepInfo {
     /// The message of its last failed attempt (with the output's tail it carries).
     #[serde(skip)]
     pub last_failure: Option<String>,
+    /// Where its result stands with a person (a step with `approve`).
+    pub approval: Option<Approval>,
 }
 
 impl RunInfo {
@@ -78,6 +86,8 @@ impl RunInfo {
         match (self.outcome, self.live) {
             (Some(o), _) => o.name(),
             (None, true) => "running",
+            // Killed while a result waited for a person: it still does.
+            (None, false) if !self.waiting().is_empty() => "waiting",
             (None, false) => "killed",
         }
     }
@@ -153,6 +163,7 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
         uncounted_steps: 0,
         live: journal::is_live(&dir),
         steps: IndexMap::new(),
+        approval: None,
     };
     // A resumed run has a segment per start: its duration is the sum of theirs (a segment
     // killed before its end lasted until its last event).
@@ -205,7 +216,10 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 s.worktree = Some(worktree);
             }
             Body::StepReady { step, base } => {
-                info.steps.entry(step).or_default().base = Some(base);
+                let s = info.steps.entry(step).or_default();
+                s.base = Some(base);
+                // A new go at the step: its result is asked about again.
+                s.approval = None;
             }
             Body::StepKept { step, .. } => {
                 info.steps.entry(step).or_default().kept = true;
@@ -289,7 +303,7 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 info.duration_ms = Some(segments_ms);
                 segment = None;
             }
-            _ => {}
+            body => approvals::observe(&mut info, body, &event.ts),
         }
     }
     if info.outcome.is_none() && segments_ms > 0 {

@@ -8,4 +8,4 @@ pub mod suggest;
 
 pub use diagnostics::{ErrorKind, MissionError, MissionErrors};
 pub use load::{LoadError, Mission};
-pub use model::{MissionFile, Runtime, Strategy, WorktreeMode};
+pub use model::{MissionFile, OnReject, Runtime, Strategy, WorktreeMode};

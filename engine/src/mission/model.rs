@@ -39,6 +39,10 @@ pub struct MissionFile {
     /// `pool` (default): steps get warm worktrees from the repository's pool; `fresh`: a
     /// brand-new worktree each.
     pub worktree: Option<WorktreeMode>,
+    /// A message for the person who approves the mission's final result: the merged result
+    /// (after the final gate) waits for `medley approve @result` before its branch is made.
+    #[schemars(with = "Option<String>")]
+    pub approve: Option<Spanned<String>>,
     /// A spending cap for the whole run, in US dollars.
     #[schemars(with = "Option<f64>", range(min = 0.0))]
     pub budget_usd: Option<Spanned<f64>>,
@@ -113,6 +117,26 @@ pub struct Defaults {
     pub retry_prompt: Option<Spanned<String>>,
     /// `fresh`: every step gets a brand-new worktree instead of a warm one from the pool.
     pub worktree: Option<WorktreeMode>,
+    /// A message for a person: once the step has passed, its result waits for their decision
+    /// (`medley approve STEP` or `medley reject STEP --why TEXT`) before any dependent starts.
+    #[schemars(with = "Option<String>")]
+    pub approve: Option<Spanned<String>>,
+    /// What a rejection does: `fail` (default: the step fails, its dependents are skipped) or
+    /// `retry` (the agent runs again on its result, the reason as `failure.output`).
+    #[schemars(with = "Option<OnReject>")]
+    pub on_reject: Option<Spanned<OnReject>>,
+}
+
+/// What a person's rejection of a step's result does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnReject {
+    /// The step fails; its dependents are skipped (reason: rejected, with the text).
+    #[default]
+    Fail,
+    /// The agent runs again on top of its rejected result, hearing the reason (its
+    /// `retry_prompt`, with `failure.kind` = `rejected` and `failure.output` = the reason).
+    Retry,
 }
 
 /// Where a step's worktree comes from.
@@ -171,6 +195,14 @@ pub struct Step {
     pub retry_prompt: Option<Spanned<String>>,
     /// `fresh`: this step gets a brand-new worktree instead of a warm one from the pool.
     pub worktree: Option<WorktreeMode>,
+    /// A message for a person: once the step has passed, its result waits for their decision
+    /// (`medley approve STEP` or `medley reject STEP --why TEXT`) before any dependent starts.
+    #[schemars(with = "Option<String>")]
+    pub approve: Option<Spanned<String>>,
+    /// What a rejection does: `fail` (default: the step fails, its dependents are skipped) or
+    /// `retry` (the agent runs again on its result, the reason as `failure.output`).
+    #[schemars(with = "Option<OnReject>")]
+    pub on_reject: Option<Spanned<OnReject>>,
 }
 
 /// A matrix axis: a non-empty list of values.
@@ -330,6 +362,7 @@ pub mod keys {
         "setup",
         "setup_files",
         "worktree",
+        "approve",
         "budget_usd",
         "secrets",
         "vars",
@@ -347,6 +380,8 @@ pub mod keys {
         "strategy",
         "retry_prompt",
         "worktree",
+        "approve",
+        "on_reject",
     ];
     pub const STEP: &[&str] = &[
         "prompt",
@@ -363,6 +398,8 @@ pub mod keys {
         "strategy",
         "retry_prompt",
         "worktree",
+        "approve",
+        "on_reject",
     ];
     pub const AGENT: &[&str] = &["runtime", "model", "args", "env", "price", "program"];
     pub const PRICE: &[&str] = &["input_per_mtok", "output_per_mtok"];

@@ -5,8 +5,17 @@ use std::fmt::Write as _;
 use super::{Action, Plan, PlanStep};
 use crate::mission::model::Strategy;
 
-/// What runs a step, for a graph label: `command`, `claude`, `claude → codex`, `claude | codex (race)`.
+/// What runs a step, for a graph label: `command`, `claude`, `claude → codex`, `claude | codex (race)`;
+/// a step whose result waits for a person is marked `, approve`.
 pub fn runner(step: &PlanStep) -> String {
+    let runs = runs(step);
+    match step.approve {
+        Some(_) => format!("{runs}, approve"),
+        None => runs,
+    }
+}
+
+fn runs(step: &PlanStep) -> String {
     match &step.action {
         Action::Command { .. } => "command".to_owned(),
         Action::Agent {

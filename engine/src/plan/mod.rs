@@ -36,7 +36,7 @@ pub use duration as duration_text;
 pub use only::UnknownStep;
 pub use template::{Flavor, Templates};
 
-use crate::mission::model::{Price, Runtime, Strategy};
+use crate::mission::model::{OnReject, Price, Runtime, Strategy};
 
 /// A compiled mission: concrete steps (matrices expanded) in a deterministic topological order.
 #[derive(Debug, Serialize)]
@@ -68,6 +68,10 @@ pub struct Plan {
     pub agents: IndexMap<String, AgentSpec>,
     /// Concrete steps; every step comes after the steps it needs.
     pub steps: Vec<PlanStep>,
+    /// `approve`: the final result waits for a person with this message before its branch is
+    /// made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approve: Option<String>,
     /// Only part of the mission (`--only`): its final gate is not run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
@@ -125,6 +129,16 @@ pub struct PlanStep {
     /// `worktree = "fresh"` (the step's, else the mission's).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fresh_worktree: bool,
+    /// `approve`: once passed, its result waits for a person with this message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approve: Option<String>,
+    /// What a rejection does (with `approve`).
+    #[serde(skip_serializing_if = "is_fail")]
+    pub on_reject: OnReject,
+}
+
+fn is_fail(on_reject: &OnReject) -> bool {
+    *on_reject == OnReject::Fail
 }
 
 /// What a step does.

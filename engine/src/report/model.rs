@@ -106,7 +106,14 @@ impl StepReport {
 /// Why a step was skipped, in words.
 pub fn skip_reason(reason: &SkipReason) -> String {
     match reason {
-        SkipReason::Need { need, need_outcome } => format!(
+        SkipReason::Need {
+            rejected: Some(why),
+            need,
+            ..
+        } => format!("it needs `{need}`, whose result was rejected: {why}"),
+        SkipReason::Need {
+            need, need_outcome, ..
+        } => format!(
             "it needs `{need}`, which {}",
             match need_outcome {
                 Outcome::Skipped => "was skipped",

@@ -445,5 +445,9 @@ fn default_retry(failure: &Failure) -> String {
             "The last attempt failed:\n\n{}\n\nTry again and finish the task.",
             failure.output
         ),
+        FailureKind::Rejected => format!(
+            "A person reviewed your result and rejected it:\n\n{}\n\nChange the result as they ask.",
+            failure.output
+        ),
     }
 }

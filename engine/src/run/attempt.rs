@@ -36,6 +36,8 @@ pub(crate) enum FailureKind {
     Gate,
     Timeout,
     Agent,
+    /// A person rejected the step's result; the output is their reason.
+    Rejected,
 }
 
 impl FailureKind {
@@ -44,6 +46,7 @@ impl FailureKind {
             FailureKind::Gate => "gate",
             FailureKind::Timeout => "timeout",
             FailureKind::Agent => "agent",
+            FailureKind::Rejected => "rejected",
         }
     }
 }
@@ -171,8 +174,16 @@ pub(crate) async fn drive<W: Work>(
         Prepared::Cancelled => return Attempts::cancelled(0),
         Prepared::Failed(e) => return Attempts::failed(0, e),
     }
-    let mut parent = base;
-    let mut failure: Option<Failure> = None;
+    // After a person's rejection (`on_reject = "retry"`) the first attempt works on top of the
+    // rejected result and hears why.
+    let rejected = shared.rejected_retry(i);
+    let mut parent = rejected.as_ref().map_or(base, |(commit, _)| *commit);
+    let mut failure: Option<Failure> = rejected.map(|(_, reason)| Failure {
+        kind: FailureKind::Rejected,
+        command: "medley reject".to_owned(),
+        exit_code: None,
+        output: reason,
+    });
     let mut last_error: Option<StepError> = None;
     let mut last_reason = FailReason::AgentError;
     let mut output = String::new();

@@ -142,11 +142,16 @@ pub(crate) async fn reuse(
     started: Instant,
 ) -> Option<Outcome> {
     let step = &shared.plan.steps[i];
+    // A step a person rejected runs again (on top of what they rejected).
+    if shared.rejected_retry(i).is_some() {
+        return None;
+    }
     let repo = shared.repo.clone();
     let key = key.to_owned();
     let entry = blocking(move || crate::cache::lookup(&repo, &key))
         .await
         .ok()??;
+    let approved = entry.approved_by.is_some();
     let (old_base, cached) = (
         Oid::from_str(&entry.base).ok()?,
         Oid::from_str(&entry.commit).ok()?,
@@ -187,6 +192,10 @@ pub(crate) async fn reuse(
         .await
         .ok()?
         .ok()?;
+    if approved {
+        // Its approval is cached with it: a rerun with the same key does not ask again.
+        shared.approved_before(i);
+    }
     Some(finish_with(
         shared,
         i,

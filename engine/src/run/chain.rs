@@ -273,14 +273,20 @@ async fn run_agent(
         return run;
     };
     let name_in_run = format!("{}/{name}", step.id);
-    let mut held =
-        match super::worktree::acquire(shared, &name_in_run, base, step.fresh_worktree).await {
-            Ok(held) => held,
-            Err(e) => {
-                run.error = Some(StepError::new(ErrorKind::Worktree, e.to_string()));
-                return run;
-            }
-        };
+    let mut held = match super::worktree::acquire(
+        shared,
+        &name_in_run,
+        shared.start_of(i, base),
+        step.fresh_worktree,
+    )
+    .await
+    {
+        Ok(held) => held,
+        Err(e) => {
+            run.error = Some(StepError::new(ErrorKind::Worktree, e.to_string()));
+            return run;
+        }
+    };
     let mut work = AgentWork::new(shared, i, name, profile, base, logs.clone());
     let setup_log = format!("setup.{name}.log");
     let ended = attempt::drive(

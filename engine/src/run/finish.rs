@@ -75,6 +75,10 @@ pub(super) async fn finish(shared: &Arc<Shared>) -> (RunOutcome, Option<String>,
             return (RunOutcome::Cancelled, Some("cancelled".to_owned()), None);
         }
     }
+    // With the mission's `approve`, the result waits for a person before its branch is made.
+    if let Some((outcome, reason)) = super::approval::final_result(shared, merged).await {
+        return (outcome, reason, None);
+    }
     let branch = refs::result_branch(&plan.mission, &shared.run);
     match shared
         .repo

@@ -15,15 +15,19 @@
 //! - [`state`]: what every step task shares (records, stops, budget); [`context`]: the
 //!   template context and rendering; [`emitter`]: events to the journal and the reporters.
 //! - [`finish`]: merging the leaves, the mission's gate, the result branch.
+//! - [`approval`]: results that wait for a person (`approve`): asked about, decided, acted
+//!   on; [`decisions`]: what the run knows of decisions, and the requests a person answers.
 //! - [`options`], [`error`]: the public types; [`preflight`]: the agents' CLIs, checked
 //!   before a run; [`program`]: finding a profile's program.
 
 mod agent;
+mod approval;
 mod attempt;
 mod cached;
 mod chain;
 mod command;
 mod context;
+mod decisions;
 mod emitter;
 mod end;
 mod error;
@@ -42,6 +46,7 @@ mod state;
 mod step;
 mod worktree;
 
+pub use decisions::{ApprovalRequest, Asker, Decision};
 pub use error::{ResumeError, RunError};
 pub use options::{Control, RunOptions, RunRecord, RunSummary};
 pub use program::{program_of, which};

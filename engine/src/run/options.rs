@@ -31,6 +31,9 @@ pub struct RunOptions {
     pub control: Option<watch::Receiver<Control>>,
     /// What was asked, kept in the run's directory so `resume` compiles the same plan.
     pub record: Option<RunRecord>,
+    /// Where results that wait for a person are asked about (the CLI's prompt); `None`: no one
+    /// is there, and the run ends as `waiting` once nothing else can run.
+    pub approvals: Option<super::decisions::Asker>,
 }
 
 /// Steering of a live run (watch mode).

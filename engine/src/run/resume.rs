@@ -1,16 +1,19 @@
-//! Resuming a failed, cancelled or killed run: the same id, base and mission text; the steps
-//! that passed keep their results.
+//! Resuming a failed, cancelled, killed or waiting run: the same id, base and mission text; the
+//! steps that passed keep their results, and the decisions people made on them hold.
 
 use std::time::{Duration, Instant};
 
 use git2::Oid;
 use tokio::sync::{mpsc, watch};
 
+use super::decisions::Book;
 use super::state::StepRecord;
 use super::{ResumeError, RunError, RunOptions, RunRecord, RunSummary, start};
 use crate::event::{Event, Outcome, RunOutcome};
 use crate::git::{Repo, refs};
+use crate::history::Approval;
 use crate::journal;
+use crate::mission::OnReject;
 use crate::process::Grace;
 
 /// Continues a failed, cancelled or killed run under the same id: the steps that passed keep
@@ -94,7 +97,15 @@ pub async fn resume(
         .ok_or_else(|| resume_error(ResumeError::NoRecord(run.clone())))?;
     // Steps that passed keep their results, as long as their refs still hold them, and hand on
     // what they handed on the first time (output, cost, the base their diff is against).
+    // Decisions people made go on too: an approved result is not asked about again, a rejected
+    // one fails (or, with `on_reject = "retry"`, runs again on top of itself).
     let mut done = Vec::new();
+    let mut book = Book::default();
+    match &info.approval {
+        Some(Approval::Given { .. }) => book.decide_final(None),
+        Some(Approval::Refused { reason, .. }) => book.decide_final(Some(reason.clone())),
+        _ => {}
+    }
     for (i, step) in plan.steps.iter().enumerate() {
         let Some(seen) = info.steps.get(&step.id) else {
             continue;
@@ -104,6 +115,14 @@ pub async fn resume(
         };
         let Some(commit) = repo.find_ref(&refs::step_result(&run, &step.id))? else {
             continue;
+        };
+        let refused = match &seen.approval {
+            Some(Approval::Given { .. }) => {
+                book.approve(i);
+                None
+            }
+            Some(Approval::Refused { by, reason, .. }) => Some((by.clone(), reason.clone())),
+            _ => None,
         };
         let step_base = match &seen.base {
             Some(b) => Oid::from_str(b).map_err(|_| {
@@ -126,16 +145,21 @@ pub async fn resume(
         } else {
             seen.cost_usd
         };
-        done.push((
-            i,
-            StepRecord {
-                outcome,
-                base: step_base,
-                commit: Some(commit),
-                output: seen.output.clone(),
-                cost_usd,
-            },
-        ));
+        // A rejected result is not kept: the step fails, or runs again on top of it.
+        match (refused, step.on_reject) {
+            (Some((_, reason)), OnReject::Retry) => book.retry(i, commit, reason),
+            (Some((by, reason)), OnReject::Fail) => book.refuse(i, by, reason, step_base),
+            (None, _) => done.push((
+                i,
+                StepRecord {
+                    outcome,
+                    base: step_base,
+                    commit: Some(commit),
+                    output: seen.output.clone(),
+                    cost_usd,
+                },
+            )),
+        }
     }
     start::execute(
         plan,
@@ -144,6 +168,7 @@ pub async fn resume(
         run,
         base,
         done,
+        book,
         Vec::new(),
         events,
         cancel,

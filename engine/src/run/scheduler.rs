@@ -1,5 +1,6 @@
 //! The schedule: steps start as their needs end, at most `max_parallel` at once; steps whose
-//! needs failed or whose `if` is false are skipped; watch mode steers it.
+//! needs failed or whose `if` is false are skipped; a result that waits for a person holds
+//! back its dependents (`approval.rs`); watch mode steers it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::approval::{Applied, Gates};
 use super::state::{Scope, Shared, StepRecord};
 use super::{Control, end, step};
 use crate::event::{Body, ErrorKind, Outcome, RunOutcome, SkipReason};
@@ -41,10 +43,17 @@ pub(super) async fn schedule(
         })
         .collect();
     let mut ended: Vec<Option<Outcome>> = vec![None; n];
-    for &(i, outcome) in done {
-        ended[i] = Some(outcome);
-    }
+    let mut gates = Gates::new();
     let mut started: HashSet<usize> = HashSet::new();
+    for i in gates.refused_before(shared) {
+        ended[i] = Some(Outcome::Failed);
+        started.insert(i);
+    }
+    for &(i, outcome) in done {
+        // A kept result that still waits for a person is asked about again.
+        ended[i] = gates.on_end(shared, i, outcome).await;
+        started.insert(i);
+    }
     let mut running = JoinSet::new();
     // Which step each task runs, to end the step whose task panicked or was aborted.
     let mut tasks: HashMap<tokio::task::Id, usize> = HashMap::new();
@@ -82,6 +91,7 @@ pub(super) async fn schedule(
                             SkipReason::Need {
                                 need: plan.steps[*j].id.clone(),
                                 need_outcome,
+                                rejected: shared.rejection(*j),
                             },
                         );
                         ended[i] = Some(Outcome::Skipped);
@@ -126,22 +136,31 @@ pub(super) async fn schedule(
                 break;
             }
             started.insert(i);
-            let passed: Vec<usize> = needs[i]
-                .iter()
-                .copied()
-                .filter(|&j| ended[j].is_some_and(Outcome::ok))
-                .collect();
+            let passed = passed_needs(&needs[i], &ended);
             let shared = shared.clone();
             let task = running.spawn(async move { step::run_step(shared, i, passed).await });
             tasks.insert(task.id(), i);
         }
-        if running.is_empty() {
+        // Nothing runs and no one is being asked: what waits for a person waits on.
+        if running.is_empty() && (!gates.open() || cancelled || draining) {
             break;
         }
         tokio::select! {
-            joined = running.join_next_with_id() => {
+            joined = running.join_next_with_id(), if !running.is_empty() => {
                 if let Some((i, outcome)) = joined.and_then(|j| ended_step(shared, &tasks, j)) {
-                    ended[i] = Some(outcome);
+                    ended[i] = gates.on_end(shared, i, outcome).await;
+                }
+            }
+            Some((i, decision)) = gates.decided(), if gates.open() => {
+                match Gates::apply(shared, i, decision).await {
+                    Applied::Ended(outcome) => ended[i] = Some(outcome),
+                    Applied::Waits => {}
+                    Applied::Rerun => {
+                        let passed = passed_needs(&needs[i], &ended);
+                        let shared = shared.clone();
+                        let task = running.spawn(async move { step::run_step(shared, i, passed).await });
+                        tasks.insert(task.id(), i);
+                    }
                 }
             }
             () = process::cancelled(&mut cancel), if !cancelled => {
@@ -176,10 +195,27 @@ pub(super) async fn schedule(
             Some("superseded by a change".to_owned()),
         );
     }
+    let waiting = shared.waiting();
+    if !waiting.is_empty() {
+        let steps: Vec<String> = waiting.iter().map(|s| format!("`{s}`")).collect();
+        return (
+            RunOutcome::Waiting,
+            Some(format!("waiting for approval: {}", steps.join(", "))),
+        );
+    }
     if ended.contains(&Some(Outcome::Failed)) {
         return (RunOutcome::Failed, Some("step failed".to_owned()));
     }
     (RunOutcome::Passed, None)
+}
+
+/// The needs of a step that passed (their results make its base).
+fn passed_needs(needs: &[usize], ended: &[Option<Outcome>]) -> Vec<usize> {
+    needs
+        .iter()
+        .copied()
+        .filter(|&j| ended[j].is_some_and(Outcome::ok))
+        .collect()
 }
 
 /// The step a joined task ran, and how it ended. A task that panicked or was aborted never

@@ -103,6 +103,7 @@ pub async fn run(
         run,
         base,
         Vec::new(),
+        super::decisions::Book::default(),
         warnings,
         events,
         cancel,
@@ -131,6 +132,7 @@ pub(super) async fn execute(
     run: String,
     base: Oid,
     done: Vec<(usize, StepRecord)>,
+    book: super::decisions::Book,
     warnings: Vec<String>,
     events: mpsc::UnboundedSender<Event>,
     cancel: watch::Receiver<bool>,
@@ -223,6 +225,8 @@ pub(super) async fn execute(
         upstream: order_upstream,
         includes,
         usage: Mutex::new(Usage::default()),
+        gates: Mutex::new(book),
+        asker: options.approvals.clone(),
         plan: Arc::new(plan),
     });
     shared.emitter.emit(Body::RunStarted {

@@ -75,6 +75,10 @@ pub(crate) struct Shared {
     pub includes: Result<Vec<(String, String)>, String>,
     /// Tokens, known cost and unpriced steps so far.
     pub usage: Mutex<Usage>,
+    /// What the run knows of approvals (see `approval.rs`).
+    pub gates: Mutex<super::decisions::Book>,
+    /// Where approval requests go, when a person is there to answer them.
+    pub asker: Option<super::decisions::Asker>,
 }
 
 /// What the run has used so far.

@@ -129,66 +129,69 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
             Some(error),
         );
     };
-    let outcome =
-        match &step.action {
-            Action::Agent { .. } => chain::run(&shared, i, base, started).await,
-            Action::Command { run } => {
-                let logs = shared.run_dir.join("logs").join(&step.id);
-                let mut held =
-                    match super::worktree::acquire(&shared, &step.id, base, step.fresh_worktree)
-                        .await
-                    {
-                        Ok(held) => held,
-                        Err(e) => return fail(ErrorKind::Worktree, e.to_string(), base, 0, None),
-                    };
-                let mut work = CommandWork {
-                    shared: &shared,
-                    i,
-                    run,
-                    base,
-                    logs: logs.clone(),
-                    last: None,
-                };
-                let mut cancel = shared.stops.step_stop(i);
-                let ended = attempt::drive(
-                    &shared,
-                    i,
-                    &mut held,
-                    &logs,
-                    base,
-                    "setup.log",
-                    &mut cancel,
-                    &mut work,
-                )
-                .await;
-                let (outcome, commit, output, error) = match ended.end {
-                    End::Passed { commit, output } => (Outcome::Passed, Some(commit), output, None),
-                    End::Failed { error, output, .. } => (Outcome::Failed, None, output, error),
-                    End::Cancelled => (
-                        Outcome::Cancelled,
-                        None,
-                        String::new(),
-                        Some(StepError::new(ErrorKind::Cancelled, shared.stops.reason())),
-                    ),
-                };
-                if outcome == Outcome::Failed {
-                    held.keep(&shared, &step.id).await;
-                } else {
-                    let _ = held.release(&shared).await;
-                }
-                finish(
-                    &shared,
-                    i,
-                    outcome,
-                    commit,
-                    base,
-                    ended.attempts,
-                    started,
-                    output,
-                    error,
-                )
+    let outcome = match &step.action {
+        Action::Agent { .. } => chain::run(&shared, i, base, started).await,
+        Action::Command { run } => {
+            let logs = shared.run_dir.join("logs").join(&step.id);
+            let mut held = match super::worktree::acquire(
+                &shared,
+                &step.id,
+                shared.start_of(i, base),
+                step.fresh_worktree,
+            )
+            .await
+            {
+                Ok(held) => held,
+                Err(e) => return fail(ErrorKind::Worktree, e.to_string(), base, 0, None),
+            };
+            let mut work = CommandWork {
+                shared: &shared,
+                i,
+                run,
+                base,
+                logs: logs.clone(),
+                last: None,
+            };
+            let mut cancel = shared.stops.step_stop(i);
+            let ended = attempt::drive(
+                &shared,
+                i,
+                &mut held,
+                &logs,
+                base,
+                "setup.log",
+                &mut cancel,
+                &mut work,
+            )
+            .await;
+            let (outcome, commit, output, error) = match ended.end {
+                End::Passed { commit, output } => (Outcome::Passed, Some(commit), output, None),
+                End::Failed { error, output, .. } => (Outcome::Failed, None, output, error),
+                End::Cancelled => (
+                    Outcome::Cancelled,
+                    None,
+                    String::new(),
+                    Some(StepError::new(ErrorKind::Cancelled, shared.stops.reason())),
+                ),
+            };
+            if outcome == Outcome::Failed {
+                held.keep(&shared, &step.id).await;
+            } else {
+                let _ = held.release(&shared).await;
             }
-        };
+            finish(
+                &shared,
+                i,
+                outcome,
+                commit,
+                base,
+                ended.attempts,
+                started,
+                output,
+                error,
+            )
+        }
+    };
     if outcome == Outcome::Passed
         && let Some(key) = key
     {
@@ -203,6 +206,7 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
                 commit: commit.to_string(),
                 output: record.output,
                 cost_usd: record.cost_usd,
+                approved_by: None,
             };
             let repo = shared.repo.clone();
             let stored = match blocking(move || crate::cache::store(&repo, &key, &entry)).await {

@@ -17,11 +17,13 @@
 //! - `needs.rs`: `needs` resolved to steps, and cycles reported (found by `plan::dag`).
 //! - `steps.rs`: each concrete step's body and `[defaults]`: prompt or run, attempts, timeout,
 //!   gate, inputs.
+//! - `approvals.rs`: `approve` and `on_reject` (steps, `[defaults]`, the mission).
 //! - `templates.rs`: every template parsed and tried on the context it will have at run time.
 //! - `diagnostics.rs`: why a template failed (undefined name, not upstream, did you mean), and
 //!   the span in the file of a problem inside a template string.
 
 mod agents;
+mod approvals;
 mod declare;
 mod diagnostics;
 mod matrix;
@@ -187,6 +189,7 @@ impl<'m> Compiler<'m> {
         self.check_step_templates(&mut templates, &decls, &steps, &upstream, &vars, &name);
         self.check_mission_templates(&templates, &gate, &setup, &steps, &vars, &name);
 
+        let approve = self.mission_approval();
         if !self.problems.is_empty() {
             return Err(CompileError::Mission(Box::new(MissionErrors::new(
                 &self.mission.display_path(),
@@ -225,6 +228,7 @@ impl<'m> Compiler<'m> {
             secrets,
             agents,
             steps: ordered,
+            approve,
             partial: false,
             templates,
         })

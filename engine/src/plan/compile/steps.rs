@@ -130,6 +130,7 @@ impl<'m> Compiler<'m> {
             }
             let inputs: Option<Vec<String>> =
                 inputs.map(|i| i.iter().map(|s| s.get_ref().clone()).collect());
+            let (approve, on_reject) = self.approval(d, step, &defaults);
             let Some(action) = action else { continue };
             let need_ids: Vec<String> = resolved.iter().flat_map(|n| n.ids.clone()).collect();
             for child in &d.children {
@@ -147,6 +148,8 @@ impl<'m> Compiler<'m> {
                     cache: step.cache.or(defaults.cache).unwrap_or(true),
                     fresh_worktree: step.worktree.or(defaults.worktree).or(self.file.worktree)
                         == Some(crate::mission::WorktreeMode::Fresh),
+                    approve: approve.clone(),
+                    on_reject,
                 });
             }
         }
