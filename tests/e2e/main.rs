@@ -5,6 +5,7 @@
 
 mod agents;
 mod approvals;
+mod approvals_live;
 mod bounds;
 mod cache;
 mod cli;

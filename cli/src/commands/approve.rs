@@ -1,5 +1,6 @@
 //! `medley approve` and `medley reject`: a person's decision on results that wait, recorded in
-//! the run's journal (who, when), then the run continued as `resume` does.
+//! the run's journal (who, when), then the run continued as `resume` does. A live run (at its
+//! prompt, or still running other steps) takes the decision itself and goes on.
 
 use clap::Args;
 use medley_engine::history::{self, Verdict};
@@ -11,7 +12,8 @@ use crate::{CliError, Context, exit, style};
 #[command(
     long_about = "Approve results that wait for a person (steps with `approve`, or `@result`: \
         the mission's final result), then continue the run as `medley resume` does: the steps \
-        that need them start. The decision is kept in the run's journal, with who (your git \
+        that need them start. A run still live (at its prompt in another terminal, or running \
+        other steps) takes the decision itself and goes on; this command then ends. The decision is kept in the run's journal, with who (your git \
         user) and when, and with the cached result: a rerun with the same cache key does not \
         ask again. Approving a result twice does nothing.",
     after_help = "Examples:\n  medley approve plan\n  medley approve plan review --run last --no-continue"
@@ -23,7 +25,7 @@ pub struct ApproveArgs {
     /// The run: `last`, `last~N`, or an id or its start (default: the newest run that waits)
     #[arg(long, value_name = "RUN")]
     pub run: Option<String>,
-    /// Only record the decision; `medley resume RUN` continues later
+    /// Only record the decision; `medley resume RUN` continues later (a live run goes on anyway)
     #[arg(long)]
     pub no_continue: bool,
 }
@@ -48,7 +50,7 @@ pub struct RejectArgs {
     /// The run: `last`, `last~N`, or an id or its start (default: the newest run that waits)
     #[arg(long, value_name = "RUN")]
     pub run: Option<String>,
-    /// Only record the decision; `medley resume RUN` continues later
+    /// Only record the decision; `medley resume RUN` continues later (a live run goes on anyway)
     #[arg(long)]
     pub no_continue: bool,
 }
@@ -91,7 +93,12 @@ fn decide(
     };
     let info = history::load(&repo.git_dir, &id).map_err(CliError::failed)?;
     let by = history::who(&repo);
-    let decided = history::decide(&repo, &info, steps, &verdict, &by).map_err(CliError::invalid)?;
+    let decided = history::decide(&repo, &info, steps, &verdict, &by).map_err(|e| match e {
+        history::DecideError::NotWaiting { .. } | history::DecideError::NoneWaiting => {
+            CliError::invalid(e)
+        }
+        e => CliError::failed(e),
+    })?;
     let short = history::short_id(&repo.git_dir, &id);
     for step in &decided.already {
         ctx.status(&format!(
@@ -106,6 +113,12 @@ fn decide(
         ctx.status(&format!("{done} `{step}` in run `{short}` (by {by})"));
     }
     if decided.recorded.is_empty() {
+        return Ok(exit::SUCCESS);
+    }
+    if decided.live {
+        ctx.status(&format!(
+            "run `{short}` is live: it took the decision and goes on (`medley show {short}` says how it stands)"
+        ));
         return Ok(exit::SUCCESS);
     }
     if no_continue {

@@ -107,6 +107,35 @@ pub(crate) fn run_json(run: &RunInfo, short: &str, with_steps: bool) -> serde_js
     value
 }
 
+/// What was decided on `run` and waits for a resume, in a line: `plan approved, not
+/// continued: `medley resume RUN``; `None` when nothing was decided since the run stopped.
+pub(crate) fn decided_text(run: &RunInfo, short: &str) -> Option<String> {
+    if run.live || run.decided.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = run
+        .decided
+        .iter()
+        .map(|step| format!("{step} {}", decided_word(run, step)))
+        .collect();
+    Some(format!(
+        "{}, not continued: `medley resume {short}`",
+        named.join(", ")
+    ))
+}
+
+/// `approved` or `rejected`: how `step` (`@result`: the final result) of `run` was decided.
+pub(crate) fn decided_word(run: &RunInfo, step: &str) -> &'static str {
+    let approval = match run.steps.get(step) {
+        Some(s) => s.approval.as_ref(),
+        None => run.approval.as_ref(),
+    };
+    match approval {
+        Some(medley_engine::history::Approval::Refused { .. }) => "rejected",
+        _ => "approved",
+    }
+}
+
 /// Prints one JSON document on stdout.
 pub(crate) fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value).expect("a JSON value serialises");

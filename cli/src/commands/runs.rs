@@ -22,9 +22,12 @@ use crate::{CliError, Context, exit, print_data};
         With --output json: one JSON array, a run per object (`id`, `short_id`, `mission`, \
         `mission_path`, `started`, `base`, `status`, `outcome`, `reason`, `result_branch`, \
         `duration_ms`, `tokens`, `cost_usd`, `unpriced_steps`, `uncounted_steps`, `live`, \
-        `waiting`: the steps whose results wait for a person, `@result` for the final result).\n\n\
+        `waiting`: the steps whose results wait for a person, `@result` for the final result; \
+        `decided`: those decided since the run stopped, not yet continued). The outcome \
+        `decided` means nothing waits any more but no run went on: `medley resume RUN` does.\n\n\
         With --waiting: only what needs a person, one line per result that waits: the run, its \
-        mission, the step and the mission's `approve` message.",
+        mission, the step and the mission's `approve` message; and one per result decided but \
+        not continued (`approved, not continued: medley resume RUN`).",
     after_help = "Examples:\n  medley runs\n  medley runs --waiting\n  medley runs --output json"
 )]
 pub struct RunsArgs {
@@ -41,7 +44,7 @@ pub fn cmd_runs(ctx: &Context, args: RunsArgs) -> Result<u8, CliError> {
     let (runs, short): (Vec<_>, Vec<_>) = all
         .into_iter()
         .zip(short)
-        .filter(|(run, _)| !args.waiting || (!run.live && !run.waiting().is_empty()))
+        .filter(|(run, _)| !args.waiting || needs_a_person(run))
         .unzip();
     if args.waiting && ctx.output != OutputFormat::Json {
         return waiting(ctx, &runs, &short);
@@ -112,7 +115,14 @@ pub fn cmd_runs(ctx: &Context, args: RunsArgs) -> Result<u8, CliError> {
     Ok(exit::SUCCESS)
 }
 
-/// `--waiting`: a line per result that waits, with the message for its person.
+/// Whether `run` needs a person: a result waits for a decision, or decisions wait for a
+/// `medley resume`.
+fn needs_a_person(run: &history::RunInfo) -> bool {
+    !run.waiting().is_empty() || (!run.live && !run.decided.is_empty())
+}
+
+/// `--waiting`: a line per result that waits, with the message for its person; a line per
+/// result decided but not continued, with the command that goes on.
 fn waiting(ctx: &Context, runs: &[history::RunInfo], short: &[String]) -> Result<u8, CliError> {
     if runs.is_empty() {
         ctx.status("nothing waits for a person");
@@ -130,6 +140,16 @@ fn waiting(ctx: &Context, runs: &[history::RunInfo], short: &[String]) -> Result
                 _ => String::new(),
             };
             rows.push((short.clone(), run.mission.clone(), step, message));
+        }
+        if run.live {
+            continue;
+        }
+        for step in &run.decided {
+            let message = format!(
+                "{}, not continued: `medley resume {short}`",
+                super::decided_word(run, step)
+            );
+            rows.push((short.clone(), run.mission.clone(), step.clone(), message));
         }
     }
     let width = |f: fn(&(String, String, String, String)) -> usize, min: usize| {

@@ -72,15 +72,22 @@ fn text(run: &RunInfo, short: &str, full: bool) -> String {
     let _ = writeln!(out, "mission   {} ({})", run.mission, run.mission_path);
     let _ = writeln!(out, "started   {}", run.started);
     let _ = writeln!(out, "base      {}", run.base);
+    // The reason the run stopped is stale once what waited was decided.
+    let reason = match super::decided_text(run, short) {
+        Some(decided) if run.decided_only() => Some(decided),
+        _ => run.reason.clone(),
+    };
     let _ = writeln!(
         out,
         "outcome   {}{}",
         run.status(),
-        run.reason
-            .as_deref()
-            .map(|r| format!(": {r}"))
-            .unwrap_or_default()
+        reason.map(|r| format!(": {r}")).unwrap_or_default()
     );
+    if !run.decided_only()
+        && let Some(decided) = super::decided_text(run, short)
+    {
+        let _ = writeln!(out, "decided   {decided}");
+    }
     if let Some(d) = run.duration_ms {
         let _ = writeln!(
             out,

@@ -169,6 +169,10 @@ impl Reporter {
                 color,
             )
         };
+        // Decided in another terminal (or the run stopped) before it was shown: no prompt.
+        if request.reply.is_closed() {
+            return;
+        }
         let decision = match self {
             Reporter::Tty(live, _) => {
                 let color = live.color();
@@ -177,7 +181,13 @@ impl Reporter {
             Reporter::Plain { color, .. } => decide(*color),
             Reporter::Json => decide(false),
         };
-        let _ = request.reply.send(decision);
+        if request.reply.send(decision).is_err() {
+            let who = request.step.as_deref().unwrap_or("the mission's result");
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n{who} no longer waits here: decided in another terminal, or the run stopped"
+            );
+        }
     }
 
     /// Ends the report: the live view's table, then the failures together and what to do

@@ -40,6 +40,20 @@ impl Approval {
     }
 }
 
+/// Keeps `info.decided` up to date with `body`: decisions made while no run acted on them are
+/// the journal's last events (any other event means a run went on).
+pub(super) fn track_decided(info: &mut RunInfo, body: &Body) {
+    match body {
+        Body::ApprovalGiven { step, .. } | Body::ApprovalRefused { step, .. } => {
+            let step = step.as_deref().unwrap_or(crate::git::refs::FINAL_RESULT);
+            if !info.decided.iter().any(|s| s == step) {
+                info.decided.push(step.to_owned());
+            }
+        }
+        _ => info.decided.clear(),
+    }
+}
+
 /// Takes an approval event into the run's summary (other events are ignored).
 pub(super) fn observe(info: &mut RunInfo, body: Body, ts: &str) {
     let (step, approval) = match body {
@@ -89,6 +103,12 @@ fn slot<'a>(info: &'a RunInfo, step: Option<&str>) -> Option<&'a Approval> {
 }
 
 impl RunInfo {
+    /// Nothing waits any more, but the decisions were not acted on (the run is not live):
+    /// `medley resume` goes on.
+    pub fn decided_only(&self) -> bool {
+        !self.live && !self.decided.is_empty() && self.waiting().is_empty()
+    }
+
     /// What waits for a person: step ids in plan order, then `@result` for the final result.
     pub fn waiting(&self) -> Vec<String> {
         let mut waiting: Vec<String> = self

@@ -13,6 +13,7 @@ mod approvals;
 mod decide;
 mod files;
 mod ids;
+pub(crate) mod inbox;
 pub use approvals::Approval;
 pub use decide::{DecideError, Decided, Verdict, decide, newest_waiting, who};
 pub use files::{Written, WrittenKind, log_files, run_secrets, written_files};
@@ -43,6 +44,9 @@ pub struct RunInfo {
     pub steps: IndexMap<String, StepInfo>,
     /// The final result's approval (a mission with `approve`), once asked for.
     pub approval: Option<Approval>,
+    /// The results decided (`@result`: the final result) since the run last stopped, which no
+    /// run has acted on yet: the journal's last events (`medley approve --no-continue`).
+    pub decided: Vec<String>,
 }
 
 /// A step of a run, summed up from its events.
@@ -81,8 +85,12 @@ pub struct StepInfo {
 }
 
 impl RunInfo {
-    /// Why the run has no outcome: still running, or killed.
+    /// How the run stands: its outcome, or why it has none (still running, or killed), or
+    /// `decided` when nothing waits any more but the decisions were not acted on yet.
     pub fn status(&self) -> &'static str {
+        if self.decided_only() {
+            return "decided";
+        }
         match (self.outcome, self.live) {
             (Some(o), _) => o.name(),
             (None, true) => "running",
@@ -164,6 +172,7 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
         live: journal::is_live(&dir),
         steps: IndexMap::new(),
         approval: None,
+        decided: Vec::new(),
     };
     // A resumed run has a segment per start: its duration is the sum of theirs (a segment
     // killed before its end lasted until its last event).
@@ -184,6 +193,7 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
         {
             *last = at;
         }
+        approvals::track_decided(&mut info, &event.body);
         match event.body {
             Body::RunStarted {
                 mission,

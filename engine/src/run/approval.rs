@@ -1,10 +1,14 @@
 //! Approval gates at run time: a passed step with `approve` (and, with the mission's `approve`,
 //! its final result) waits for a person before anything builds on it. Here: what the run knows
 //! of decisions ([`Book`]: from the journal on a resume, from the cache, from the live prompt),
-//! the requests a person answers ([`ApprovalRequest`]), and what each decision does.
+//! the requests a person answers ([`ApprovalRequest`]), and what each decision does. A person
+//! may also decide from another terminal while the run is live: their request (see
+//! `history/inbox.rs`) is taken here, recorded, and acted on as an answer at the prompt.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use git2::Oid;
 use tokio::sync::oneshot;
@@ -17,7 +21,12 @@ use super::end::finish;
 use super::state::Shared;
 use crate::event::{Body, ErrorKind, Outcome, RunOutcome, StepError};
 use crate::git::refs;
+use crate::history::Verdict;
+use crate::history::inbox::{self, Reply, Request};
 use crate::mission::OnReject;
+
+/// How often a live run looks for decisions made in another terminal.
+const LOOK_EVERY: Duration = Duration::from_millis(250);
 
 impl Shared {
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
@@ -76,12 +85,38 @@ pub(super) enum Applied {
 /// The schedule's side of the gates: the prompts open now.
 pub(super) struct Gates {
     prompts: JoinSet<(usize, Decision)>,
+    /// The open prompt of each step (a decision made elsewhere ends it).
+    asking: HashMap<usize, tokio::task::AbortHandle>,
+}
+
+/// The look for decisions made in another terminal, a few times a second.
+pub(super) struct Look(tokio::time::Interval);
+
+impl Look {
+    pub(super) fn new() -> Look {
+        let mut every = tokio::time::interval(LOOK_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Look(every)
+    }
+
+    /// The decisions made in another terminal, once there are some: where their requests
+    /// lie. A cheap look, which takes nothing (dropped, nothing is lost).
+    pub(super) async fn elsewhere(&mut self, shared: &Shared) -> Vec<PathBuf> {
+        loop {
+            self.0.tick().await;
+            let found = pending(shared).await;
+            if !found.is_empty() {
+                return found;
+            }
+        }
+    }
 }
 
 impl Gates {
     pub(super) fn new() -> Gates {
         Gates {
             prompts: JoinSet::new(),
+            asking: HashMap::new(),
         }
     }
 
@@ -124,8 +159,10 @@ impl Gates {
         if let Some(reply) =
             request(shared, Some(step.id.clone()), message, base, commit, gate).await
         {
-            self.prompts
+            let prompt = self
+                .prompts
                 .spawn(async move { (i, reply.await.unwrap_or(Decision::Leave)) });
+            self.asking.insert(i, prompt);
         }
         None
     }
@@ -135,13 +172,94 @@ impl Gates {
         !self.prompts.is_empty()
     }
 
-    /// The next decision a person made at a prompt.
+    /// The next decision a person made at a prompt (prompts ended by a decision made elsewhere
+    /// are passed over).
     pub(super) async fn decided(&mut self) -> Option<(usize, Decision)> {
-        self.prompts.join_next().await?.ok()
+        while let Some(joined) = self.prompts.join_next().await {
+            if let Ok((i, decision)) = joined {
+                self.asking.remove(&i);
+                return Some((i, decision));
+            }
+        }
+        None
     }
 
-    /// What `decision` does to step `i`, which waits.
-    pub(super) async fn apply(shared: &Arc<Shared>, i: usize, decision: Decision) -> Applied {
+    /// Takes the requests at `found` (decisions on steps), records and answers them: how each
+    /// step they decided was left. A step's open prompt ends.
+    pub(super) async fn take(
+        &mut self,
+        shared: &Arc<Shared>,
+        found: Vec<PathBuf>,
+    ) -> Vec<(usize, Applied)> {
+        let mut applied = Vec::new();
+        for path in found {
+            let Some((taken, request)) = blocking(move || inbox::take(&path)).await.ok().flatten()
+            else {
+                continue;
+            };
+            let reply = match request {
+                Ok(request) => self.decide_steps(shared, request, &mut applied).await,
+                Err(message) => Reply {
+                    error: Some(message),
+                    ..Reply::default()
+                },
+            };
+            let _ = blocking(move || inbox::answer(&taken, &reply)).await;
+        }
+        applied
+    }
+
+    async fn decide_steps(
+        &mut self,
+        shared: &Arc<Shared>,
+        request: Request,
+        applied: &mut Vec<(usize, Applied)>,
+    ) -> Reply {
+        let mut reply = Reply::default();
+        let mut decide = Vec::new();
+        {
+            let book = shared.book();
+            for step in &request.steps {
+                let i = shared.plan.steps.iter().position(|s| &s.id == step);
+                match i {
+                    Some(i) if book.waiting.contains(&i) => {
+                        if !decide.contains(&i) {
+                            decide.push(i);
+                            reply.recorded.push(step.clone());
+                        }
+                    }
+                    Some(i)
+                        if book.approved.contains(&i) && request.verdict == Verdict::Approve =>
+                    {
+                        reply.already.push(step.clone())
+                    }
+                    _ => reply.not_waiting.push(step.clone()),
+                }
+            }
+        }
+        if !reply.not_waiting.is_empty() {
+            reply.recorded.clear();
+            reply.waiting = shared.waiting();
+            return reply;
+        }
+        for i in decide {
+            if let Some(prompt) = self.asking.remove(&i) {
+                prompt.abort();
+            }
+            let decision = decision_of(&request.verdict);
+            let left = Gates::apply(shared, i, decision, request.by.clone()).await;
+            applied.push((i, left));
+        }
+        reply
+    }
+
+    /// What `decision` (by `by`) does to step `i`, which waits.
+    pub(super) async fn apply(
+        shared: &Arc<Shared>,
+        i: usize,
+        decision: Decision,
+        by: String,
+    ) -> Applied {
         let step = &shared.plan.steps[i];
         let record = shared.records.lock().ok().and_then(|r| r[i].clone());
         let Some(record) = record else {
@@ -151,7 +269,6 @@ impl Gates {
         match decision {
             Decision::Leave => Applied::Waits,
             Decision::Approve => {
-                let by = crate::history::who(&shared.repo);
                 shared.book().waiting.remove(&i);
                 shared.book().approved.insert(i);
                 shared.emitter.emit(Body::ApprovalGiven {
@@ -162,7 +279,6 @@ impl Gates {
                 Applied::Ended(record.outcome)
             }
             Decision::Reject(reason) => {
-                let by = crate::history::who(&shared.repo);
                 shared.book().waiting.remove(&i);
                 shared.emitter.emit(Body::ApprovalRefused {
                     step: Some(id.clone()),
@@ -186,6 +302,21 @@ impl Gates {
                 }
             }
         }
+    }
+}
+
+/// The requests for decisions made elsewhere that wait in the run's directory.
+pub(super) async fn pending(shared: &Shared) -> Vec<PathBuf> {
+    let dir = shared.run_dir.clone();
+    blocking(move || inbox::pending(&dir))
+        .await
+        .unwrap_or_default()
+}
+
+fn decision_of(verdict: &Verdict) -> Decision {
+    match verdict {
+        Verdict::Approve => Decision::Approve,
+        Verdict::Reject(reason) => Decision::Reject(reason.clone()),
     }
 }
 
@@ -290,22 +421,75 @@ pub(super) async fn final_result(
     let Some(reply) = request(shared, None, message, shared.base, merged, gate).await else {
         return waiting;
     };
-    match reply.await.unwrap_or(Decision::Leave) {
+    let (decision, by) = final_decision(shared, reply).await;
+    match decision {
         Decision::Leave => waiting,
         Decision::Approve => {
-            shared.emitter.emit(Body::ApprovalGiven {
-                step: None,
-                by: crate::history::who(&shared.repo),
-            });
+            shared.emitter.emit(Body::ApprovalGiven { step: None, by });
             None
         }
         Decision::Reject(reason) => {
             shared.emitter.emit(Body::ApprovalRefused {
                 step: None,
-                by: crate::history::who(&shared.repo),
+                by,
                 reason: reason.clone(),
             });
             rejected(&reason)
+        }
+    }
+}
+
+/// The decision on the final result, and who made it: at the prompt (`reply`), or in another
+/// terminal (which ends the prompt).
+async fn final_decision(
+    shared: &Arc<Shared>,
+    reply: oneshot::Receiver<Decision>,
+) -> (Decision, String) {
+    let mut reply = reply;
+    let mut look = Look::new();
+    loop {
+        tokio::select! {
+            decided = &mut reply => {
+                return (decided.unwrap_or(Decision::Leave), crate::history::who(&shared.repo));
+            }
+            found = look.elsewhere(shared) => {
+                let mut decided = None;
+                for path in found {
+                    let Some((taken, request)) =
+                        blocking(move || inbox::take(&path)).await.ok().flatten()
+                    else {
+                        continue;
+                    };
+                    let reply = match request {
+                        Ok(request) if decided.is_none()
+                            && request.steps.iter().all(|s| s == refs::FINAL_RESULT) =>
+                        {
+                            decided = Some((decision_of(&request.verdict), request.by));
+                            Reply {
+                                recorded: vec![refs::FINAL_RESULT.to_owned()],
+                                ..Reply::default()
+                            }
+                        }
+                        Ok(request) => Reply {
+                            not_waiting: request
+                                .steps
+                                .into_iter()
+                                .filter(|s| s != refs::FINAL_RESULT || decided.is_some())
+                                .collect(),
+                            waiting: vec![refs::FINAL_RESULT.to_owned()],
+                            ..Reply::default()
+                        },
+                        Err(message) => Reply {
+                            error: Some(message),
+                            ..Reply::default()
+                        },
+                    };
+                    let _ = blocking(move || inbox::answer(&taken, &reply)).await;
+                }
+                if let Some(decided) = decided {
+                    return decided;
+                }
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The schedule: steps start as their needs end, at most `max_parallel` at once; steps whose
 //! needs failed or whose `if` is false are skipped; a result that waits for a person holds
-//! back its dependents (`approval.rs`); watch mode steers it.
+//! back its dependents (`approval.rs`) until a person decides, at the prompt or in another
+//! terminal; watch mode steers it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::approval::{Applied, Gates};
+use super::approval::{self, Applied, Gates, Look};
 use super::state::{Scope, Shared, StepRecord};
 use super::{Control, end, step};
 use crate::event::{Body, ErrorKind, Outcome, RunOutcome, SkipReason};
@@ -44,6 +45,7 @@ pub(super) async fn schedule(
         .collect();
     let mut ended: Vec<Option<Outcome>> = vec![None; n];
     let mut gates = Gates::new();
+    let mut look = Look::new();
     let mut started: HashSet<usize> = HashSet::new();
     for i in gates.refused_before(shared) {
         ended[i] = Some(Outcome::Failed);
@@ -141,9 +143,29 @@ pub(super) async fn schedule(
             let task = running.spawn(async move { step::run_step(shared, i, passed).await });
             tasks.insert(task.id(), i);
         }
-        // Nothing runs and no one is being asked: what waits for a person waits on.
+        // Nothing runs and no one is being asked: what waits for a person waits on (unless a
+        // decision made elsewhere came meanwhile).
         if running.is_empty() && (!gates.open() || cancelled || draining) {
-            break;
+            let found = if cancelled || draining {
+                Vec::new()
+            } else {
+                approval::pending(shared).await
+            };
+            if found.is_empty() {
+                break;
+            }
+            for (i, left) in gates.take(shared, found).await {
+                on_decided(
+                    shared,
+                    i,
+                    left,
+                    &needs,
+                    &mut ended,
+                    &mut running,
+                    &mut tasks,
+                );
+            }
+            continue;
         }
         tokio::select! {
             joined = running.join_next_with_id(), if !running.is_empty() => {
@@ -152,15 +174,13 @@ pub(super) async fn schedule(
                 }
             }
             Some((i, decision)) = gates.decided(), if gates.open() => {
-                match Gates::apply(shared, i, decision).await {
-                    Applied::Ended(outcome) => ended[i] = Some(outcome),
-                    Applied::Waits => {}
-                    Applied::Rerun => {
-                        let passed = passed_needs(&needs[i], &ended);
-                        let shared = shared.clone();
-                        let task = running.spawn(async move { step::run_step(shared, i, passed).await });
-                        tasks.insert(task.id(), i);
-                    }
+                let by = crate::history::who(&shared.repo);
+                let left = Gates::apply(shared, i, decision, by).await;
+                on_decided(shared, i, left, &needs, &mut ended, &mut running, &mut tasks);
+            }
+            found = look.elsewhere(shared), if !cancelled && !draining => {
+                for (i, left) in gates.take(shared, found).await {
+                    on_decided(shared, i, left, &needs, &mut ended, &mut running, &mut tasks);
                 }
             }
             () = process::cancelled(&mut cancel), if !cancelled => {
@@ -207,6 +227,28 @@ pub(super) async fn schedule(
         return (RunOutcome::Failed, Some("step failed".to_owned()));
     }
     (RunOutcome::Passed, None)
+}
+
+/// Acts on how a decision `left` step `i`: ended, waiting on, or to run again.
+fn on_decided(
+    shared: &Arc<Shared>,
+    i: usize,
+    left: Applied,
+    needs: &[Vec<usize>],
+    ended: &mut [Option<Outcome>],
+    running: &mut JoinSet<Outcome>,
+    tasks: &mut HashMap<tokio::task::Id, usize>,
+) {
+    match left {
+        Applied::Ended(outcome) => ended[i] = Some(outcome),
+        Applied::Waits => {}
+        Applied::Rerun => {
+            let passed = passed_needs(&needs[i], ended);
+            let shared = shared.clone();
+            let task = running.spawn(async move { step::run_step(shared, i, passed).await });
+            tasks.insert(task.id(), i);
+        }
+    }
 }
 
 /// The needs of a step that passed (their results make its base).
