@@ -173,10 +173,14 @@ impl Gates {
     }
 
     /// The next decision a person made at a prompt (prompts ended by a decision made elsewhere
-    /// are passed over).
+    /// are passed over, and so are their answers).
     pub(super) async fn decided(&mut self) -> Option<(usize, Decision)> {
-        while let Some(joined) = self.prompts.join_next().await {
-            if let Ok((i, decision)) = joined {
+        while let Some(joined) = self.prompts.join_next_with_id().await {
+            // An answer counts while its prompt is the step's open one: not once the step was
+            // decided elsewhere (its answer may have come at the same moment).
+            if let Ok((id, (i, decision))) = joined
+                && self.asking.get(&i).is_some_and(|open| open.id() == id)
+            {
                 self.asking.remove(&i);
                 return Some((i, decision));
             }
