@@ -293,6 +293,8 @@ fn a_decision_from_a_second_terminal_ends_the_live_prompt() {
     command.args(["run", "m", "--output", "tty"]);
     let mut session = rexpect::session::spawn_command(command, Some(60_000)).unwrap();
     session.exp_string("[l]eave waiting?").unwrap();
+    // The journal's writer runs a moment behind the prompt.
+    wait_until_waiting(&env, 1);
     let out = env.run(&["approve", "plan"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     session
@@ -311,6 +313,7 @@ fn the_final_result_at_its_prompt_is_approved_from_a_second_terminal() {
     command.args(["run", "m", "--output", "tty"]);
     let mut session = rexpect::session::spawn_command(command, Some(60_000)).unwrap();
     session.exp_string("[l]eave waiting?").unwrap();
+    wait_for(|| count(&journal_now(&env), "approval_requested", "-") == 1);
     let out = env.run(&["approve", "@result"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("is live"), "{}", out.stderr);
