@@ -229,6 +229,7 @@ fn hand_over(
         steps: checked.recorded.clone(),
         verdict: verdict.clone(),
         by: by.to_owned(),
+        pid: std::process::id(),
     };
     let journal_path = dir.join("events.jsonl");
     let before = decisions_in(&journal_path);

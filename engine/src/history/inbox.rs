@@ -26,6 +26,10 @@ pub(crate) struct Request {
     pub verdict: Verdict,
     /// Who decided (their git identity).
     pub by: String,
+    /// The process that waits for the answer (0: unknown): a request whose sender is gone
+    /// (interrupted while it waited) is dropped unread.
+    #[serde(default)]
+    pub pid: u32,
 }
 
 /// What the live run did with a request.
@@ -56,15 +60,32 @@ pub(crate) fn pending(run_dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Takes the request at `path` (the live run's side): `None` when it is gone (its sender gave
-/// up), else where it now lies and what it asks (or why it cannot be read).
+/// Takes the request at `path` (the live run's side): `None` when it is gone or its sender is
+/// (it gave up), else where it now lies and what it asks (or why it cannot be read).
 pub(crate) fn take(path: &Path) -> Option<(PathBuf, Result<Request, String>)> {
     let taken = path.with_extension(TAKEN);
     fs_err::rename(path, &taken).ok()?;
     let request = fs_err::read_to_string(&taken)
         .map_err(|e| e.to_string())
-        .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()));
+        .and_then(|text| serde_json::from_str::<Request>(&text).map_err(|e| e.to_string()));
+    if let Ok(request) = &request
+        && gone(request.pid)
+    {
+        let _ = fs_err::remove_file(&taken);
+        return None;
+    }
     Some((taken, request))
+}
+
+/// Whether process `pid` has ended (0: not known, so not).
+fn gone(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
 }
 
 /// Answers the request taken at `taken` with `reply`.
@@ -154,6 +175,7 @@ mod tests {
             steps: vec!["plan".to_owned()],
             verdict: Verdict::Reject("too vague".to_owned()),
             by: "Ada".to_owned(),
+            pid: std::process::id(),
         };
         let sent = Sent::send(dir.path(), &request).unwrap();
         assert!(matches!(sent.answer(), Answer::Pending));
@@ -188,6 +210,7 @@ mod tests {
             steps: vec!["plan".to_owned()],
             verdict: Verdict::Approve,
             by: "Ada".to_owned(),
+            pid: std::process::id(),
         };
         let sent = Sent::send(dir.path(), &request).unwrap();
         assert!(matches!(sent.withdraw(), Answer::Withdrawn));
@@ -195,5 +218,23 @@ mod tests {
         let sent = Sent::send(dir.path(), &request).unwrap();
         let _taken = take(&pending(dir.path())[0]).unwrap();
         assert!(matches!(sent.withdraw(), Answer::Lost));
+    }
+
+    #[test]
+    fn a_request_whose_sender_is_gone_is_dropped_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let request = Request {
+            steps: vec!["plan".to_owned()],
+            verdict: Verdict::Approve,
+            by: "Ada".to_owned(),
+            pid,
+        };
+        Sent::send(dir.path(), &request).unwrap();
+        assert!(take(&pending(dir.path())[0]).is_none());
+        let left: Vec<_> = fs_err::read_dir(dir.path().join(DIR)).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }
