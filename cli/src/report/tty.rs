@@ -233,6 +233,7 @@ impl Live {
             Body::AttemptFailed { .. }
             | Body::AgentSwitched { .. }
             | Body::RunStarted { .. }
+            | Body::StepsExpanded { .. }
             | Body::Warning { .. } => self.print(event),
             _ => {}
         }
@@ -254,6 +255,12 @@ impl Live {
             | Body::StepKept { step, .. } => {
                 self.ready.retain(|s| s != step);
                 self.ended.push(step.clone());
+                self.done += 1;
+            }
+            // The step ends as it becomes its children, which are counted from now on.
+            Body::StepsExpanded { step, children, .. } => {
+                self.ready.retain(|s| s != step);
+                self.total += children.len();
                 self.done += 1;
             }
             _ => {}

@@ -8,8 +8,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::state::{Scope, Shared, StepRecord};
-use super::{Control, end, step};
+use super::{Control, end, expand, step};
 use crate::event::{Body, ErrorKind, Outcome, RunOutcome, SkipReason};
+use crate::plan::Plan;
 use crate::process;
 
 /// Starts steps as their needs end, at most `max_parallel` at once, until every step has ended
@@ -22,24 +23,8 @@ pub(super) async fn schedule(
 ) -> (RunOutcome, Option<String>) {
     let mut control = control;
     let mut draining = false;
-    let plan = shared.plan.clone();
-    let n = plan.steps.len();
-    let index: HashMap<&str, usize> = plan
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.as_str(), i))
-        .collect();
-    let needs: Vec<Vec<usize>> = plan
-        .steps
-        .iter()
-        .map(|s| {
-            s.needs
-                .iter()
-                .filter_map(|n| index.get(n.as_str()).copied())
-                .collect()
-        })
-        .collect();
+    let (mut plan, mut version) = (&*shared.plan, shared.plan.version());
+    let (mut n, mut index, mut needs) = graph(plan);
     let mut ended: Vec<Option<Outcome>> = vec![None; n];
     for &(i, outcome) in done {
         ended[i] = Some(outcome);
@@ -53,6 +38,12 @@ pub(super) async fn schedule(
     loop {
         if shared.emitter.failed() && !cancelled {
             cancelled = true;
+        }
+        // A dynamic matrix expanded: its children join the schedule, its dependents need them.
+        if shared.plan.version() != version {
+            (plan, version) = (&*shared.plan, shared.plan.version());
+            (n, index, needs) = graph(plan);
+            ended.resize(n, None);
         }
         // Skip what can no longer run; collect what is ready.
         let mut ready = Vec::new();
@@ -69,7 +60,8 @@ pub(super) async fn schedule(
                 if outcomes.iter().any(Option::is_none) {
                     continue;
                 }
-                if step.if_.is_none() {
+                // A dynamic step's `if` is its children's.
+                if step.if_.is_none() || step.dynamic.is_some() {
                     if let Some((j, o)) = needs[i]
                         .iter()
                         .zip(&outcomes)
@@ -132,7 +124,11 @@ pub(super) async fn schedule(
                 .filter(|&j| ended[j].is_some_and(Outcome::ok))
                 .collect();
             let shared = shared.clone();
-            let task = running.spawn(async move { step::run_step(shared, i, passed).await });
+            let task = if plan.steps[i].dynamic.is_some() {
+                running.spawn(expand::expand_step(shared, i))
+            } else {
+                running.spawn(async move { step::run_step(shared, i, passed).await })
+            };
             tasks.insert(task.id(), i);
         }
         if running.is_empty() {
@@ -180,6 +176,28 @@ pub(super) async fn schedule(
         return (RunOutcome::Failed, Some("step failed".to_owned()));
     }
     (RunOutcome::Passed, None)
+}
+
+/// The plan's step count, each step's index by id, and each step's needs by index.
+#[allow(clippy::type_complexity)]
+fn graph(plan: &Plan) -> (usize, HashMap<&str, usize>, Vec<Vec<usize>>) {
+    let index: HashMap<&str, usize> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let needs = plan
+        .steps
+        .iter()
+        .map(|s| {
+            s.needs
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    (plan.steps.len(), index, needs)
 }
 
 /// The step a joined task ran, and how it ended. A task that panicked or was aborted never

@@ -136,7 +136,11 @@ impl<'m> Compiler<'m> {
                 steps.push(PlanStep {
                     id: child.id.clone(),
                     declared: d.id.to_owned(),
-                    matrix: child.matrix.clone(),
+                    matrix: if d.dynamic.is_some() {
+                        IndexMap::new()
+                    } else {
+                        child.matrix.clone()
+                    },
                     action: action.clone(),
                     needs: need_ids.clone(),
                     if_: step.if_.as_ref().map(|e| e.get_ref().clone()),
@@ -147,6 +151,7 @@ impl<'m> Compiler<'m> {
                     cache: step.cache.or(defaults.cache).unwrap_or(true),
                     fresh_worktree: step.worktree.or(defaults.worktree).or(self.file.worktree)
                         == Some(crate::mission::WorktreeMode::Fresh),
+                    dynamic: d.dynamic.clone(),
                 });
             }
         }
