@@ -163,8 +163,12 @@ mod tests {
     use crate::plan::{Plan, PlanOptions, compile};
 
     fn plan(extra: &str) -> Plan {
+        plan_running(extra, "echo {{ matrix.task }}")
+    }
+
+    fn plan_running(extra: &str, run: &str) -> Plan {
         let text = format!(
-            "[steps.plan]\nrun = \"true\"\n[steps.split]\nneeds = [\"plan\"]\nmatrix = {{ task = {{ from = \"plan\", file = \"tasks.json\" }} }}\n{extra}run = \"echo {{{{ matrix.task }}}}\"\n[steps.review]\nneeds = [\"split\"]\nrun = \"true\"\n"
+            "[steps.plan]\nrun = \"true\"\n[steps.split]\nneeds = [\"plan\"]\nmatrix = {{ task = {{ from = \"plan\", file = \"tasks.json\" }} }}\n{extra}run = \"{run}\"\n[steps.review]\nneeds = [\"split\"]\nrun = \"true\"\n"
         );
         let mission = Mission::parse(Path::new("d.toml"), text).unwrap();
         compile(&mission, &PlanOptions::default()).unwrap()
@@ -213,5 +217,25 @@ mod tests {
             );
             assert!(error.contains(why), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn fields_the_templates_read_must_be_in_every_item() {
+        let plan = plan_running("", "echo {{ matrix.task.title }} {{ matrix.task.id }}");
+        let split = plan.step("split").unwrap();
+        assert_eq!(split.dynamic.as_ref().unwrap().fields, ["id", "title"]);
+        let error = expand(&plan, r#"["a"]"#).unwrap_err();
+        assert!(
+            error.contains(
+                "has a string as item 1, but the templates of step `split` read `matrix.task.id`"
+            ),
+            "{error}"
+        );
+        let error = expand(&plan, r#"[{"id": "a", "title": "A"}, {"id": "b"}]"#).unwrap_err();
+        assert!(
+            error.contains("has an object without `title` as item 2"),
+            "{error}"
+        );
+        assert!(expand(&plan, r#"[{"id": "a", "title": "A"}]"#).is_ok());
     }
 }
