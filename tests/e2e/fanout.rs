@@ -304,3 +304,29 @@ fn validate_checks_templates_against_the_dynamic_axis() {
         dry.stdout
     );
 }
+
+#[test]
+fn the_json_of_a_fan_out_is_pinned() {
+    let env = env();
+    env.repo(&[(
+        "missions/pin.toml",
+        "[steps.plan]\nrun = \"echo '[\\\"a\\\", \\\"b\\\"]' > tasks.json\"\n\n[steps.split]\nneeds = [\"plan\"]\nmatrix = { task = { from = \"plan\", file = \"tasks.json\" } }\nrun = \"echo {{ matrix.task }} > {{ matrix.task }}.txt\"\n",
+    )]);
+    let out = env.run(&["run", "pin", "--output", "json", "--max-parallel", "1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let expanded: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("\"type\":\"steps_expanded\""))
+        .collect();
+    assert_eq!(expanded.len(), 1, "{}", out.stdout);
+    let run = env.journal()[0]["run"].as_str().unwrap().to_owned();
+    let text = expanded[0].replace(&run, "<run>");
+    insta::with_settings!({
+        snapshot_path => "../snapshots",
+        prepend_module_to_snapshot => false,
+        filters => vec![(r#""ts":"[^"]+""#, r#""ts":"<ts>""#)],
+    }, {
+        insta::assert_snapshot!("run-events-steps-expanded-json", text);
+    });
+}

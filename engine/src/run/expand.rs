@@ -2,70 +2,17 @@
 //! it names is read from that step's result and the plan grows by the children
 //! (`plan::expand`), announced by `steps_expanded`; bad content fails the dynamic step.
 //!
-//! The plan and its upstream sets are [`Versions`]: each expansion adds a version, and every
-//! reference handed out stays valid for the run (a step task may hold an older one; the steps
-//! it knows are the same in every later version). The run's per-step state (records, stops)
-//! is sized for every step the run may have, [`Plan::capacity`].
+//! The plan and its upstream sets are `Versions` (`run::versions`): each expansion adds one.
+//! The run's per-step state (records, stops) is sized for every step the run may have,
+//! [`Plan::capacity`].
 
-use std::ops::Deref;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use super::end;
 use super::state::{Shared, StepRecord};
 use crate::event::{Body, ErrorKind, Outcome};
 use crate::plan::Plan;
 use crate::plan::compile::{Upstream, topological_order};
-
-/// A value that a run replaces a bounded number of times: reads see the newest; what they
-/// borrowed stays valid.
-pub(crate) struct Versions<T> {
-    slots: Vec<OnceLock<T>>,
-    current: AtomicUsize,
-    writer: Mutex<()>,
-}
-
-impl<T> Versions<T> {
-    /// `first`, and room for `more` later versions.
-    pub(crate) fn new(first: T, more: usize) -> Versions<T> {
-        let slots: Vec<OnceLock<T>> = (0..=more).map(|_| OnceLock::new()).collect();
-        let _ = slots[0].set(first);
-        Versions {
-            slots,
-            current: AtomicUsize::new(0),
-            writer: Mutex::new(()),
-        }
-    }
-
-    /// Which version reads see (from 0).
-    pub(crate) fn version(&self) -> usize {
-        self.current.load(Ordering::Acquire)
-    }
-
-    /// Makes the next version from the newest, one writer at a time; `Ok(false)` when there
-    /// is no room left.
-    fn update<E>(&self, next: impl FnOnce(&T) -> Result<T, E>) -> Result<bool, E> {
-        let _writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let at = self.version();
-        let Some(slot) = self.slots.get(at + 1) else {
-            return Ok(false);
-        };
-        let value = next(self)?;
-        let _ = slot.set(value);
-        self.current.store(at + 1, Ordering::Release);
-        Ok(true)
-    }
-}
-
-impl<T> Deref for Versions<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        self.slots[self.version()]
-            .get()
-            .expect("a version is set before it is current")
-    }
-}
 
 /// How many times a plan may be expanded: once per dynamic step.
 pub(crate) fn expansions(plan: &Plan) -> usize {

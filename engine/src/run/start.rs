@@ -9,8 +9,9 @@ use git2::Oid;
 use tokio::sync::{mpsc, watch};
 
 use super::emitter::Emitter;
-use super::expand::{self, Versions};
+use super::expand;
 use super::state::{Shared, StepRecord, Stops, Usage};
+use super::versions::Versions;
 use super::{RunError, RunOptions, RunRecord, RunSummary, finish, includes, preflight, scheduler};
 use crate::event::{Body, Event, Outcome, RunOutcome};
 use crate::git::{Repo, refs};

@@ -10,7 +10,7 @@ use git2::Oid;
 use tokio::sync::watch;
 
 use super::emitter::Emitter;
-use super::expand::Versions;
+use super::versions::Versions;
 use crate::event::{Outcome, Tokens};
 use crate::git::Repo;
 use crate::plan::Plan;
