@@ -330,3 +330,50 @@ fn the_json_of_a_fan_out_is_pinned() {
         insta::assert_snapshot!("run-events-steps-expanded-json", text);
     });
 }
+
+#[test]
+fn a_failed_plan_skips_the_fan_out_and_an_if_is_each_childs() {
+    let env = env();
+    let mission = r#"[vars]
+fail = "no"
+
+[steps.plan]
+run = "[ {{ vars.fail }} = no ] && echo '[\"a\", \"b\"]' > tasks.json"
+
+[steps.split]
+needs = ["plan"]
+if = "matrix.task != 'b'"
+matrix = { task = { from = "plan", file = "tasks.json" } }
+run = "echo {{ matrix.task }} > {{ matrix.task }}.txt"
+
+[steps.review]
+needs = ["split"]
+if = "steps.split.outcome != 'failed'"
+run = "ls *.txt > review.txt"
+"#;
+    env.repo(&[("missions/if.toml", mission)]);
+    let out = env.run(&["run", "if"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(finished(&env, "split.a")["outcome"], "passed");
+    let skipped = events_of(&env, "step_skipped");
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert_eq!(skipped[0]["step"], "split.b");
+    assert_eq!(finished(&env, "review")["outcome"], "passed");
+    let tree = env.tree(&env.result_branches()[0]);
+    assert_eq!(tree["review.txt"], "a.txt\n");
+
+    let out = env.run(&["run", "if", "--set", "fail=yes"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let skipped: Vec<String> = events_of(&env, "step_skipped")
+        .iter()
+        .map(|e| e["step"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        skipped,
+        ["split"],
+        "review's `if` runs it whatever split's end"
+    );
+    assert!(events_of(&env, "steps_expanded").is_empty());
+    assert_eq!(finished(&env, "plan")["outcome"], "failed");
+    finished(&env, "review");
+}
