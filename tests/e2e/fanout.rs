@@ -90,6 +90,21 @@ fn a_plan_of_three_tasks_runs_three_children_at_once_and_review_sees_them_all() 
         out.stderr
     );
 
+    // The report shows the children in the run's graph, not the step they were made from.
+    let report = env.run(&["report", "last", "--format", "markdown"]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    assert!(
+        report.stdout.contains("| `split.ast` | ✅ passed"),
+        "{}",
+        report.stdout
+    );
+    assert!(!report.stdout.contains("| `split` |"), "{}", report.stdout);
+    assert!(
+        report.stdout.contains("subgraph m0[\"split (matrix)\"]"),
+        "{}",
+        report.stdout
+    );
+
     // Again: `plan` is cached, and its cached result makes the same children (all cached).
     fs_err::remove_file(std::path::Path::new(&dir).join("started")).unwrap();
     let again = env.run(&["run", "fan"]);
@@ -295,6 +310,10 @@ fn validate_checks_templates_against_the_dynamic_axis() {
         "{}",
         graph.stdout
     );
+    let json = env.run(&["graph", "missions/v.toml", "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["steps"][1]["dynamic"]["from"], "plan");
+    assert_eq!(json["steps"][1]["dynamic"]["max_children"], 50);
     let dry = env.run(&["run", "missions/v.toml", "--dry-run"]);
     assert!(dry.stdout.contains("split.* from plan"), "{}", dry.stdout);
     assert!(

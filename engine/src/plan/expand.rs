@@ -58,6 +58,43 @@ pub fn expand(plan: &Plan, i: usize, text: &str) -> Result<Expanded, String> {
     Ok(Expanded { plan, children })
 }
 
+/// A plan as a run grew it, for reading the run back (its report): each expansion the journal
+/// records (`step`, its `children`) made again from the file as `read(from, file)` gives it.
+/// An expansion that cannot be made again the same way is left out.
+pub fn replay(
+    mut plan: Plan,
+    expansions: &[(String, Vec<String>)],
+    read: impl Fn(&str, &str) -> Option<String>,
+) -> Plan {
+    for (step, children) in expansions {
+        let Some(i) = plan.steps.iter().position(|s| s.id == *step) else {
+            continue;
+        };
+        let Some(axis) = plan.steps[i].dynamic.clone() else {
+            continue;
+        };
+        let Some(text) = read(&axis.from, &axis.file) else {
+            continue;
+        };
+        if let Ok(expanded) = expand(&plan, i, &text)
+            && expanded.children == *children
+        {
+            plan = expanded.plan;
+        }
+    }
+    plan
+}
+
+/// Whether step `i` is a dynamic step that the plan has expanded (its children stand for it).
+pub fn is_expanded(plan: &Plan, i: usize) -> bool {
+    let step = &plan.steps[i];
+    step.dynamic.is_some()
+        && plan
+            .steps
+            .iter()
+            .any(|s| s.declared == step.id && s.id != step.id)
+}
+
 /// The children's ids and values, from the file's text; why not, worded to follow the file's
 /// name.
 fn items(step: &PlanStep, text: &str) -> Result<Vec<(String, Value)>, String> {
