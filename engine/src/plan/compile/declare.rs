@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use toml::Spanned;
 
 use super::Compiler;
-use super::dynamic::is_dynamic;
+use super::dynamic::{is_dynamic, max_children};
 use super::matrix::{Child, child_span, matrix_size};
 use crate::mission::diagnostics::{ErrorKind, MissionError};
 use crate::mission::model::Step;
@@ -47,11 +47,17 @@ impl<'m> Compiler<'m> {
                 );
             }
             // Counted before expanding, so a huge matrix is refused without being built.
-            let count = step
+            // A matrix read from a step counts as the most children it may make.
+            let dynamic_count = step
                 .get_ref()
                 .matrix
                 .as_ref()
-                .map_or(1, |m| matrix_size(m.get_ref()));
+                .is_some_and(|m| is_dynamic(m.get_ref()));
+            let count = match &step.get_ref().matrix {
+                Some(_) if dynamic_count => max_children(step.get_ref()),
+                Some(m) => matrix_size(m.get_ref()),
+                None => 1,
+            };
             total = total.saturating_add(count);
             if total > max_steps && !over {
                 over = true;
@@ -75,7 +81,12 @@ impl<'m> Compiler<'m> {
                     )
                     .label(span, label)
                     .help(format!(
-                        "a matrix makes one step per combination of its axes' values: use fewer values, split the mission, or raise the cap with `max_steps = {}` at the top of the file",
+                        "{}, split the mission, or raise the cap with `max_steps = {}` at the top of the file",
+                        if dynamic_count {
+                            "a matrix read from a step counts as its `max_children` (default 50): lower it"
+                        } else {
+                            "a matrix makes one step per combination of its axes' values: use fewer values"
+                        },
                         total.min(u64::from(u32::MAX))
                     )),
                 );
@@ -101,7 +112,7 @@ impl<'m> Compiler<'m> {
                 }
                 Some(matrix) => (self.expand_matrix(id, matrix), true),
             };
-            if dynamic.is_none() {
+            if !dynamic_count {
                 self.check_max_children(id, step.get_ref());
             }
             let matrix_children: &[Child] = if is_matrix { &children } else { &[] };

@@ -20,6 +20,15 @@ use crate::plan::DynamicAxis;
 /// The most children a dynamic matrix makes unless its step sets `max_children`.
 pub const DEFAULT_MAX_CHILDREN: usize = 50;
 
+/// The most children a step's matrix read from a step may make, as written (checked later).
+pub(super) fn max_children(step: &Step) -> u64 {
+    step.max_children
+        .as_ref()
+        .and_then(|n| u64::try_from(*n.get_ref()).ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(DEFAULT_MAX_CHILDREN as u64)
+}
+
 /// Whether a matrix has an axis read from an upstream step (written as a table).
 pub(super) fn is_dynamic(matrix: &IndexMap<String, Spanned<serde_json::Value>>) -> bool {
     matrix.values().any(|v| v.get_ref().is_object())
