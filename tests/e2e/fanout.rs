@@ -187,6 +187,7 @@ run = "echo plan >> {d}/plan.count; echo '[\"a\", \"b\", \"c\"]' > tasks.json"
 
 [steps.split]
 needs = ["plan"]
+cache = false                        # what passed is kept by the resume, not found in the cache
 matrix = {{ task = {{ from = "plan", file = "tasks.json" }} }}
 run = "echo x >> {d}/{{{{ matrix.task }}}}.count; if [ {{{{ matrix.task }}}} != a ] && [ ! -e {d}/go ]; then echo $$ >> {d}/pids; sleep 300; fi; echo {{{{ matrix.task }}}} > {{{{ matrix.task }}}}.txt"
 
@@ -227,6 +228,11 @@ run = "cat a.txt b.txt c.txt > review.txt"
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(lines(&dir.join("plan.count")), 1, "plan is kept");
     assert_eq!(lines(&dir.join("a.count")), 1, "the passed child is kept");
+    let kept: Vec<String> = events_of(&env, "step_kept")
+        .iter()
+        .map(|e| e["step"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(kept.contains(&"split.a".to_owned()), "{kept:?}");
     assert_eq!(
         lines(&dir.join("b.count")),
         2,
