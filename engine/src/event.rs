@@ -35,7 +35,8 @@ impl Event {
             | Body::AgentSwitched { step, .. }
             | Body::StepFinished { step, .. }
             | Body::StepSkipped { step, .. }
-            | Body::StepKept { step, .. } => Some(step),
+            | Body::StepKept { step, .. }
+            | Body::StepsExpanded { step, .. } => Some(step),
             Body::GateStarted { step, .. }
             | Body::GateFinished { step, .. }
             | Body::Warning { step, .. }
@@ -192,6 +193,8 @@ pub enum ErrorKind {
     Internal,
     /// A person refused its result (`medley reject`); the message is their reason.
     Rejected,
+    /// Its matrix, read from an upstream step's file, could not be made (bad content).
+    Matrix,
     /// A kind a newer medley wrote.
     #[serde(other)]
     Other,
@@ -323,6 +326,14 @@ pub enum Body {
     StepSkipped {
         step: String,
         reason: SkipReason,
+    },
+    /// A matrix read from an upstream step was expanded: `step` (the declared step) now stands
+    /// for `children`, made from the JSON list in `file` of `from`'s result.
+    StepsExpanded {
+        step: String,
+        from: String,
+        file: String,
+        children: Vec<String>,
     },
     /// Something the user should know that does not stop the run (e.g. a nested repository the
     /// snapshot holds as a gitlink, a result the cache could not keep, a CLI whose version could

@@ -11,6 +11,7 @@ mod cli;
 mod corpus;
 mod daily;
 mod faithful;
+mod fanout;
 mod git_fidelity;
 mod killed;
 mod kimi;

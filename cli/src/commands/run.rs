@@ -286,13 +286,20 @@ fn dry_run_text(plan: &Plan, color: bool) -> String {
         let mut head = format!(
             "{:>width$}. {}  [{}]",
             i + 1,
-            style::bold(&step.id, color),
+            style::bold(&graph::shown_id(step), color),
             graph::runner(step)
         );
         if !step.needs.is_empty() {
             let _ = write!(head, "  needs {}", step.needs.join(", "));
         }
         let _ = writeln!(out, "{head}");
+        if let Some(axis) = &step.dynamic {
+            let _ = writeln!(
+                out,
+                "   matrix: one child per item of `{}` in the result of `{}` (at most {})",
+                axis.file, axis.from, axis.max_children
+            );
+        }
         if let Some(expr) = &step.if_ {
             let _ = writeln!(out, "   if: {expr}");
         }

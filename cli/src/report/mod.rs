@@ -346,6 +346,25 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             }
         }
         Body::StepSkipped { reason, .. } => format!("{step}: skipped: {}", skip_reason(reason)),
+        Body::StepsExpanded {
+            from,
+            file,
+            children,
+            ..
+        } => format!(
+            "{step}: {} {} from `{file}` of `{from}`: {}",
+            children.len(),
+            if children.len() == 1 {
+                "child"
+            } else {
+                "children"
+            },
+            children
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Body::StepKept {
             outcome, commit, ..
         } => {

@@ -238,6 +238,7 @@ impl Live {
             | Body::ApprovalRequested { .. }
             | Body::ApprovalGiven { .. }
             | Body::ApprovalRefused { .. }
+            | Body::StepsExpanded { .. }
             | Body::Warning { .. } => self.print(event),
             _ => {}
         }
@@ -267,6 +268,12 @@ impl Live {
                     self.ended.push(step.clone());
                     self.done += 1;
                 }
+            }
+            // The step ends as it becomes its children, which are counted from now on.
+            Body::StepsExpanded { step, children, .. } => {
+                self.ready.retain(|s| s != step);
+                self.total += children.len();
+                self.done += 1;
             }
             _ => {}
         }

@@ -168,9 +168,14 @@ pub struct Step {
     #[serde(rename = "if")]
     #[schemars(with = "Option<String>")]
     pub if_: Option<Spanned<String>>,
-    /// Fan-out: one child step per combination of the axes' values.
-    #[schemars(with = "Option<IndexMap<String, MatrixAxis>>")]
+    /// Fan-out: one child step per combination of the axes' values; or one axis read when an
+    /// upstream step passes, `{ from = "plan", file = "tasks.json" }`.
+    #[schemars(with = "Option<IndexMap<String, MatrixAxisSchema>>")]
     pub matrix: Option<Spanned<IndexMap<String, Spanned<serde_json::Value>>>>,
+    /// For a matrix read from an upstream step: the most children its list may make
+    /// (default 50); a longer list fails the step.
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub max_children: Option<Spanned<i64>>,
     /// The agent profile, or a fallback chain of profiles tried in order.
     #[schemars(with = "Option<AgentChainSchema>")]
     pub agent: Option<AgentChain>,
@@ -209,6 +214,28 @@ pub struct Step {
 #[derive(JsonSchema)]
 #[allow(dead_code)]
 pub struct MatrixAxis(#[schemars(length(min = 1))] Vec<Scalar>);
+
+/// A matrix axis: its values, or where to read them when an upstream step passes.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+enum MatrixAxisSchema {
+    Values(MatrixAxis),
+    FromStep(DynamicAxisSchema),
+}
+
+/// A matrix axis read from an upstream step's result: a JSON array of strings (or numbers),
+/// or of objects with an `id` (their fields are `matrix.<axis>.<field>`).
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct DynamicAxisSchema {
+    /// The step (one this step needs) whose result holds the file.
+    from: String,
+    /// The file's path in that step's result commit.
+    #[schemars(length(min = 1))]
+    file: String,
+}
 
 /// An agent profile: a runtime plus its settings.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -389,6 +416,7 @@ pub mod keys {
         "needs",
         "if",
         "matrix",
+        "max_children",
         "agent",
         "gate",
         "attempts",

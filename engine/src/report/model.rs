@@ -184,7 +184,7 @@ impl Report {
         let path = dir.join("events.jsonl");
         let events = journal::read(&path).map_err(|source| ReportError::Io { path, source })?;
         let (plan, graph_note) = match recorded_plan(&dir) {
-            Ok(plan) => (Some(plan), None),
+            Ok(plan) => (Some(expanded(repo, &run, plan, &events)), None),
             Err(why) => (None, Some(why)),
         };
         let secrets = plan
@@ -194,7 +194,13 @@ impl Report {
 
         let mut steps: Vec<StepReport> = Vec::new();
         if let Some(plan) = &plan {
-            for step in &plan.steps {
+            // In the order steps can run (a dynamic step's children come last in the plan).
+            for i in crate::plan::dag::topological_order(&plan.steps) {
+                let step = &plan.steps[i];
+                // An expanded dynamic step is shown as its children.
+                if crate::plan::expand::is_expanded(plan, i) {
+                    continue;
+                }
                 steps.push(StepReport {
                     id: step.id.clone(),
                     declared: step.declared.clone(),
@@ -499,6 +505,25 @@ fn log_tail(path: &Path) -> Option<String> {
         tail.insert_str(0, "… ");
     }
     (!tail.trim().is_empty()).then_some(tail)
+}
+
+/// The plan grown by the dynamic matrices the run expanded, from the files their upstream
+/// steps' results hold.
+fn expanded(repo: &Repo, run: &RunInfo, plan: Plan, events: &[crate::event::Event]) -> Plan {
+    let expansions: Vec<(String, Vec<String>)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::StepsExpanded { step, children, .. } => Some((step.clone(), children.clone())),
+            _ => None,
+        })
+        .collect();
+    if expansions.is_empty() {
+        return plan;
+    }
+    crate::plan::expand::replay(plan, &expansions, |from, file| {
+        let commit = run.steps.get(from)?.commit.as_deref()?;
+        repo.read_file(git2::Oid::from_str(commit).ok()?, file).ok()
+    })
 }
 
 /// The plan the run ran: its recorded mission, compiled again with the options it had.

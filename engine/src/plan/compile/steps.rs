@@ -137,7 +137,11 @@ impl<'m> Compiler<'m> {
                 steps.push(PlanStep {
                     id: child.id.clone(),
                     declared: d.id.to_owned(),
-                    matrix: child.matrix.clone(),
+                    matrix: if d.dynamic.is_some() {
+                        IndexMap::new()
+                    } else {
+                        child.matrix.clone()
+                    },
                     action: action.clone(),
                     needs: need_ids.clone(),
                     if_: step.if_.as_ref().map(|e| e.get_ref().clone()),
@@ -150,6 +154,7 @@ impl<'m> Compiler<'m> {
                         == Some(crate::mission::WorktreeMode::Fresh),
                     approve: approve.clone(),
                     on_reject,
+                    dynamic: d.dynamic.clone(),
                 });
             }
         }
