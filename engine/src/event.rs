@@ -35,9 +35,11 @@ impl Event {
             | Body::AgentSwitched { step, .. }
             | Body::StepFinished { step, .. }
             | Body::StepSkipped { step, .. }
-            | Body::StepKept { step, .. } => Some(step),
+            | Body::StepKept { step, .. }
+            | Body::MergeResolved { step, .. } => Some(step),
             Body::GateStarted { step, .. }
             | Body::GateFinished { step, .. }
+            | Body::MergeConflict { step, .. }
             | Body::Warning { step, .. } => step.as_deref(),
             Body::RunStarted { .. } | Body::RunFinished { .. } => None,
         }
@@ -123,6 +125,8 @@ pub enum FailReason {
     Unreachable,
     Denied,
     Timeout,
+    /// A merge agent's attempt left conflict markers in a file.
+    Unresolved,
 }
 
 /// What went wrong with a failed step.
@@ -199,8 +203,17 @@ impl From<FailReason> for ErrorKind {
             FailReason::Unreachable => ErrorKind::Unreachable,
             FailReason::Denied => ErrorKind::Denied,
             FailReason::Timeout => ErrorKind::Timeout,
+            FailReason::Unresolved => ErrorKind::MergeConflict,
         }
     }
+}
+
+/// One side of a resolved conflict: its commit, its tree and the steps that made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeSide {
+    pub commit: String,
+    pub tree: String,
+    pub steps: Vec<String>,
 }
 
 /// Why a step was skipped.
@@ -309,6 +322,23 @@ pub enum Body {
     StepSkipped {
         step: String,
         reason: SkipReason,
+    },
+    /// The results being merged for a step (`step`; `null`: the final merge of the leaves)
+    /// conflict in `files`, between `steps`, and a merge agent is asked to resolve it.
+    MergeConflict {
+        step: Option<String>,
+        files: Vec<String>,
+        steps: Vec<String>,
+    },
+    /// A merge agent resolved a conflict: `commit` (a merge commit whose parents are both
+    /// sides) is the step's base (`_final`: the run's result). Both sides are recorded.
+    MergeResolved {
+        step: String,
+        commit: String,
+        agent: String,
+        attempts: u32,
+        ours: MergeSide,
+        theirs: MergeSide,
     },
     /// Something the user should know that does not stop the run (e.g. a nested repository the
     /// snapshot holds as a gitlink, a result the cache could not keep, a CLI whose version could

@@ -321,6 +321,32 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             let head = format!("{step}: kept from before the resume");
             format!("{} ({}, {commit})", green(&head, color), outcome.name())
         }
+        Body::MergeConflict { files, steps, .. } => {
+            let who = if step.is_empty() { "final merge" } else { step };
+            format!(
+                "{who}: merge conflict between {} in {}; asking the merge agent",
+                steps
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                files
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        Body::MergeResolved {
+            commit,
+            agent,
+            attempts,
+            ..
+        } => format!(
+            "{step}: merge resolved by `{agent}` as {} ({})",
+            short(commit),
+            plural(*attempts as usize, "attempt")
+        ),
         Body::Warning { message, .. } => {
             let who = if step.is_empty() { "warning" } else { step };
             format!("{}: {message}", crate::style::yellow(who, color))

@@ -24,6 +24,12 @@ pub fn step_result(run: &str, step: &str) -> String {
     format!("{ROOT}/{run}/steps/{}", step.replace('.', "/"))
 }
 
+/// The ref that keeps the resolution of a conflict between a step's needs (`_final`: the
+/// leaves'): `refs/medley/<run>/merges/<step>`.
+pub fn merge_result(run: &str, step: &str) -> String {
+    format!("{ROOT}/{run}/merges/{}", step.replace('.', "/"))
+}
+
 /// A cache entry's ref: `refs/medley/cache/<key>`.
 pub fn cache_entry(key: &str) -> String {
     format!("{ROOT}/cache/{key}")

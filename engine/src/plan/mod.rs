@@ -68,6 +68,9 @@ pub struct Plan {
     pub agents: IndexMap<String, AgentSpec>,
     /// Concrete steps; every step comes after the steps it needs.
     pub steps: Vec<PlanStep>,
+    /// `merge` at mission level: how a conflict between the leaves' results is resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeSpec>,
     /// Only part of the mission (`--only`): its final gate is not run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
@@ -125,6 +128,20 @@ pub struct PlanStep {
     /// `worktree = "fresh"` (the step's, else the mission's).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub fresh_worktree: bool,
+    /// `merge`: how a conflict between the results of its needs is resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeSpec>,
+}
+
+/// A merge agent (`merge = { agent, prompt, gate }`): the chain that resolves a conflict, what
+/// it is told first, and the gate its resolution must pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeSpec {
+    pub agents: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<TemplateRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<TemplateRef>,
 }
 
 /// What a step does.

@@ -15,6 +15,8 @@
 //! - [`state`]: what every step task shares (records, stops, budget); [`context`]: the
 //!   template context and rendering; [`emitter`]: events to the journal and the reporters.
 //! - [`finish`]: merging the leaves, the mission's gate, the result branch.
+//! - [`merge`]: merging results (a step's needs, the leaves), a conflict resolved by the
+//!   `merge`'s agents; [`merge_prompt`]: what a merge agent is told.
 //! - [`options`], [`error`]: the public types; [`preflight`]: the agents' CLIs, checked
 //!   before a run; [`program`]: finding a profile's program.
 
@@ -30,6 +32,8 @@ mod error;
 mod finish;
 mod gate;
 mod includes;
+mod merge;
+mod merge_prompt;
 mod options;
 mod output;
 pub mod preflight;

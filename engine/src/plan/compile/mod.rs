@@ -17,6 +17,7 @@
 //! - `needs.rs`: `needs` resolved to steps, and cycles reported (found by `plan::dag`).
 //! - `steps.rs`: each concrete step's body and `[defaults]`: prompt or run, attempts, timeout,
 //!   gate, inputs.
+//! - `merge.rs`: `merge = { agent, prompt, gate }` on a step or the mission.
 //! - `templates.rs`: every template parsed and tried on the context it will have at run time.
 //! - `diagnostics.rs`: why a template failed (undefined name, not upstream, did you mean), and
 //!   the span in the file of a problem inside a template string.
@@ -25,6 +26,7 @@ mod agents;
 mod declare;
 mod diagnostics;
 mod matrix;
+mod merge;
 mod needs;
 mod settings;
 mod steps;
@@ -186,6 +188,7 @@ impl<'m> Compiler<'m> {
         let upstream = Upstream::new(&steps, acyclic.then_some(order.as_slice()));
         self.check_step_templates(&mut templates, &decls, &steps, &upstream, &vars, &name);
         self.check_mission_templates(&templates, &gate, &setup, &steps, &vars, &name);
+        let merge = self.mission_merge(&mut templates, &agents, &steps, &vars, &name);
 
         if !self.problems.is_empty() {
             return Err(CompileError::Mission(Box::new(MissionErrors::new(
@@ -205,7 +208,13 @@ impl<'m> Compiler<'m> {
         }
         let used: HashSet<&str> = ordered
             .iter()
-            .flat_map(|s| s.agents().iter().map(String::as_str))
+            .flat_map(|s| {
+                s.agents()
+                    .iter()
+                    .chain(s.merge.iter().flat_map(|m| &m.agents))
+            })
+            .chain(merge.iter().flat_map(|m| &m.agents))
+            .map(String::as_str)
             .collect();
         let agents = agents
             .into_iter()
@@ -225,6 +234,7 @@ impl<'m> Compiler<'m> {
             secrets,
             agents,
             steps: ordered,
+            merge,
             partial: false,
             templates,
         })

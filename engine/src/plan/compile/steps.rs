@@ -130,8 +130,9 @@ impl<'m> Compiler<'m> {
             }
             let inputs: Option<Vec<String>> =
                 inputs.map(|i| i.iter().map(|s| s.get_ref().clone()).collect());
-            let Some(action) = action else { continue };
             let need_ids: Vec<String> = resolved.iter().flat_map(|n| n.ids.clone()).collect();
+            let merge = self.step_merge(d.id, step.merge.as_ref(), &need_ids, agents);
+            let Some(action) = action else { continue };
             for child in &d.children {
                 steps.push(PlanStep {
                     id: child.id.clone(),
@@ -147,6 +148,7 @@ impl<'m> Compiler<'m> {
                     cache: step.cache.or(defaults.cache).unwrap_or(true),
                     fresh_worktree: step.worktree.or(defaults.worktree).or(self.file.worktree)
                         == Some(crate::mission::WorktreeMode::Fresh),
+                    merge: merge.clone(),
                 });
             }
         }
