@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The name the final merge's agent attempts go by in events (`step_started`, ...) and in
+/// `merge_resolved`: not a valid step id, so no step has it.
+pub const FINAL_MERGE: &str = "_final";
+
 /// One event: `v`, `ts`, `run`, then `type` and its fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -359,4 +363,68 @@ pub enum Body {
         uncounted_steps: usize,
         duration_ms: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of an event's body, pinned, and read back to the same value.
+    fn pinned(body: Body, json: &str) {
+        let event = Event {
+            v: 1,
+            ts: "2026-01-01T00:00:00.000000Z".into(),
+            run: "r1".into(),
+            body,
+        };
+        let text = serde_json::to_string(&event).unwrap();
+        assert_eq!(text, json);
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), event);
+    }
+
+    #[test]
+    fn merge_events_are_pinned() {
+        pinned(
+            Body::MergeConflict {
+                step: Some("join".into()),
+                files: vec!["shared.txt".into()],
+                steps: vec!["left".into(), "right".into()],
+            },
+            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_conflict","step":"join","files":["shared.txt"],"steps":["left","right"]}"#,
+        );
+        pinned(
+            Body::MergeConflict {
+                step: None,
+                files: vec!["a".into()],
+                steps: vec!["x".into(), "y".into()],
+            },
+            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_conflict","step":null,"files":["a"],"steps":["x","y"]}"#,
+        );
+        let side = |c: &str, t: &str, s: &str| MergeSide {
+            commit: c.into(),
+            tree: t.into(),
+            steps: vec![s.into()],
+        };
+        pinned(
+            Body::MergeResolved {
+                step: "join".into(),
+                commit: "c3".into(),
+                agent: "claude".into(),
+                attempts: 2,
+                ours: side("c1", "t1", "left"),
+                theirs: side("c2", "t2", "right"),
+            },
+            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_resolved","step":"join","commit":"c3","agent":"claude","attempts":2,"ours":{"commit":"c1","tree":"t1","steps":["left"]},"theirs":{"commit":"c2","tree":"t2","steps":["right"]}}"#,
+        );
+        pinned(
+            Body::AttemptFailed {
+                step: "join".into(),
+                attempt: 1,
+                agent: Some("claude".into()),
+                reason: FailReason::Unresolved,
+                message: "conflict markers are left in `a`".into(),
+            },
+            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"attempt_failed","step":"join","attempt":1,"agent":"claude","reason":"unresolved","message":"conflict markers are left in `a`"}"#,
+        );
+    }
 }

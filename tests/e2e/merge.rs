@@ -194,6 +194,12 @@ fn the_mission_merge_resolves_the_final_merge_of_the_leaves() {
     assert_eq!(tree["shared.txt"], "one\nleft\nright\nthree\n");
     let head = env.git(&["rev-parse", branch]);
     assert_eq!(head.trim(), resolved["commit"]);
+    // The final merge's attempts are not a step of the run.
+    let show = env.run(&["show", "--output", "json"]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    let show: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert!(show["steps"].get("_final").is_none(), "{show}");
+    assert_eq!(show["steps"]["left"]["outcome"], "passed", "{show}");
 }
 
 #[test]
@@ -210,4 +216,25 @@ fn without_a_merge_agent_the_final_merge_still_fails_on_a_conflict() {
         "the results of steps left, right conflict in shared.txt"
     );
     assert!(env.fake_calls().is_empty());
+}
+
+#[test]
+fn a_markdown_underline_left_in_a_resolved_file_is_not_a_conflict_marker() {
+    let mission = "[steps.left]\nrun = \"printf 'Title\\\\n=======\\\\nleft\\\\n' > notes.md\"\n\n\
+                   [steps.right]\nrun = \"printf 'Title\\\\n=======\\\\nright\\\\n' > notes.md\"\n\n\
+                   [steps.join]\nneeds = [\"left\", \"right\"]\nrun = \"true\"\n\
+                   attempts = 1\nmerge = { agent = \"claude\" }\n";
+    let env = fake_env(
+        &["claude"],
+        "claude: resolve notes.md both\n",
+        &[
+            ("missions/m.toml", mission),
+            ("notes.md", "Title\n=======\nbase\n"),
+        ],
+    );
+    let out = env.run(&["run", "m", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let tree = env.tree(&env.result_branches()[0]);
+    assert_eq!(tree["notes.md"], "Title\n=======\nleft\nright\n");
+    assert!(events_of(&env, "attempt_failed").is_empty());
 }

@@ -143,7 +143,75 @@ pub fn has_markers(text: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::has_markers;
+    use crate::git::{MergeOutcome, Repo};
+
+    /// Two branches from one base: one edits, adds and deletes what the other edits and adds
+    /// too; the conflicted commit holds markers where both changed lines, the changed side of
+    /// a file the other deleted, and every clean change of both.
+    #[test]
+    fn a_conflict_is_written_with_markers_labelled_by_the_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let git = |args: &[&str]| crate::git::test_git(root, args);
+        let commit = |files: &[(&str, Option<&str>)]| {
+            for (path, text) in files {
+                match text {
+                    Some(t) => fs_err::write(root.join(path), t).unwrap(),
+                    None => fs_err::remove_file(root.join(path)).unwrap(),
+                }
+            }
+            git(&["add", "-A"]);
+            git(&["commit", "-q", "-m", "c"]);
+            git(&["rev-parse", "HEAD"]).trim().to_owned()
+        };
+        git(&["init", "-q"]);
+        let base = commit(&[
+            ("same.txt", Some("one\ntwo\nthree\n")),
+            ("gone.txt", Some("keep\n")),
+        ]);
+        let a = commit(&[
+            ("same.txt", Some("one\nA\nthree\n")),
+            ("new.txt", Some("a\n")),
+            ("gone.txt", Some("changed\n")),
+            ("only-a.txt", Some("a\n")),
+        ]);
+        git(&["checkout", "-q", &base]);
+        let b = commit(&[
+            ("same.txt", Some("one\nB\nthree\n")),
+            ("new.txt", Some("b\n")),
+            ("gone.txt", None),
+        ]);
+        let repo = Repo::discover(root).unwrap();
+        let oid = |s: &str| git2::Oid::from_str(s).unwrap();
+        let results = vec![("a".to_owned(), oid(&a)), ("b".to_owned(), oid(&b))];
+        let MergeOutcome::Conflict { files, sides, .. } = repo.merge(oid(&base), &results).unwrap()
+        else {
+            panic!("a conflict");
+        };
+        assert_eq!(files, ["gone.txt", "new.txt", "same.txt"]);
+        let conflicted = repo.conflicted(&sides, "m").unwrap().to_string();
+        let show = |path: &str| git(&["show", &format!("{conflicted}:{path}")]);
+        assert_eq!(
+            show("same.txt"),
+            "one\n<<<<<<< a\nA\n=======\nB\n>>>>>>> b\nthree\n"
+        );
+        assert_eq!(show("new.txt"), "<<<<<<< a\na\n=======\nb\n>>>>>>> b\n");
+        assert_eq!(show("gone.txt"), "changed\n");
+        assert_eq!(show("only-a.txt"), "a\n");
+        assert!(has_markers(show("same.txt").as_bytes()));
+        // Its parent is the first side; the resolution's parents are both.
+        let parent = git(&["rev-parse", &format!("{conflicted}^")]);
+        assert_eq!(parent.trim(), a);
+        let merge = repo.resolution(oid(&conflicted), &sides, "m").unwrap();
+        let parents = git(&["rev-list", "--parents", "-n", "1", &merge.to_string()]);
+        assert_eq!(
+            parents.split_whitespace().skip(1).collect::<Vec<_>>(),
+            [&a, &b]
+        );
+    }
 
     #[test]
     fn a_full_block_is_a_conflict_and_a_lone_underline_is_not() {

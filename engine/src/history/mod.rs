@@ -168,6 +168,10 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
         }
     };
     for event in events {
+        // The final merge's agent attempts are not a step's: `merge_resolved` sums them up.
+        if event.step() == Some(crate::event::FINAL_MERGE) {
+            continue;
+        }
         if !matches!(event.body, Body::RunStarted { .. })
             && let (Some(at), Some((_, last))) = (ts(&event.ts), segment.as_mut())
         {

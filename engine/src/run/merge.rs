@@ -23,7 +23,7 @@ use crate::plan::MergeSpec;
 use crate::process::Exit;
 
 /// The id the final merge's attempts and refs are named by.
-pub(crate) const FINAL: &str = "_final";
+const FINAL: &str = crate::event::FINAL_MERGE;
 
 /// The final merge's attempts and timeout (it has no step to take them from).
 const FINAL_ATTEMPTS: u32 = 2;
