@@ -254,6 +254,10 @@ pub enum Body {
         agent: Option<String>,
         runtime: Option<String>,
         worktree: String,
+        /// A merge agent's attempt at a conflict between the step's needs (or, for `_final`,
+        /// the leaves), before the step's own work: counted from 1 on its own.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        merge: bool,
     },
     AgentOutput {
         step: String,

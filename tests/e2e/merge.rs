@@ -105,6 +105,23 @@ fn a_merge_agent_resolves_a_conflict_between_needs_and_the_step_builds_on_it() {
         .path()
         .join("prompts/join.1.merge-claude.txt");
     assert_eq!(fs_err::read_to_string(archive).unwrap(), prompt);
+
+    // The merge agent's attempt is the step's, said to be a merge's, and the report shows it
+    // with its prompt.
+    let started: Vec<serde_json::Value> = events_of(&env, "step_started")
+        .into_iter()
+        .filter(|e| e["step"] == "join")
+        .collect();
+    assert_eq!(started.len(), 2);
+    assert_eq!(started[0]["merge"], true);
+    assert_eq!(started[0]["agent"], "claude");
+    assert!(started[1].get("merge").is_none(), "{}", started[1]);
+    let report = env.work().join("report.html");
+    let out = env.run(&["report", "--format", "html", "-o", report.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let html = fs_err::read_to_string(report).unwrap();
+    assert!(html.contains("merge agent claude"), "{html}");
+    assert!(html.contains("Keep both lines, left first."), "{html}");
 }
 
 #[test]
@@ -237,4 +254,29 @@ fn a_markdown_underline_left_in_a_resolved_file_is_not_a_conflict_marker() {
     let tree = env.tree(&env.result_branches()[0]);
     assert_eq!(tree["notes.md"], "Title\n=======\nleft\nright\n");
     assert!(events_of(&env, "attempt_failed").is_empty());
+}
+
+#[test]
+fn a_merge_agent_that_is_not_installed_is_a_warning_and_its_chain_moves_on() {
+    let mission = join_mission("merge = { agent = [\"qwen\", \"claude\"] }");
+    let env = fake_env(
+        &["claude"],
+        "claude: resolve shared.txt theirs\n",
+        &[("missions/m.toml", &mission), BASE],
+    );
+    let out = env.run(&["run", "m", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("step `join`: merge agent `qwen` is not installed"),
+        "{}",
+        out.stderr
+    );
+    let switched = &events_of(&env, "agent_switched")[0];
+    assert_eq!(switched["from"], "qwen");
+    assert_eq!(switched["to"], "claude");
+    let resolved = &events_of(&env, "merge_resolved")[0];
+    assert_eq!(resolved["agent"], "claude");
+    let tree = env.tree(&env.result_branches()[0]);
+    assert_eq!(tree["joined.txt"], "one\nright\nthree\n");
 }

@@ -231,6 +231,12 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             dim(&format!("(run {})", event.run), color)
         ),
         Body::StepReady { base, .. } => format!("{step}: ready on {}", short(base)),
+        Body::StepStarted {
+            attempt,
+            agent: Some(agent),
+            merge: true,
+            ..
+        } => format!("{step}: merge agent started, attempt {attempt} with `{agent}`"),
         Body::StepStarted { attempt, agent, .. } => match agent {
             Some(agent) => format!("{step}: started, attempt {attempt} with `{agent}`"),
             None => format!("{step}: started, attempt {attempt}"),

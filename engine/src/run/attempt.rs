@@ -35,6 +35,8 @@ pub(crate) struct Target {
     pub gate: Option<TemplateRef>,
     /// The ref that keeps the passed attempt's commit.
     pub result_ref: String,
+    /// The attempts are a merge agent's (`step_started` says so).
+    pub merge: bool,
 }
 
 impl Target {
@@ -48,6 +50,7 @@ impl Target {
             timeout: step.timeout,
             gate: step.gate.clone(),
             result_ref: refs::step_result(&shared.run, &step.id),
+            merge: false,
         }
     }
 }
@@ -234,6 +237,7 @@ pub(crate) async fn drive<W: Work>(
             agent: agent.as_ref().map(|(a, _)| a.clone()),
             runtime: agent.as_ref().map(|(_, r)| r.clone()),
             worktree: worktree.display().to_string(),
+            merge: target.merge,
         });
         let exit = match work.run(attempt, &worktree, cancel).await {
             Ok(exit) => exit,

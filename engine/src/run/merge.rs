@@ -151,6 +151,7 @@ async fn resolve(
         timeout: step.map_or(FINAL_TIMEOUT, |s| s.timeout),
         gate: spec.gate.clone(),
         result_ref: refs::merge_result(&shared.run, &id),
+        merge: true,
     };
     let fresh = step.map_or(shared.plan.fresh_worktrees, |s| s.fresh_worktree);
     let logs = shared.run_dir.join("logs").join(&id).join("merge");
