@@ -175,6 +175,13 @@ fn a_merge_agents_gate_and_chain_decide_the_resolution() {
         "claude: resolve shared.txt ours\ncodex: resolve shared.txt both\n",
         &[("missions/m.toml", &mission), BASE],
     );
+    let dry = env.run(&["run", "m", "--dry-run", "--color", "never"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let shown = format!("{}{}", dry.stdout, dry.stderr);
+    assert!(
+        shown.contains("   merge: a conflict goes to [claude, codex]\n   merge gate: grep -q right shared.txt\n"),
+        "{shown}"
+    );
     let out = env.run(&["run", "m", "--output", "plain"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let switched = events_of(&env, "agent_switched");
