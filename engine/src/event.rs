@@ -345,6 +345,10 @@ pub enum Body {
         commit: String,
         agent: String,
         attempts: u32,
+        /// What the merge agents used on this conflict (`null`: no call reported tokens); it
+        /// is in no step's `step_finished`.
+        tokens: Option<Tokens>,
+        cost_usd: Option<f64>,
         ours: MergeSide,
         theirs: MergeSide,
     },
@@ -415,10 +419,15 @@ mod tests {
                 commit: "c3".into(),
                 agent: "claude".into(),
                 attempts: 2,
+                tokens: Some(Tokens {
+                    input: 10,
+                    output: 2,
+                }),
+                cost_usd: Some(0.5),
                 ours: side("c1", "t1", "left"),
                 theirs: side("c2", "t2", "right"),
             },
-            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_resolved","step":"join","commit":"c3","agent":"claude","attempts":2,"ours":{"commit":"c1","tree":"t1","steps":["left"]},"theirs":{"commit":"c2","tree":"t2","steps":["right"]}}"#,
+            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_resolved","step":"join","commit":"c3","agent":"claude","attempts":2,"tokens":{"input":10,"output":2},"cost_usd":0.5,"ours":{"commit":"c1","tree":"t1","steps":["left"]},"theirs":{"commit":"c2","tree":"t2","steps":["right"]}}"#,
         );
         pinned(
             Body::AttemptFailed {

@@ -152,6 +152,10 @@ fn a_merge_agent_that_leaves_markers_is_retried_then_the_step_fails() {
     let join = finished(&env, "join");
     assert_eq!(join["outcome"], "failed");
     assert_eq!(join["attempts"], 2);
+    // What the merge agent used is the failed step's.
+    assert_eq!(join["agent"], "claude");
+    assert_eq!(join["tokens"], events_of(&env, "run_finished")[0]["tokens"]);
+    assert!(join["tokens"]["input"].as_u64().unwrap() > 0, "{join}");
     assert_eq!(join["error"]["kind"], "merge_conflict");
     assert_eq!(join["error"]["files"], serde_json::json!(["shared.txt"]));
     assert_eq!(join["error"]["steps"], serde_json::json!(["left", "right"]));
@@ -223,6 +227,14 @@ fn the_mission_merge_resolves_the_final_merge_of_the_leaves() {
     assert_eq!(show.code, 0, "{}", show.stderr);
     let show: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
     assert!(show["steps"].get("_final").is_none(), "{show}");
+    // Its cost is the run's: in `merge_resolved`, counted by `show` as by `run_finished`.
+    let end = &events_of(&env, "run_finished")[0];
+    assert!(
+        resolved["tokens"]["input"].as_u64().unwrap() > 0,
+        "{resolved}"
+    );
+    assert_eq!(resolved["tokens"], end["tokens"]);
+    assert_eq!(show["tokens"], end["tokens"], "{show}");
     assert_eq!(show["steps"]["left"]["outcome"], "passed", "{show}");
 }
 

@@ -169,7 +169,9 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
     };
     for event in events {
         // The final merge's agent attempts are not a step's: `merge_resolved` sums them up.
-        if event.step() == Some(crate::event::FINAL_MERGE) {
+        if event.step() == Some(crate::event::FINAL_MERGE)
+            && !matches!(event.body, Body::MergeResolved { .. })
+        {
             continue;
         }
         if !matches!(event.body, Body::RunStarted { .. })
@@ -263,6 +265,17 @@ pub fn load(git_dir: &Path, id: &str) -> Result<RunInfo, HistoryError> {
                 s.agent = agent;
                 s.tokens = tokens;
                 s.cost_usd = cost_usd;
+                let known = tokens.unwrap_or_default();
+                info.tokens.input += known.input;
+                info.tokens.output += known.output;
+                if let Some(c) = cost_usd {
+                    *info.cost_usd.get_or_insert(0.0) += c;
+                }
+            }
+            // A resolved conflict's cost is in no step's `step_finished`.
+            Body::MergeResolved {
+                tokens, cost_usd, ..
+            } => {
                 let known = tokens.unwrap_or_default();
                 info.tokens.input += known.input;
                 info.tokens.output += known.output;

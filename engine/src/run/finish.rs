@@ -42,14 +42,15 @@ pub(super) async fn finish(shared: &Arc<Shared>) -> (RunOutcome, Option<String>,
                 None,
             );
         }
-        Merged::Failed { error, .. } if error.kind == ErrorKind::Merge => {
-            return (
-                RunOutcome::Failed,
-                Some(format!("cannot merge the results: {}", error.message)),
-                None,
-            );
+        Merged::Failed { error, usage, .. } => {
+            shared.account(usage.tokens, usage.unpriced, usage.uncounted);
+            let reason = if error.kind == ErrorKind::Merge {
+                format!("cannot merge the results: {}", error.message)
+            } else {
+                error.message
+            };
+            return (RunOutcome::Failed, Some(reason), None);
         }
-        Merged::Failed { error, .. } => return (RunOutcome::Failed, Some(error.message), None),
         Merged::Cancelled => return (RunOutcome::Cancelled, Some("cancelled".to_owned()), None),
     };
     if let Some(gate) = plan.gate.as_ref().filter(|_| !plan.partial) {

@@ -17,7 +17,7 @@ use super::attempt::{self, End, Failure, FailureKind, Target, Verdict, Work};
 use super::blocking;
 use super::program::{program_of, which};
 use super::state::{Scope, Shared};
-use crate::event::{Body, ErrorKind, FailReason, MergeSide, StepError};
+use crate::event::{Body, ErrorKind, FailReason, MergeSide, StepError, Tokens};
 use crate::git::{MergeOutcome, Sides, has_markers, refs};
 use crate::plan::MergeSpec;
 use crate::process::Exit;
@@ -39,12 +39,43 @@ pub(crate) enum Merged {
         steps: Vec<String>,
     },
     /// The results could not be merged, or the merge agents did not resolve a conflict
-    /// (after `attempts` attempts in all).
+    /// (after `attempts` attempts in all, using `usage` on it: not accounted yet).
     Failed {
         error: StepError,
         attempts: u32,
+        usage: Usage,
     },
     Cancelled,
+}
+
+/// What the merge agents used on a conflict.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Usage {
+    /// The last agent that ran.
+    pub agent: Option<String>,
+    /// `None` while no attempt reported tokens.
+    pub tokens: Option<Tokens>,
+    pub cost_usd: Option<f64>,
+    pub unpriced: bool,
+    /// An attempt reported no tokens.
+    pub uncounted: bool,
+}
+
+impl Usage {
+    fn add(&mut self, agent: &AgentWork<'_>) {
+        self.agent = Some(agent.name.to_owned());
+        Tokens::add(&mut self.tokens, agent.tokens);
+        if let Some(c) = agent.cost {
+            *self.cost_usd.get_or_insert(0.0) += c;
+        }
+        self.unpriced |= agent.unpriced;
+        self.uncounted |= agent.uncounted;
+    }
+
+    /// The known cost, `None` when some of it is not known.
+    pub(crate) fn cost(&self) -> Option<f64> {
+        if self.unpriced { None } else { self.cost_usd }
+    }
 }
 
 /// Merges `results` onto the run's base for `scope` (a step's needs, or the leaves), with
@@ -87,13 +118,18 @@ pub(crate) async fn merge(
                 commit
             }
             Resolution::Cancelled => return Merged::Cancelled,
-            Resolution::Failed { error, attempts: n } => {
+            Resolution::Failed {
+                error,
+                attempts: n,
+                usage,
+            } => {
                 let mut error = error;
                 error.files = Some(files);
                 error.steps = Some(steps);
                 return Merged::Failed {
                     error,
                     attempts: attempts + n,
+                    usage,
                 };
             }
         };
@@ -107,12 +143,22 @@ fn failed(kind: ErrorKind, message: String, attempts: u32) -> Merged {
     Merged::Failed {
         error: StepError::new(kind, message),
         attempts,
+        usage: Usage::default(),
     }
 }
 
+/// How one conflict ended. A resolved or cancelled one's usage is accounted; a failed one's is
+/// handed on (to the failed step's end).
 enum Resolution {
-    Resolved { commit: Oid, attempts: u32 },
-    Failed { error: StepError, attempts: u32 },
+    Resolved {
+        commit: Oid,
+        attempts: u32,
+    },
+    Failed {
+        error: StepError,
+        attempts: u32,
+        usage: Usage,
+    },
     Cancelled,
 }
 
@@ -126,9 +172,10 @@ async fn resolve(
 ) -> Resolution {
     let step = scope.step().map(|i| &shared.plan.steps[i]);
     let id = step.map_or(FINAL, |s| s.id.as_str()).to_owned();
-    let fail = |kind: ErrorKind, message: String, attempts: u32| Resolution::Failed {
+    let fail = |kind: ErrorKind, message: String, attempts: u32, usage: Usage| Resolution::Failed {
         error: StepError::new(kind, message),
         attempts,
+        usage,
     };
     let repo = shared.repo.clone();
     let (s, message) = (
@@ -137,12 +184,12 @@ async fn resolve(
     );
     let conflicted = match blocking(move || repo.conflicted(&s, &message)).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => return fail(ErrorKind::Merge, e.to_string(), 0),
-        Err(e) => return fail(ErrorKind::Merge, e, 0),
+        Ok(Err(e)) => return fail(ErrorKind::Merge, e.to_string(), 0, Usage::default()),
+        Err(e) => return fail(ErrorKind::Merge, e, 0, Usage::default()),
     };
     let prompt = match super::merge_prompt::build(shared, scope, spec, files, sides).await {
         Ok(p) => p,
-        Err(e) => return fail(ErrorKind::Template, e, 0),
+        Err(e) => return fail(ErrorKind::Template, e, 0, Usage::default()),
     };
     let target = Target {
         scope,
@@ -167,6 +214,7 @@ async fn resolve(
         },
     };
     let mut attempts = 0;
+    let mut usage = Usage::default();
     let mut last: Option<StepError> = None;
     for (n, name) in spec.agents.iter().enumerate() {
         if n > 0 {
@@ -200,7 +248,7 @@ async fn resolve(
         .await
         {
             Ok(held) => held,
-            Err(e) => return fail(ErrorKind::Worktree, e.to_string(), attempts),
+            Err(e) => return fail(ErrorKind::Worktree, e.to_string(), attempts, usage),
         };
         let mut agent = AgentWork::new(shared, &target, name, profile, conflicted, logs.clone());
         agent.prompt = Some(prompt.clone());
@@ -222,15 +270,15 @@ async fn resolve(
         )
         .await;
         attempts += ended.attempts;
-        let agent = &work.agent;
-        shared.account(agent.tokens, agent.unpriced, agent.uncounted);
+        usage.add(&work.agent);
         match ended.end {
             End::Passed { commit, .. } => {
                 let _ = held.release(shared).await;
-                return resolved(shared, &id, name, attempts, commit, sides).await;
+                return resolved(shared, &id, attempts, usage, commit, sides).await;
             }
             End::Cancelled => {
                 let _ = held.release(shared).await;
+                shared.account(usage.tokens, usage.unpriced, usage.uncounted);
                 return Resolution::Cancelled;
             }
             End::Failed { error, reason, .. } => {
@@ -251,6 +299,7 @@ async fn resolve(
                 .join(", ")
         ),
         attempts,
+        usage,
     )
 }
 
@@ -267,11 +316,12 @@ fn last_reason(error: Option<&StepError>) -> FailReason {
 async fn resolved(
     shared: &Arc<Shared>,
     id: &str,
-    agent: &str,
     attempts: u32,
+    usage: Usage,
     commit: Oid,
     sides: &Sides,
 ) -> Resolution {
+    let agent = usage.agent.clone().unwrap_or_default();
     let repo = shared.repo.clone();
     let (s, run, name) = (
         sides.clone(),
@@ -295,20 +345,25 @@ async fn resolved(
             return Resolution::Failed {
                 error: StepError::new(ErrorKind::State, e.to_string()),
                 attempts,
+                usage,
             };
         }
         Err(e) => {
             return Resolution::Failed {
                 error: StepError::new(ErrorKind::State, e),
                 attempts,
+                usage,
             };
         }
     };
+    shared.account(usage.tokens, usage.unpriced, usage.uncounted);
     shared.emitter.emit(Body::MergeResolved {
         step: id.to_owned(),
         commit: merge.to_string(),
-        agent: agent.to_owned(),
+        agent,
         attempts,
+        tokens: usage.tokens,
+        cost_usd: usage.cost(),
         ours: MergeSide {
             commit: sides.ours.to_string(),
             tree: ours_tree.to_string(),

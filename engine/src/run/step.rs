@@ -10,7 +10,7 @@ use git2::Oid;
 use super::attempt::{self, End};
 use super::blocking;
 use super::command::CommandWork;
-use super::end::finish;
+use super::end::{StepEnd, finish, finish_with};
 use super::merge::{self, Merged};
 use super::state::{Scope, Shared};
 use super::{cached, chain};
@@ -87,9 +87,28 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
                 Some((files, steps)),
             );
         }
-        Merged::Failed { error, attempts } => {
-            let extra = error.files.clone().zip(error.steps.clone());
-            return fail(error.kind, error.message, run_base, attempts, extra);
+        // What the merge agents used is the failed step's.
+        Merged::Failed {
+            error,
+            attempts,
+            usage,
+        } => {
+            let end = StepEnd {
+                outcome: Outcome::Failed,
+                commit: None,
+                base: run_base,
+                attempts,
+                output: String::new(),
+                error: Some(error),
+                agent: usage.agent.clone(),
+                tokens: usage.tokens,
+                cost_usd: usage.cost(),
+                unpriced: usage.unpriced,
+                uncounted: usage.uncounted,
+                cached_from: None,
+                cached_cost_usd: None,
+            };
+            return finish_with(&shared, i, started, end);
         }
         Merged::Cancelled => {
             let error = StepError::new(ErrorKind::Cancelled, shared.stops.reason());
