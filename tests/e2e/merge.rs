@@ -119,6 +119,14 @@ fn a_merge_agent_resolves_a_conflict_between_needs_and_the_step_builds_on_it() {
     let report = env.work().join("report.html");
     let out = env.run(&["report", "--format", "html", "-o", report.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    let logs = env.run(&["logs", "last", "join"]);
+    assert_eq!(logs.code, 0, "{}", logs.stderr);
+    assert!(
+        logs.stdout.contains("==> join: merge/claude.1.jsonl <=="),
+        "{}",
+        logs.stdout
+    );
+    assert!(logs.stdout.contains("to `merge-claude`"), "{}", logs.stdout);
     let html = fs_err::read_to_string(report).unwrap();
     assert!(html.contains("merge agent claude"), "{html}");
     assert!(html.contains("Keep both lines, left first."), "{html}");
