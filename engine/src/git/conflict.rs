@@ -38,7 +38,7 @@ impl Repo {
             .filter_map(|c| c.ok())
             .collect();
         let empty = repo.blob(b"").context(|| "write a blob".to_owned())?;
-        let ours_label = sides.ours_steps.join(", ");
+        let ours_label = sides.ours_label();
         for conflict in conflicts {
             let (resolved, path) = match (conflict.ancestor, conflict.our, conflict.their) {
                 (ancestor, Some(our), Some(their)) => {
@@ -95,6 +95,24 @@ impl Repo {
         repo.find_commit(commit)
             .map(|c| c.tree_id())
             .context(|| format!("read commit {commit}"))
+    }
+}
+
+impl Sides {
+    /// The steps of the first side: those that changed a conflicting file, or (when none did
+    /// since the run's base, as when the sides share history) every step merged into it.
+    pub fn first_side(&self) -> Vec<String> {
+        if self.ours_steps.is_empty() {
+            let n = self.merged.len().saturating_sub(1);
+            self.merged[..n].iter().map(|(s, _)| s.clone()).collect()
+        } else {
+            self.ours_steps.clone()
+        }
+    }
+
+    /// How the first side's markers name it: its steps.
+    pub fn ours_label(&self) -> String {
+        self.first_side().join(", ")
     }
 }
 

@@ -330,7 +330,7 @@ async fn resolved(
     );
     let message = format!(
         "medley: merge of {} and {} (resolved by {agent})\n\nrun {run}",
-        sides.ours_steps.join(", "),
+        sides.ours_label(),
         sides.theirs_step
     );
     let made = blocking(move || {
@@ -367,7 +367,7 @@ async fn resolved(
         ours: MergeSide {
             commit: sides.ours.to_string(),
             tree: ours_tree.to_string(),
-            steps: sides.ours_steps.clone(),
+            steps: sides.first_side(),
         },
         theirs: MergeSide {
             commit: sides.theirs.to_string(),

@@ -62,9 +62,9 @@ fn account(
         "\n\n# The conflict\n\nmedley merged the results of {} with the result of `{}`, and they \
          change the same lines of these files, which now hold git's conflict markers \
          (`<<<<<<< {}` for the first side, `>>>>>>> {}` for the second):\n\n",
-        quoted(&sides.ours_steps),
+        quoted(&sides.first_side()),
         sides.theirs_step,
-        sides.ours_steps.join(", "),
+        sides.ours_label(),
         sides.theirs_step,
     );
     for file in files {
@@ -78,7 +78,7 @@ fn account(
     }
     text.push_str(".\n");
     let sides_list = [
-        ("first", sides.ours_steps.clone()),
+        ("first", sides.first_side()),
         ("second", vec![sides.theirs_step.clone()]),
     ];
     for (which, steps) in sides_list {
