@@ -307,3 +307,56 @@ fn a_merge_agent_that_is_not_installed_is_a_warning_and_its_chain_moves_on() {
     let tree = env.tree(&env.result_branches()[0]);
     assert_eq!(tree["joined.txt"], "one\nright\nthree\n");
 }
+
+#[test]
+fn each_conflict_of_three_needs_is_resolved_in_turn() {
+    let write = |id: &str| {
+        format!("[steps.{id}]\nrun = \"printf 'one\\\\n{id}\\\\nthree\\\\n' > shared.txt\"\n\n")
+    };
+    let mission = format!(
+        "{}{}{}[steps.join]\nneeds = [\"a\", \"b\", \"c\"]\nrun = \"cp shared.txt joined.txt\"\n\
+         merge = {{ agent = \"claude\" }}\n",
+        write("a"),
+        write("b"),
+        write("c")
+    );
+    let env = fake_env(
+        &["claude"],
+        "claude: resolve shared.txt both\n",
+        &[("missions/m.toml", &mission), BASE],
+    );
+    let out = env.run(&["run", "m", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let conflicts = events_of(&env, "merge_conflict");
+    let resolved = events_of(&env, "merge_resolved");
+    assert_eq!(conflicts.len(), 2, "{conflicts:?}");
+    assert_eq!(conflicts[0]["steps"], serde_json::json!(["a", "b"]));
+    assert_eq!(conflicts[1]["steps"], serde_json::json!(["a", "b", "c"]));
+    assert_eq!(resolved[1]["ours"]["steps"], serde_json::json!(["a", "b"]));
+    assert_eq!(resolved[1]["theirs"]["steps"], serde_json::json!(["c"]));
+    // The second conflict is between the first's resolution and `c`.
+    assert_eq!(resolved[1]["ours"]["commit"], resolved[0]["commit"]);
+    let tree = env.tree(&env.result_branches()[0]);
+    assert_eq!(tree["joined.txt"], "one\na\nb\nc\nthree\n");
+}
+
+#[test]
+fn a_resumed_run_asks_the_merge_agent_again() {
+    let mission = join_mission("attempts = 1\nmerge = { agent = \"claude\" }");
+    let env = fake_env(
+        &["claude"],
+        "claude: ok\nclaude: resolve shared.txt both\n",
+        &[("missions/m.toml", &mission), BASE],
+    );
+    let out = env.run(&["run", "m", "--output", "plain"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(finished(&env, "join")["error"]["kind"], "merge_conflict");
+    let out = env.run(&["resume", "last", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let kept: Vec<serde_json::Value> = events_of(&env, "step_kept");
+    assert_eq!(kept.len(), 2, "left and right keep their results: {kept:?}");
+    assert_eq!(events_of(&env, "merge_conflict").len(), 2);
+    assert_eq!(events_of(&env, "merge_resolved").len(), 1);
+    let tree = env.tree(&env.result_branches()[0]);
+    assert_eq!(tree["joined.txt"], "one\nleft\nright\nthree\n");
+}
