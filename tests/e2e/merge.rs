@@ -210,7 +210,7 @@ fn a_merge_agents_gate_and_chain_decide_the_resolution() {
 #[test]
 fn the_mission_merge_resolves_the_final_merge_of_the_leaves() {
     let mission = "gate = \"grep -q left shared.txt && grep -q right shared.txt\"\n\
-                   merge = { agent = \"claude\" }\n\n\
+                   merge = { agent = \"claude\", gate = \"! grep -q '<<<' shared.txt\" }\n\n\
                    [steps.left]\nrun = \"printf 'one\\\\nleft\\\\nthree\\\\n' > shared.txt\"\n\n\
                    [steps.right]\nrun = \"printf 'one\\\\nright\\\\nthree\\\\n' > shared.txt\"\n";
     let env = fake_env(
@@ -225,6 +225,15 @@ fn the_mission_merge_resolves_the_final_merge_of_the_leaves() {
     assert_eq!(conflict["steps"], serde_json::json!(["left", "right"]));
     let resolved = &events_of(&env, "merge_resolved")[0];
     assert_eq!(resolved["step"], "_final");
+    // The merge's gate, then the mission's, on the resolution.
+    let gates: Vec<serde_json::Value> = events_of(&env, "gate_started")
+        .iter()
+        .map(|g| g["step"].clone())
+        .collect();
+    assert_eq!(
+        gates,
+        [serde_json::json!("_final"), serde_json::Value::Null]
+    );
     let branch = &env.result_branches()[0];
     let tree = env.tree(branch);
     assert_eq!(tree["shared.txt"], "one\nleft\nright\nthree\n");

@@ -306,7 +306,19 @@ pub(crate) async fn drive<W: Work>(
             }
         }
         if let Some(gate) = &step.gate {
-            match gate::run(shared, target.scope, gate, &worktree, logs, attempt, base).await {
+            let id = Some(target.id.clone());
+            match gate::run_as(
+                shared,
+                target.scope,
+                id,
+                gate,
+                &worktree,
+                logs,
+                attempt,
+                base,
+            )
+            .await
+            {
                 GateResult::Passed => {}
                 GateResult::Cancelled => return Attempts::cancelled(attempt),
                 GateResult::Failed {
