@@ -16,6 +16,7 @@ mod git_fidelity;
 mod killed;
 mod kimi;
 mod layout;
+mod merge;
 mod missions;
 mod pool;
 mod processes;

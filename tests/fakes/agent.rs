@@ -15,6 +15,8 @@
 //!
 //! - `write PATH TEXT`, `append PATH TEXT`: change a file in the cwd (`\n` in TEXT is a newline),
 //!   only where the CLI's permission flags allow writing;
+//! - `resolve PATH [ours|theirs|both]`: edit git's conflict markers out of PATH, keeping that
+//!   side of each block (`both`, the default: the first side's lines, then the second's);
 //! - `ok`: the success stream (the default); `noop`: the success stream, writing nothing;
 //! - `401`, `unreachable`, `denied`: the captured stream of that failure (codex unreachable
 //!   never ends: it keeps printing "waiting for network" errors);
@@ -265,6 +267,12 @@ fn run(cli: &str, argv: &[String]) -> i32 {
                     file.write_all(text.as_bytes()).expect("a write");
                 }
             }
+            (Some("resolve"), Some(path), side) => {
+                if writes && call.can_write {
+                    let text = std::fs::read_to_string(path).expect("a conflicted file");
+                    std::fs::write(path, resolve(&text, side.unwrap_or("both"))).expect("a write");
+                }
+            }
             (Some("noop"), _, _) => writes = false,
             (Some("linger"), _, _) => linger = true,
             (Some("sleep"), Some(ms), _) => {
@@ -311,6 +319,27 @@ fn run(cli: &str, argv: &[String]) -> i32 {
         }
     }
     code
+}
+
+/// `text` with each conflict block replaced by its `side`'s lines (`both`: ours, then theirs).
+fn resolve(text: &str, side: &str) -> String {
+    let mut out = String::new();
+    // 0: outside a block; 1: ours; 2: the diff3 base; 3: theirs.
+    let mut state = 0;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        match state {
+            0 if bare.starts_with("<<<<<<<") => state = 1,
+            1 | 2 if bare == "=======" => state = 3,
+            1 if bare.starts_with("|||||||") => state = 2,
+            3 if bare.starts_with(">>>>>>>") => state = 0,
+            0 => out.push_str(line),
+            1 if side != "theirs" => out.push_str(line),
+            3 if side != "ours" => out.push_str(line),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn nix_uid_is_root() -> bool {

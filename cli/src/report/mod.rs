@@ -263,6 +263,12 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             dim(&format!("(run {})", event.run), color)
         ),
         Body::StepReady { base, .. } => format!("{step}: ready on {}", short(base)),
+        Body::StepStarted {
+            attempt,
+            agent: Some(agent),
+            merge: true,
+            ..
+        } => format!("{step}: merge agent started, attempt {attempt} with `{agent}`"),
         Body::StepStarted { attempt, agent, .. } => match agent {
             Some(agent) => format!("{step}: started, attempt {attempt} with `{agent}`"),
             None => format!("{step}: started, attempt {attempt}"),
@@ -392,6 +398,32 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
                 red(&format!("{who}: rejected by {by}"), color)
             )
         }
+        Body::MergeConflict { files, steps, .. } => {
+            let who = if step.is_empty() { "final merge" } else { step };
+            format!(
+                "{who}: merge conflict between {} in {}; asking the merge agent",
+                steps
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                files
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        Body::MergeResolved {
+            commit,
+            agent,
+            attempts,
+            ..
+        } => format!(
+            "{step}: merge resolved by `{agent}` as {} ({})",
+            short(commit),
+            plural(*attempts as usize, "attempt")
+        ),
         Body::Warning { message, .. } => {
             let who = if step.is_empty() { "warning" } else { step };
             format!("{}: {message}", crate::style::yellow(who, color))

@@ -129,13 +129,29 @@ impl Live {
     fn show(&mut self, event: &Event, details: &[String]) {
         let step = event.step().unwrap_or("").to_owned();
         match &event.body {
-            Body::StepStarted { attempt, agent, .. } => {
+            Body::StepStarted {
+                attempt,
+                agent,
+                merge,
+                ..
+            } => {
                 let who = agent
                     .as_deref()
                     .map(|a| format!(" with {a}"))
                     .unwrap_or_default();
+                let doing = if *merge { "merging" } else { "running" };
                 self.bar(&step)
-                    .set_message(format!("running, attempt {attempt}{who}"));
+                    .set_message(format!("{doing}, attempt {attempt}{who}"));
+            }
+            // The final merge's bar goes once it is resolved; a step's stays for its own work.
+            Body::MergeResolved { .. } => {
+                if step == medley_engine::event::FINAL_MERGE
+                    && let Some(bar) = self.running.remove(&step)
+                {
+                    bar.finish_and_clear();
+                    self.bars.remove(&bar);
+                }
+                self.print(event);
             }
             Body::AgentOutput {
                 summary,
@@ -239,6 +255,7 @@ impl Live {
             | Body::ApprovalGiven { .. }
             | Body::ApprovalRefused { .. }
             | Body::StepsExpanded { .. }
+            | Body::MergeConflict { .. }
             | Body::Warning { .. } => self.print(event),
             _ => {}
         }

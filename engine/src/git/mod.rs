@@ -6,6 +6,7 @@
 //! files are exactly what `git checkout` writes (filters, attributes, LFS). Every git process
 //! runs without git's repository-local environment (`env`).
 
+mod conflict;
 pub mod env;
 mod merge;
 pub mod pool;
@@ -13,7 +14,8 @@ pub mod refs;
 pub mod snapshot;
 mod worktree;
 
-pub use merge::MergeOutcome;
+pub use conflict::has_markers;
+pub use merge::{MergeOutcome, Sides};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -64,6 +64,27 @@ pub struct MissionFile {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Step>")]
     pub steps: IndexMap<String, Spanned<Step>>,
+    /// How the final merge of the leaves' results resolves a conflict: an agent edits out the
+    /// conflict markers (without it, a conflict fails the run).
+    #[schemars(with = "Option<Merge>")]
+    pub merge: Option<Spanned<Merge>>,
+}
+
+/// A merge agent: on a conflict between the results being merged, medley checks the merge out
+/// with conflict markers and asks this agent (or chain) to resolve it.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Merge {
+    /// The agent profile, or a fallback chain of profiles tried in order.
+    #[schemars(with = "AgentChainSchema")]
+    pub agent: AgentChain,
+    /// What the agent is told before medley's account of the conflict (a template; default:
+    /// a prompt asking it to resolve the conflict keeping both sides' intent).
+    #[schemars(with = "Option<String>")]
+    pub prompt: Option<Spanned<String>>,
+    /// A shell command template that must exit 0 for the resolution to be accepted.
+    #[schemars(with = "Option<String>")]
+    pub gate: Option<Spanned<String>>,
 }
 
 /// A variable's value: a string, number, boolean or list of those.
@@ -208,6 +229,10 @@ pub struct Step {
     /// `retry` (the agent runs again on its result, the reason as `failure.output`).
     #[schemars(with = "Option<OnReject>")]
     pub on_reject: Option<Spanned<OnReject>>,
+    /// How a conflict between the results of its needs is resolved: an agent edits out the
+    /// conflict markers (without it, a conflict fails the step).
+    #[schemars(with = "Option<Merge>")]
+    pub merge: Option<Spanned<Merge>>,
 }
 
 /// A matrix axis: a non-empty list of values.
@@ -396,6 +421,7 @@ pub mod keys {
         "defaults",
         "agents",
         "steps",
+        "merge",
     ];
     pub const DEFAULTS: &[&str] = &[
         "agent",
@@ -428,7 +454,9 @@ pub mod keys {
         "worktree",
         "approve",
         "on_reject",
+        "merge",
     ];
+    pub const MERGE: &[&str] = &["agent", "prompt", "gate"];
     pub const AGENT: &[&str] = &["runtime", "model", "args", "env", "price", "program"];
     pub const PRICE: &[&str] = &["input_per_mtok", "output_per_mtok"];
 }

@@ -74,6 +74,9 @@ pub struct Plan {
     /// made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approve: Option<String>,
+    /// `merge` at mission level: how a conflict between the leaves' results is resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeSpec>,
     /// Only part of the mission (`--only`): its final gate is not run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
@@ -141,6 +144,9 @@ pub struct PlanStep {
     /// children until that step passes (`split.*` from `plan`), then is expanded into them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dynamic: Option<DynamicAxis>,
+    /// `merge`: how a conflict between the results of its needs is resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeSpec>,
 }
 
 fn is_fail(on_reject: &OnReject) -> bool {
@@ -162,6 +168,17 @@ pub struct DynamicAxis {
     /// that has them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
+}
+
+/// A merge agent (`merge = { agent, prompt, gate }`): the chain that resolves a conflict, what
+/// it is told first, and the gate its resolution must pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeSpec {
+    pub agents: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<TemplateRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<TemplateRef>,
 }
 
 /// What a step does.

@@ -341,6 +341,11 @@ fn attempt_block(out: &mut String, report: &Report, a: &Attempt, open: bool) {
         (Some(agent), _) => agent.clone(),
         (None, _) => "command".to_owned(),
     };
+    let who = if a.merge {
+        format!("merge agent {who}")
+    } else {
+        who
+    };
     let end = match (&a.failure, a.gates.last()) {
         (Some((reason, _)), _) => format!("failed ({})", format!("{reason:?}").to_lowercase()),
         (None, Some(g)) if g.passed == Some(true) => "passed".to_owned(),

@@ -134,6 +134,8 @@ pub struct Attempt {
     pub agent: Option<String>,
     pub runtime: Option<String>,
     pub worktree: String,
+    /// A merge agent's attempt at a conflict between the step's needs.
+    pub merge: bool,
     /// The prompt sent, verbatim from the archive (secrets masked).
     pub prompt: Option<String>,
     /// Why there is no prompt to show for an agent attempt.
@@ -254,6 +256,7 @@ impl Report {
                     agent,
                     runtime,
                     worktree,
+                    merge,
                     ..
                 } => {
                     if let Some(i) = at {
@@ -263,6 +266,7 @@ impl Report {
                             agent,
                             runtime,
                             worktree,
+                            merge,
                             ..Attempt::default()
                         });
                     }
@@ -388,9 +392,10 @@ impl Report {
             for k in 0..count {
                 let agent = step.attempts[k].agent.clone();
                 let number = step.attempts[k].number;
+                let merge = step.attempts[k].merge;
                 let newer = step.attempts[k + 1..]
                     .iter()
-                    .any(|b| b.number == number && b.agent == agent);
+                    .any(|b| b.number == number && b.agent == agent && b.merge == merge);
                 let Some(agent) = agent else {
                     if !newer {
                         let logs = dir.join("logs").join(&step.id);
@@ -408,7 +413,13 @@ impl Report {
                     );
                     continue;
                 }
-                let file = prompts.join(format!("{}.{number}.{agent}.txt", step.id));
+                // A merge agent's prompt is `<step>.<attempt>.merge-<agent>.txt`.
+                let sender = if merge {
+                    format!("merge-{agent}")
+                } else {
+                    agent
+                };
+                let file = prompts.join(format!("{}.{number}.{sender}.txt", step.id));
                 match fs_err::read(&file) {
                     Ok(bytes) => {
                         let text = String::from_utf8_lossy(&bytes);

@@ -19,6 +19,8 @@
 //! - [`finish`]: merging the leaves, the mission's gate, the result branch.
 //! - [`approval`]: results that wait for a person (`approve`): asked about, decided, acted
 //!   on; [`decisions`]: what the run knows of decisions, and the requests a person answers.
+//! - [`merge`]: merging results (a step's needs, the leaves), a conflict resolved by the
+//!   `merge`'s agents; [`merge_prompt`]: what a merge agent is told.
 //! - [`options`], [`error`]: the public types; [`preflight`]: the agents' CLIs, checked
 //!   before a run; [`program`]: finding a profile's program.
 
@@ -37,6 +39,8 @@ mod expand;
 mod finish;
 mod gate;
 mod includes;
+mod merge;
+mod merge_prompt;
 mod options;
 mod output;
 pub mod preflight;

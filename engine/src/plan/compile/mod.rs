@@ -19,6 +19,7 @@
 //! - `steps.rs`: each concrete step's body and `[defaults]`: prompt or run, attempts, timeout,
 //!   gate, inputs.
 //! - `approvals.rs`: `approve` and `on_reject` (steps, `[defaults]`, the mission).
+//! - `merge.rs`: `merge = { agent, prompt, gate }` on a step or the mission.
 //! - `templates.rs`: every template parsed and tried on the context it will have at run time.
 //! - `diagnostics.rs`: why a template failed (undefined name, not upstream, did you mean), and
 //!   the span in the file of a problem inside a template string.
@@ -29,6 +30,7 @@ mod declare;
 mod diagnostics;
 mod dynamic;
 mod matrix;
+mod merge;
 mod needs;
 mod settings;
 mod steps;
@@ -197,6 +199,7 @@ impl<'m> Compiler<'m> {
             }
         }
         self.check_mission_templates(&templates, &gate, &setup, &steps, &vars, &name);
+        let merge = self.mission_merge(&mut templates, &agents, &steps, &vars, &name);
 
         let approve = self.mission_approval();
         if !self.problems.is_empty() {
@@ -217,7 +220,13 @@ impl<'m> Compiler<'m> {
         }
         let used: HashSet<&str> = ordered
             .iter()
-            .flat_map(|s| s.agents().iter().map(String::as_str))
+            .flat_map(|s| {
+                s.agents()
+                    .iter()
+                    .chain(s.merge.iter().flat_map(|m| &m.agents))
+            })
+            .chain(merge.iter().flat_map(|m| &m.agents))
+            .map(String::as_str)
             .collect();
         let agents = agents
             .into_iter()
@@ -238,6 +247,7 @@ impl<'m> Compiler<'m> {
             agents,
             steps: ordered,
             approve,
+            merge,
             partial: false,
             templates,
         })

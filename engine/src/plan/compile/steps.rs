@@ -131,8 +131,9 @@ impl<'m> Compiler<'m> {
             let inputs: Option<Vec<String>> =
                 inputs.map(|i| i.iter().map(|s| s.get_ref().clone()).collect());
             let (approve, on_reject) = self.approval(d, step, &defaults);
-            let Some(action) = action else { continue };
             let need_ids: Vec<String> = resolved.iter().flat_map(|n| n.ids.clone()).collect();
+            let merge = self.step_merge(d.id, step.merge.as_ref(), &need_ids, agents);
+            let Some(action) = action else { continue };
             for child in &d.children {
                 steps.push(PlanStep {
                     id: child.id.clone(),
@@ -155,6 +156,7 @@ impl<'m> Compiler<'m> {
                     approve: approve.clone(),
                     on_reject,
                     dynamic: d.dynamic.clone(),
+                    merge: merge.clone(),
                 });
             }
         }

@@ -124,6 +124,15 @@ impl<'m> Compiler<'m> {
             {
                 fields.push(("retry_prompt", r, Flavor::Text));
             }
+            if let Some(merge) = &step.merge {
+                let merge = merge.get_ref();
+                if let Some(p) = &merge.prompt {
+                    fields.push(("merge.prompt", p, Flavor::Text));
+                }
+                if let Some(g) = &merge.gate {
+                    fields.push(("merge.gate", g, Flavor::Shell));
+                }
+            }
             let parsed: Vec<_> = fields
                 .into_iter()
                 .filter_map(|(field, value, flavor)| {
@@ -275,7 +284,7 @@ pub(super) fn template_ref(value: &Spanned<String>) -> TemplateRef {
     }
 }
 
-fn base_context(
+pub(super) fn base_context(
     vars: &IndexMap<String, serde_json::Value>,
     mission: &str,
 ) -> Vec<(&'static str, Value)> {
