@@ -19,11 +19,7 @@ impl Repo {
     /// the other changed holds the changed side's content.
     pub fn conflicted(&self, sides: &Sides, message: &str) -> Result<Oid> {
         let repo = self.open()?;
-        let tree_of = |oid: Oid| -> Result<git2::Tree<'_>> {
-            repo.find_commit(oid)
-                .and_then(|c| c.tree())
-                .context(|| format!("read commit {oid}"))
-        };
+        let tree_of = |oid: Oid| super::tree_of(&repo, oid);
         let mut index = repo
             .merge_trees(
                 &tree_of(sides.ancestor)?,

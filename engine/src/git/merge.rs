@@ -96,11 +96,7 @@ impl Repo {
                 merged.push(next);
                 continue;
             }
-            let tree_of = |oid: Oid| -> Result<git2::Tree<'_>> {
-                repo.find_commit(oid)
-                    .and_then(|c| c.tree())
-                    .context(|| format!("read commit {oid}"))
-            };
+            let tree_of = |oid: Oid| super::tree_of(&repo, oid);
             let mut index = repo
                 .merge_trees(
                     &tree_of(ancestor)?,
@@ -169,11 +165,7 @@ impl Repo {
         message: &str,
     ) -> Result<Option<(Oid, bool)>> {
         let repo = self.open()?;
-        let tree_of = |oid: Oid| {
-            repo.find_commit(oid)
-                .and_then(|c| c.tree())
-                .context(|| format!("read commit {oid}"))
-        };
+        let tree_of = |oid: Oid| super::tree_of(&repo, oid);
         let (old, new, done) = (tree_of(old_base)?, tree_of(new_base)?, tree_of(result)?);
         let (tree, merged) = if old.id() == new.id() {
             (done.id(), false)

@@ -220,17 +220,7 @@ fn tail(text: &str, n: usize) -> String {
 
 /// A fenced block whose fence is longer than any run of backticks in `text`.
 fn fenced(out: &mut String, info: &str, text: &str) {
-    let mut longest = 0;
-    let mut run = 0;
-    for c in text.chars() {
-        if c == '`' {
-            run += 1;
-            longest = longest.max(run);
-        } else {
-            run = 0;
-        }
-    }
-    let fence = "`".repeat(longest.max(2) + 1);
+    let fence = crate::markdown::fence(text);
     let _ = writeln!(out, "{fence}{info}");
     out.push_str(text);
     if !text.ends_with('\n') {

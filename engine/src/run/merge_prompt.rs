@@ -169,16 +169,6 @@ fn archived_prompt(shared: &Shared, id: &str) -> Option<String> {
 
 /// `body` in a Markdown fence longer than any run of backticks in it.
 fn fenced(body: &str, lang: &str) -> String {
-    let mut longest = 0;
-    let mut run = 0;
-    for c in body.chars() {
-        if c == '`' {
-            run += 1;
-            longest = longest.max(run);
-        } else {
-            run = 0;
-        }
-    }
-    let fence = "`".repeat(longest.max(2) + 1);
+    let fence = crate::markdown::fence(body);
     format!("{fence}{lang}\n{}\n{fence}", body.trim_end())
 }
