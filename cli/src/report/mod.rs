@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use crate::style::human_duration;
-use medley_engine::event::{Body, ErrorKind, Event, SkipReason};
+use medley_engine::event::{Body, ErrorKind, Event};
 
 use crate::output::OutputFormat;
 
@@ -468,24 +468,4 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
     })
 }
 
-pub fn skip_reason(reason: &SkipReason) -> String {
-    match reason {
-        SkipReason::Need {
-            rejected: Some(why),
-            need,
-            ..
-        } => format!("it needs `{need}`, whose result was rejected: {why}"),
-        SkipReason::Need {
-            need, need_outcome, ..
-        } => {
-            format!(
-                "it needs `{need}`, which {}",
-                match need_outcome.name() {
-                    "skipped" => "was skipped".to_owned(),
-                    other => other.to_owned(),
-                }
-            )
-        }
-        SkipReason::If { expression } => format!("`if = \"{expression}\"` was false"),
-    }
-}
+pub use medley_engine::report::words::skip_reason;

@@ -150,11 +150,15 @@ fn header(out: &mut String, report: &Report) {
         ),
         _ => fact("result", "no result branch".to_owned()),
     }
+    if let Some(approval) = &run.approval {
+        fact("approval", escape(&super::words::approval_text(approval)));
+    }
     let mut counts = Vec::new();
     for name in [
         "passed",
         "cached",
         "kept",
+        "waiting",
         "failed",
         "skipped",
         "cancelled",
@@ -270,6 +274,9 @@ fn step_section(out: &mut String, report: &Report, step: &StepReport, budget: &m
              nothing ran</p>",
             escape(from)
         );
+    }
+    if let Some(approval) = step.approval() {
+        let _ = writeln!(out, "<p class=\"approval\">{}</p>", escape(&approval));
     }
     if step.info.kept {
         out.push_str(

@@ -105,6 +105,27 @@ pub fn render(report: &Report) -> String {
             }
         }
     }
+    let decided: Vec<(&str, String)> = report
+        .steps
+        .iter()
+        .filter_map(|s| Some((s.id.as_str(), s.approval()?)))
+        .chain(
+            run.approval
+                .as_ref()
+                .map(|a| ("the result", super::words::approval_text(a))),
+        )
+        .collect();
+    if !decided.is_empty() {
+        out.push_str("\n### Approvals\n\n");
+        for (who, text) in decided {
+            let who = if who == "the result" {
+                who.to_owned()
+            } else {
+                format!("`{who}`")
+            };
+            let _ = writeln!(out, "- {who}: {}", cell(&text));
+        }
+    }
     let skipped: Vec<&StepReport> = report
         .steps
         .iter()
@@ -171,6 +192,7 @@ fn mark(outcome: &str) -> &'static str {
         "skipped" => "⏭️",
         "cancelled" | "killed" => "⛔",
         "unfinished" | "running" => "⏳",
+        "waiting" => "✋",
         _ => "▫️",
     }
 }
@@ -270,6 +292,7 @@ fn mermaid(report: &Report) -> String {
         ("passed", "#1a7f37"),
         ("cached", "#0969da"),
         ("kept", "#0969da"),
+        ("waiting", "#9a6700"),
         ("failed", "#cf222e"),
         ("skipped", "#6e7781"),
         ("cancelled", "#bc4c00"),

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use super::diff::{Diff, diff};
-use crate::event::{Body, FailReason, Outcome, SkipReason};
+use crate::event::{Body, FailReason};
 use crate::git::{GitError, Repo};
-use crate::history::{self, HistoryError, RunInfo, StepInfo};
+use crate::history::{self, Approval, HistoryError, RunInfo, StepInfo};
 use crate::journal;
 use crate::plan::{Action, Flavor, Plan};
 
@@ -80,6 +80,14 @@ pub struct StepReport {
 impl StepReport {
     /// What the step's outcome is called: its outcome, or `running`, `not finished`, `not run`.
     pub fn outcome_name(&self, run: &RunInfo) -> &'static str {
+        if self
+            .info
+            .approval
+            .as_ref()
+            .is_some_and(Approval::is_waiting)
+        {
+            return "waiting";
+        }
         match self.info.outcome {
             Some(o) if self.info.kept && o.ok() => "kept",
             Some(o) => o.name(),
@@ -94,33 +102,17 @@ impl StepReport {
         self.outcome_name(run).replace(' ', "-")
     }
 
+    /// Where its result stands with a person (a step with `approve`), in words.
+    pub fn approval(&self) -> Option<String> {
+        self.info.approval.as_ref().map(super::words::approval_text)
+    }
+
     /// Why it was skipped or what failed, in words.
     pub fn why(&self) -> Option<String> {
         if let Some(reason) = &self.info.skipped {
-            return Some(skip_reason(reason));
+            return Some(super::words::skip_reason(reason));
         }
         self.info.error.as_ref().map(|e| e.message.clone())
-    }
-}
-
-/// Why a step was skipped, in words.
-pub fn skip_reason(reason: &SkipReason) -> String {
-    match reason {
-        SkipReason::Need {
-            rejected: Some(why),
-            need,
-            ..
-        } => format!("it needs `{need}`, whose result was rejected: {why}"),
-        SkipReason::Need {
-            need, need_outcome, ..
-        } => format!(
-            "it needs `{need}`, which {}",
-            match need_outcome {
-                Outcome::Skipped => "was skipped",
-                other => other.name(),
-            }
-        ),
-        SkipReason::If { expression } => format!("`if = \"{expression}\"` was false"),
     }
 }
 
