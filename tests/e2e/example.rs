@@ -22,14 +22,15 @@ fn example() -> String {
 
 const TASKS: &str = r#"[{"id": "lexer", "title": "Move the lexer to src/lexer.rs"}, {"id": "ast", "title": "Move the AST to src/ast.rs"}, {"id": "parser", "title": "Keep the parser in src/parser.rs"}]"#;
 
-/// claude (both profiles: `planner`) plans, resolves the conflict, then reviews; codex
-/// (`worker`) is told by its prompt which task it has: lexer and ast each add a line at the
-/// same place of `src/lib.rs`.
+/// claude (profile `planner`) plans, resolves the conflict, reviews, then (in the run again)
+/// resolves the same conflict the same way; codex (`worker`) is told by its prompt which task
+/// it has: lexer and ast each add a line at the same place of `src/lib.rs`.
 fn script() -> String {
     format!(
         "claude: write tasks.json {TASKS}\n\
          claude: resolve src/lib.rs both\n\
          claude: write REVIEW.md Checked the three moves.\\n\n\
+         claude: resolve src/lib.rs both\n\
          codex[Move the lexer to src/lexer.rs]: write src/lexer.rs pub struct Lexer {{}}\\n; write src/lib.rs // lexer: src/lexer.rs\\n// parser: src/parser.rs\\n\n\
          codex[Move the AST to src/ast.rs]: write src/ast.rs pub enum Node {{}}\\n; write src/lib.rs // ast: src/ast.rs\\n// parser: src/parser.rs\\n\n\
          codex[Keep the parser in src/parser.rs]: write src/parser.rs pub fn parse() {{}}\\n\n"
@@ -157,4 +158,24 @@ fn the_readme_example_plans_three_tasks_resolves_the_workers_conflict_and_review
         "{}",
         out.stderr
     );
+
+    // Again: plan and the workers are reused, the conflict between their results comes back
+    // and the merge agent resolves it again (resolutions are not cached); resolved as before,
+    // review's base is the same, so review is reused too.
+    let again = env.run(&["run", "plan-split-review", "--output", "plain"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    for step in ["plan", "split.lexer", "split.ast", "split.parser", "review"] {
+        assert_eq!(finished(&env, step)["outcome"], "cached", "{step}");
+    }
+    assert_eq!(events_of(&env, "merge_resolved").len(), 1);
+    let more: Vec<serde_json::Value> = env.fake_calls().split_off(calls.len());
+    assert_eq!(more.len(), 1, "only the merge agent ran again: {more:?}");
+    assert!(
+        more[0]["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("keep what each of them added"),
+        "{more:?}"
+    );
+    assert_eq!(env.tree(&env.result_branches()[1])["src/lib.rs"], RESOLVED);
 }
