@@ -10,6 +10,7 @@ mod cache;
 mod cli;
 mod corpus;
 mod daily;
+mod example;
 mod faithful;
 mod fanout;
 mod git_fidelity;

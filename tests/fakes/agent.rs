@@ -11,7 +11,10 @@
 //! real CLI printed (`shared/samples/`, replayed with the session id swapped in).
 //!
 //! `MEDLEY_FAKE_SCRIPT` names a script file; each call of CLI X takes the next line starting
-//! with `X:` (the last one again when they run out). A line is `;`-separated actions:
+//! with `X:` (the last one again when they run out); a line starting `X[WORDS]:` is taken
+//! instead, without counting, by every call of X whose prompt contains WORDS (the first such
+//! line), so that calls running at once can each be told what to do. A line is `;`-separated
+//! actions:
 //!
 //! - `write PATH TEXT`, `append PATH TEXT`: change a file in the cwd (`\n` in TEXT is a newline),
 //!   only where the CLI's permission flags allow writing;
@@ -245,7 +248,7 @@ fn run(cli: &str, argv: &[String]) -> i32 {
     record(script.as_deref(), cli, argv, &call.prompt, &stdin);
     let line = script
         .as_deref()
-        .map(|s| next_line(s, cli))
+        .map(|s| next_line(s, cli, &call.prompt))
         .unwrap_or_default();
     let mut case = "ok";
     let mut exit = None;
@@ -503,8 +506,16 @@ fn hand_made(cli: &str, case: &str, call: &Call, exit: Option<i32>) -> i32 {
     exit.unwrap_or(0)
 }
 
-fn next_line(script: &Path, cli: &str) -> String {
+fn next_line(script: &Path, cli: &str, prompt: &str) -> String {
     let text = std::fs::read_to_string(script).unwrap_or_default();
+    let keyed = format!("{cli}[");
+    let chosen = text.lines().find_map(|l| {
+        let (words, actions) = l.strip_prefix(&keyed)?.split_once("]:")?;
+        prompt.contains(words).then(|| actions.trim().to_owned())
+    });
+    if let Some(actions) = chosen {
+        return actions;
+    }
     let prefix = format!("{cli}:");
     let lines: Vec<&str> = text
         .lines()

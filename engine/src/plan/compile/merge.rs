@@ -20,16 +20,18 @@ use crate::plan::{AgentSpec, MergeSpec, PlanStep};
 
 impl<'m> Compiler<'m> {
     /// A step's `merge` (its templates are checked with the step's own), given the ids of the
-    /// needs it merges.
+    /// needs it merges and whether one of them is a matrix read from a step (whose children,
+    /// known only at run time, may be several).
     pub(super) fn step_merge(
         &mut self,
         id: &str,
         merge: Option<&Spanned<Merge>>,
         needs: &[String],
+        fans_out: bool,
         agents: &IndexMap<String, AgentSpec>,
     ) -> Option<MergeSpec> {
         let merge = merge?;
-        if needs.len() < 2 {
+        if needs.len() < 2 && !fans_out {
             self.push(
                 MissionError::new(
                     ErrorKind::Value,
@@ -40,7 +42,7 @@ impl<'m> Compiler<'m> {
                     ),
                 )
                 .label(merge.span(), "used only when two needs' results conflict")
-                .help("remove `merge`, or give the step two or more `needs`"),
+                .help("remove `merge`, or give the step two or more `needs` (or a matrix step)"),
             );
         }
         self.merge_spec(merge, agents)

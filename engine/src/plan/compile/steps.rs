@@ -132,7 +132,9 @@ impl<'m> Compiler<'m> {
                 inputs.map(|i| i.iter().map(|s| s.get_ref().clone()).collect());
             let (approve, on_reject) = self.approval(d, step, &defaults);
             let need_ids: Vec<String> = resolved.iter().flat_map(|n| n.ids.clone()).collect();
-            let merge = self.step_merge(d.id, step.merge.as_ref(), &need_ids, agents);
+            // A step read from an upstream step's list may make several children.
+            let fans_out = resolved.iter().any(|n| decls[n.decl].dynamic.is_some());
+            let merge = self.step_merge(d.id, step.merge.as_ref(), &need_ids, fans_out, agents);
             let Some(action) = action else { continue };
             for child in &d.children {
                 steps.push(PlanStep {
