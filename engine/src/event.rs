@@ -3,6 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The name the final merge's agent attempts go by in events (`step_started`, ...) and in
+/// `merge_resolved`: not a valid step id, so no step has it.
+pub const FINAL_MERGE: &str = "_final";
+
 /// One event: `v`, `ts`, `run`, then `type` and its fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -35,10 +39,13 @@ impl Event {
             | Body::AgentSwitched { step, .. }
             | Body::StepFinished { step, .. }
             | Body::StepSkipped { step, .. }
-            | Body::StepKept { step, .. } => Some(step),
+            | Body::StepKept { step, .. }
+            | Body::StepsExpanded { step, .. }
+            | Body::MergeResolved { step, .. } => Some(step),
             Body::GateStarted { step, .. }
             | Body::GateFinished { step, .. }
             | Body::Warning { step, .. }
+            | Body::MergeConflict { step, .. }
             | Body::ApprovalRequested { step, .. }
             | Body::ApprovalGiven { step, .. }
             | Body::ApprovalRefused { step, .. } => step.as_deref(),
@@ -130,6 +137,8 @@ pub enum FailReason {
     Unreachable,
     Denied,
     Timeout,
+    /// A merge agent's attempt left conflict markers in a file.
+    Unresolved,
 }
 
 /// What went wrong with a failed step.
@@ -192,6 +201,8 @@ pub enum ErrorKind {
     Internal,
     /// A person refused its result (`medley reject`); the message is their reason.
     Rejected,
+    /// Its matrix, read from an upstream step's file, could not be made (bad content).
+    Matrix,
     /// A kind a newer medley wrote.
     #[serde(other)]
     Other,
@@ -208,8 +219,17 @@ impl From<FailReason> for ErrorKind {
             FailReason::Unreachable => ErrorKind::Unreachable,
             FailReason::Denied => ErrorKind::Denied,
             FailReason::Timeout => ErrorKind::Timeout,
+            FailReason::Unresolved => ErrorKind::MergeConflict,
         }
     }
+}
+
+/// One side of a resolved conflict: its commit, its tree and the steps that made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeSide {
+    pub commit: String,
+    pub tree: String,
+    pub steps: Vec<String>,
 }
 
 /// Why a step was skipped.
@@ -251,6 +271,10 @@ pub enum Body {
         agent: Option<String>,
         runtime: Option<String>,
         worktree: String,
+        /// A merge agent's attempt at a conflict between the step's needs (or, for `_final`,
+        /// the leaves), before the step's own work: counted from 1 on its own.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        merge: bool,
     },
     AgentOutput {
         step: String,
@@ -324,6 +348,35 @@ pub enum Body {
         step: String,
         reason: SkipReason,
     },
+    /// A matrix read from an upstream step was expanded: `step` (the declared step) now stands
+    /// for `children`, made from the JSON list in `file` of `from`'s result.
+    StepsExpanded {
+        step: String,
+        from: String,
+        file: String,
+        children: Vec<String>,
+    },
+    /// The results being merged for a step (`step`; `null`: the final merge of the leaves)
+    /// conflict in `files`, between `steps`, and a merge agent is asked to resolve it.
+    MergeConflict {
+        step: Option<String>,
+        files: Vec<String>,
+        steps: Vec<String>,
+    },
+    /// A merge agent resolved a conflict: `commit` (a merge commit whose parents are both
+    /// sides) is the step's base (`_final`: the run's result). Both sides are recorded.
+    MergeResolved {
+        step: String,
+        commit: String,
+        agent: String,
+        attempts: u32,
+        /// What the merge agents used on this conflict (`null`: no call reported tokens); it
+        /// is in no step's `step_finished`.
+        tokens: Option<Tokens>,
+        cost_usd: Option<f64>,
+        ours: MergeSide,
+        theirs: MergeSide,
+    },
     /// Something the user should know that does not stop the run (e.g. a nested repository the
     /// snapshot holds as a gitlink, a result the cache could not keep, a CLI whose version could
     /// not be learnt). `step` is null for the run as a whole.
@@ -366,4 +419,73 @@ pub enum Body {
         uncounted_steps: usize,
         duration_ms: u64,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of an event's body, pinned, and read back to the same value.
+    fn pinned(body: Body, json: &str) {
+        let event = Event {
+            v: 1,
+            ts: "2026-01-01T00:00:00.000000Z".into(),
+            run: "r1".into(),
+            body,
+        };
+        let text = serde_json::to_string(&event).unwrap();
+        assert_eq!(text, json);
+        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), event);
+    }
+
+    #[test]
+    fn merge_events_are_pinned() {
+        pinned(
+            Body::MergeConflict {
+                step: Some("join".into()),
+                files: vec!["shared.txt".into()],
+                steps: vec!["left".into(), "right".into()],
+            },
+            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_conflict","step":"join","files":["shared.txt"],"steps":["left","right"]}"#,
+        );
+        pinned(
+            Body::MergeConflict {
+                step: None,
+                files: vec!["a".into()],
+                steps: vec!["x".into(), "y".into()],
+            },
+            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_conflict","step":null,"files":["a"],"steps":["x","y"]}"#,
+        );
+        let side = |c: &str, t: &str, s: &str| MergeSide {
+            commit: c.into(),
+            tree: t.into(),
+            steps: vec![s.into()],
+        };
+        pinned(
+            Body::MergeResolved {
+                step: "join".into(),
+                commit: "c3".into(),
+                agent: "claude".into(),
+                attempts: 2,
+                tokens: Some(Tokens {
+                    input: 10,
+                    output: 2,
+                }),
+                cost_usd: Some(0.5),
+                ours: side("c1", "t1", "left"),
+                theirs: side("c2", "t2", "right"),
+            },
+            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_resolved","step":"join","commit":"c3","agent":"claude","attempts":2,"tokens":{"input":10,"output":2},"cost_usd":0.5,"ours":{"commit":"c1","tree":"t1","steps":["left"]},"theirs":{"commit":"c2","tree":"t2","steps":["right"]}}"#,
+        );
+        pinned(
+            Body::AttemptFailed {
+                step: "join".into(),
+                attempt: 1,
+                agent: Some("claude".into()),
+                reason: FailReason::Unresolved,
+                message: "conflict markers are left in `a`".into(),
+            },
+            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"attempt_failed","step":"join","attempt":1,"agent":"claude","reason":"unresolved","message":"conflict markers are left in `a`"}"#,
+        );
+    }
 }

@@ -16,7 +16,7 @@
 //! - [`process`]: child processes in their own groups, stopped in stages, with their trees.
 //! - [`event`] (the event types), [`journal`] (run state on disk), [`history`] (runs read
 //!   back: list, show, apply, clean), [`leftovers`] (what dead runs left), [`cache`],
-//!   [`secrets`], [`watch`], [`schema`].
+//!   [`secrets`], [`watch`], [`schema`]; `markdown` (fences for what medley writes).
 //! - [`report`]: a run's report (HTML, Markdown, JUnit) from its journal, prompt archive,
 //!   recorded mission and refs.
 //!
@@ -30,6 +30,7 @@ pub mod git;
 pub mod history;
 pub mod journal;
 pub mod leftovers;
+mod markdown;
 pub mod mission;
 pub mod plan;
 pub mod process;

@@ -163,9 +163,11 @@ fn inputs_of(plan: &Plan) -> Inputs {
         .collect()
 }
 
-/// Whether a change to `files` (or to the mission) can alter step `step`'s key.
+/// Whether a change to `files` (or to the mission) can alter step `step`'s key. A child of a
+/// matrix read from a step (made as the run went) has its declared step's `inputs`.
 fn affects(inputs: &Inputs, step: &str, files: &BTreeSet<String>, mission: bool) -> bool {
-    match inputs.get(step) {
+    let declared = step.split_once('.').map_or(step, |(d, _)| d);
+    match inputs.get(step).or_else(|| inputs.get(declared)) {
         Some(Some(globs)) if !mission => files.iter().any(|f| globs.is_match(f)),
         _ => true,
     }

@@ -470,6 +470,56 @@ fn a_cached_run_says_where_its_results_come_from() {
 }
 
 #[test]
+fn a_result_waiting_for_a_person_and_the_decision_are_shown() {
+    let env = env();
+    env.repo(&[(
+        "missions/m.toml",
+        "[steps.plan]\nrun = \"echo plan > PLAN.md\"\napprove = \"Is <the> plan sound?\"\n\n\
+         [steps.build]\nneeds = [\"plan\"]\nrun = \"cat PLAN.md > built.txt\"\n",
+    )]);
+    assert_eq!(env.run(&["run", "m"]).code, 3);
+    let (_, doc) = html(&env);
+    assert_eq!(
+        outcomes(&doc),
+        pairs(&[("plan", "waiting"), ("build", "not run")])
+    );
+    let approval = text(
+        step(&doc, "plan")
+            .select(&sel("p.approval"))
+            .next()
+            .unwrap(),
+    );
+    assert!(
+        approval.starts_with("waits for a person's approval")
+            && approval.ends_with("Is <the> plan sound?"),
+        "{approval}"
+    );
+    let markdown = env.run(&["report", "--format", "markdown"]).stdout;
+    assert!(markdown.contains("| `plan` | ✋ waiting |"), "{markdown}");
+    let junit = env.run(&["report", "--format", "junit"]).stdout;
+    assert!(
+        junit.contains("<skipped message=\"waits for a person"),
+        "{junit}"
+    );
+
+    assert_eq!(env.run(&["approve", "plan"]).code, 0);
+    let (_, doc) = html(&env);
+    assert_eq!(
+        outcomes(&doc),
+        pairs(&[("plan", "kept"), ("build", "passed")])
+    );
+    let approval = text(
+        step(&doc, "plan")
+            .select(&sel("p.approval"))
+            .next()
+            .unwrap(),
+    );
+    assert!(approval.starts_with("approved by "), "{approval}");
+    let markdown = env.run(&["report", "--format", "markdown"]).stdout;
+    assert!(markdown.contains("### Approvals"), "{markdown}");
+}
+
+#[test]
 fn a_resumed_run_shows_its_kept_steps_and_both_starts() {
     let env = env();
     let go = env.work().parent().unwrap().join("go");

@@ -7,13 +7,13 @@ use medley_tests::TestEnv;
 
 use crate::env;
 
-fn signal_kill(pid: u32) {
+pub(crate) fn signal_kill(pid: u32) {
     let pid = rustix::process::Pid::from_raw(pid as i32).expect("a positive pid");
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("medley is alive");
 }
 
 /// Kills the process groups whose leaders' pids `path` lists (what SIGKILL left running).
-fn kill_groups(path: &Path) {
+pub(crate) fn kill_groups(path: &Path) {
     for pid in fs_err::read_to_string(path)
         .unwrap_or_default()
         .split_whitespace()
@@ -24,7 +24,7 @@ fn kill_groups(path: &Path) {
     }
 }
 
-fn wait_for(what: impl Fn() -> bool) {
+pub(crate) fn wait_for(what: impl Fn() -> bool) {
     for _ in 0..6000 {
         if what() {
             return;
@@ -34,7 +34,7 @@ fn wait_for(what: impl Fn() -> bool) {
     panic!("waited a minute in vain");
 }
 
-fn lines(path: &Path) -> usize {
+pub(crate) fn lines(path: &Path) -> usize {
     fs_err::read_to_string(path)
         .map(|t| t.lines().count())
         .unwrap_or(0)

@@ -488,7 +488,8 @@ fn kill_mid_step(env: &TestEnv, fresh: bool) {
         (
             "missions/long.toml",
             &format!(
-                "[steps.a]\nrun = \"echo $$ >> {p}; touch left-by-the-killed-step; sleep 300\"\n",
+                // The pid is written last: the test kills once it sees it, so the file is there.
+                "[steps.a]\nrun = \"touch left-by-the-killed-step; echo $$ >> {p}; sleep 300\"\n",
                 p = pidfile.display()
             ),
         ),

@@ -295,3 +295,51 @@ fn a_step_waiting_on_a_person_is_not_rerun_for_an_unrelated_change() {
     assert_eq!(outcomes, ["waiting", "waiting"]);
     watch.stop();
 }
+
+#[test]
+fn each_run_of_watch_expands_a_fan_out_from_its_plan_again() {
+    let env = env();
+    let mission = "[steps.plan]\ninputs = [\"list.json\"]\nrun = \"cp list.json tasks.json\"\n\n\
+        [steps.split]\nneeds = [\"plan\"]\ninputs = [\"src/**\"]\n\
+        matrix = { task = { from = \"plan\", file = \"tasks.json\" } }\n\
+        run = \"cat src/{{ matrix.task }}.txt > out-{{ matrix.task }}.txt\"\n";
+    env.repo(&[
+        ("missions/fan.toml", mission),
+        ("list.json", r#"["a", "b"]"#),
+        ("src/a.txt", "a\n"),
+        ("src/b.txt", "b\n"),
+        ("src/c.txt", "c\n"),
+    ]);
+    let watch = Watch::start(&env, "fan");
+    watch.wait_runs(1);
+    assert_eq!(watch.outcome(1, "split.a"), "passed");
+    // A change no step sees: `plan` is reused and makes the same children, reused too.
+    env.write("notes.txt", "x\n");
+    watch.wait_runs(2);
+    assert_eq!(watch.outcome(2, "plan"), "cached");
+    assert_eq!(watch.outcome(2, "split.a"), "cached");
+    assert_eq!(watch.outcome(2, "split.b"), "cached");
+    // A longer list: one more child; the others are reused.
+    env.write("list.json", r#"["a", "b", "c"]"#);
+    watch.wait_runs(3);
+    assert_eq!(watch.outcome(3, "plan"), "passed");
+    assert_eq!(watch.outcome(3, "split.b"), "cached");
+    assert_eq!(watch.outcome(3, "split.c"), "passed");
+    let expanded: Vec<serde_json::Value> = watch
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "steps_expanded")
+        .map(|e| e["children"].clone())
+        .collect();
+    assert_eq!(
+        expanded,
+        [
+            serde_json::json!(["split.a", "split.b"]),
+            serde_json::json!(["split.a", "split.b"]),
+            serde_json::json!(["split.a", "split.b", "split.c"]),
+        ]
+    );
+    assert_eq!(watch.stop(), 130);
+}

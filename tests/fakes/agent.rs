@@ -11,10 +11,15 @@
 //! real CLI printed (`shared/samples/`, replayed with the session id swapped in).
 //!
 //! `MEDLEY_FAKE_SCRIPT` names a script file; each call of CLI X takes the next line starting
-//! with `X:` (the last one again when they run out). A line is `;`-separated actions:
+//! with `X:` (the last one again when they run out); a line starting `X[WORDS]:` is taken
+//! instead, without counting, by every call of X whose prompt contains WORDS (the first such
+//! line), so that calls running at once can each be told what to do. A line is `;`-separated
+//! actions:
 //!
 //! - `write PATH TEXT`, `append PATH TEXT`: change a file in the cwd (`\n` in TEXT is a newline),
 //!   only where the CLI's permission flags allow writing;
+//! - `resolve PATH [ours|theirs|both]`: edit git's conflict markers out of PATH, keeping that
+//!   side of each block (`both`, the default: the first side's lines, then the second's);
 //! - `ok`: the success stream (the default); `noop`: the success stream, writing nothing;
 //! - `401`, `unreachable`, `denied`: the captured stream of that failure (codex unreachable
 //!   never ends: it keeps printing "waiting for network" errors);
@@ -243,7 +248,7 @@ fn run(cli: &str, argv: &[String]) -> i32 {
     record(script.as_deref(), cli, argv, &call.prompt, &stdin);
     let line = script
         .as_deref()
-        .map(|s| next_line(s, cli))
+        .map(|s| next_line(s, cli, &call.prompt))
         .unwrap_or_default();
     let mut case = "ok";
     let mut exit = None;
@@ -263,6 +268,12 @@ fn run(cli: &str, argv: &[String]) -> i32 {
                         .open(path)
                         .expect("the fake can write in its cwd");
                     file.write_all(text.as_bytes()).expect("a write");
+                }
+            }
+            (Some("resolve"), Some(path), side) => {
+                if writes && call.can_write {
+                    let text = std::fs::read_to_string(path).expect("a conflicted file");
+                    std::fs::write(path, resolve(&text, side.unwrap_or("both"))).expect("a write");
                 }
             }
             (Some("noop"), _, _) => writes = false,
@@ -311,6 +322,27 @@ fn run(cli: &str, argv: &[String]) -> i32 {
         }
     }
     code
+}
+
+/// `text` with each conflict block replaced by its `side`'s lines (`both`: ours, then theirs).
+fn resolve(text: &str, side: &str) -> String {
+    let mut out = String::new();
+    // 0: outside a block; 1: ours; 2: the diff3 base; 3: theirs.
+    let mut state = 0;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        match state {
+            0 if bare.starts_with("<<<<<<<") => state = 1,
+            1 | 2 if bare == "=======" => state = 3,
+            1 if bare.starts_with("|||||||") => state = 2,
+            3 if bare.starts_with(">>>>>>>") => state = 0,
+            0 => out.push_str(line),
+            1 if side != "theirs" => out.push_str(line),
+            3 if side != "ours" => out.push_str(line),
+            _ => {}
+        }
+    }
+    out
 }
 
 fn nix_uid_is_root() -> bool {
@@ -474,8 +506,16 @@ fn hand_made(cli: &str, case: &str, call: &Call, exit: Option<i32>) -> i32 {
     exit.unwrap_or(0)
 }
 
-fn next_line(script: &Path, cli: &str) -> String {
+fn next_line(script: &Path, cli: &str, prompt: &str) -> String {
     let text = std::fs::read_to_string(script).unwrap_or_default();
+    let keyed = format!("{cli}[");
+    let chosen = text.lines().find_map(|l| {
+        let (words, actions) = l.strip_prefix(&keyed)?.split_once("]:")?;
+        prompt.contains(words).then(|| actions.trim().to_owned())
+    });
+    if let Some(actions) = chosen {
+        return actions;
+    }
     let prefix = format!("{cli}:");
     let lines: Vec<&str> = text
         .lines()

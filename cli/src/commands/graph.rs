@@ -11,7 +11,9 @@ use crate::{CliError, Context, exit, print_data};
         grouped and each step's agent (or `command`).\n\n\
         The Mermaid output is a fenced ```mermaid block: paste it into a GitHub comment and it renders.\n\n\
         With --output json: one JSON object, `mission` and `steps` (each `id`, `declared`, \
-        `needs`, `runner`: its agents or `command`), in the order they can run.",
+        `needs`, `runner`: its agents or `command`; for a matrix read from a step, `dynamic`: \
+        `axis`, `from`, `file`, `max_children`, `fields`), in the order they can run. Such a step \
+        is drawn as `split.* from plan`: its children are made when `plan` passes.",
     after_help = "Examples:\n  medley graph refactor | dot -Tsvg > refactor.svg\n  medley graph refactor --format mermaid"
 )]
 pub struct GraphArgs {
@@ -35,12 +37,16 @@ pub fn cmd_graph(ctx: &Context, args: GraphArgs) -> Result<u8, CliError> {
             .steps
             .iter()
             .map(|s| {
-                serde_json::json!({
+                let mut step = serde_json::json!({
                     "id": s.id,
                     "declared": s.declared,
                     "needs": s.needs,
                     "runner": graph::runner(s),
-                })
+                });
+                if let Some(axis) = &s.dynamic {
+                    step["dynamic"] = serde_json::json!(axis);
+                }
+                step
             })
             .collect();
         super::print_json(&serde_json::json!({ "mission": plan.mission, "steps": steps }))?;

@@ -98,13 +98,24 @@ fn heading(step: &str, file: &Written) -> String {
             file.agent.as_deref().unwrap_or(""),
             file.path.display()
         ),
-        WrittenKind::Log => format!(
-            "{who}: {}",
-            file.path
+        WrittenKind::Log => {
+            let name = file
+                .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ),
+                .unwrap_or_default();
+            // A merge agent's logs are in the step's `merge/`.
+            let merge = file
+                .path
+                .parent()
+                .and_then(|p| p.file_name())
+                .is_some_and(|d| d == "merge");
+            if merge {
+                format!("{who}: merge/{name}")
+            } else {
+                format!("{who}: {name}")
+            }
+        }
     }
 }
 

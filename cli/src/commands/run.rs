@@ -1,7 +1,9 @@
 use std::fmt::Write as _;
 
 use clap::Args;
-use medley_engine::plan::{Action, Flavor, Plan, PlanOptions, TemplateRef, duration_text, graph};
+use medley_engine::plan::{
+    Action, Flavor, MergeSpec, Plan, PlanOptions, PlanStep, TemplateRef, duration_text, graph,
+};
 
 use medley_engine::event::RunOutcome;
 use medley_engine::run::{RunOptions, RunRecord};
@@ -286,13 +288,20 @@ fn dry_run_text(plan: &Plan, color: bool) -> String {
         let mut head = format!(
             "{:>width$}. {}  [{}]",
             i + 1,
-            style::bold(&step.id, color),
+            style::bold(&graph::shown_id(step), color),
             graph::runner(step)
         );
         if !step.needs.is_empty() {
             let _ = write!(head, "  needs {}", step.needs.join(", "));
         }
         let _ = writeln!(out, "{head}");
+        if let Some(axis) = &step.dynamic {
+            let _ = writeln!(
+                out,
+                "   matrix: one child per item of `{}` in the result of `{}` (at most {})",
+                axis.file, axis.from, axis.max_children
+            );
+        }
         if let Some(expr) = &step.if_ {
             let _ = writeln!(out, "   if: {expr}");
         }
@@ -337,6 +346,9 @@ fn dry_run_text(plan: &Plan, color: bool) -> String {
             };
             let _ = writeln!(out, "   approve: {message}{}", style::dim(retry, color));
         }
+        if let Some(merge) = &step.merge {
+            merge_lines(&mut out, "   ", "merge", plan, Some(step), merge, color);
+        }
         let _ = writeln!(
             out,
             "   {}",
@@ -367,8 +379,37 @@ fn dry_run_text(plan: &Plan, color: bool) -> String {
     if let Some(message) = &plan.approve {
         let _ = writeln!(out, "\nfinal approval: {message}");
     }
+    if let Some(merge) = &plan.merge {
+        out.push('\n');
+        merge_lines(&mut out, "", "final merge", plan, None, merge, color);
+    }
     let _ = writeln!(out, "\ndry run: nothing was run");
     out
+}
+
+/// A `merge`'s agents, and its prompt and gate as they would be rendered.
+fn merge_lines(
+    out: &mut String,
+    indent: &str,
+    label: &str,
+    plan: &Plan,
+    step: Option<&PlanStep>,
+    merge: &MergeSpec,
+    color: bool,
+) {
+    let _ = writeln!(
+        out,
+        "{indent}{label}: a conflict goes to [{}]",
+        merge.agents.join(", ")
+    );
+    if let Some(prompt) = &merge.prompt {
+        let name = format!("{label} prompt");
+        field(out, indent, &name, plan, step, prompt, Flavor::Text, color);
+    }
+    if let Some(gate) = &merge.gate {
+        let name = format!("{label} gate");
+        field(out, indent, &name, plan, step, gate, Flavor::Shell, color);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use crate::style::human_duration;
-use medley_engine::event::{Body, ErrorKind, Event, SkipReason};
+use medley_engine::event::{Body, ErrorKind, Event};
 
 use crate::output::OutputFormat;
 
@@ -273,6 +273,12 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             dim(&format!("(run {})", event.run), color)
         ),
         Body::StepReady { base, .. } => format!("{step}: ready on {}", short(base)),
+        Body::StepStarted {
+            attempt,
+            agent: Some(agent),
+            merge: true,
+            ..
+        } => format!("{step}: merge agent started, attempt {attempt} with `{agent}`"),
         Body::StepStarted { attempt, agent, .. } => match agent {
             Some(agent) => format!("{step}: started, attempt {attempt} with `{agent}`"),
             None => format!("{step}: started, attempt {attempt}"),
@@ -356,6 +362,25 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
             }
         }
         Body::StepSkipped { reason, .. } => format!("{step}: skipped: {}", skip_reason(reason)),
+        Body::StepsExpanded {
+            from,
+            file,
+            children,
+            ..
+        } => format!(
+            "{step}: {} {} from `{file}` of `{from}`: {}",
+            children.len(),
+            if children.len() == 1 {
+                "child"
+            } else {
+                "children"
+            },
+            children
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Body::StepKept {
             outcome, commit, ..
         } => {
@@ -383,6 +408,32 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
                 red(&format!("{who}: rejected by {by}"), color)
             )
         }
+        Body::MergeConflict { files, steps, .. } => {
+            let who = if step.is_empty() { "final merge" } else { step };
+            format!(
+                "{who}: merge conflict between {} in {}; asking the merge agent",
+                steps
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                files
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+        Body::MergeResolved {
+            commit,
+            agent,
+            attempts,
+            ..
+        } => format!(
+            "{step}: merge resolved by `{agent}` as {} ({})",
+            short(commit),
+            plural(*attempts as usize, "attempt")
+        ),
         Body::Warning { message, .. } => {
             let who = if step.is_empty() { "warning" } else { step };
             format!("{}: {message}", crate::style::yellow(who, color))
@@ -427,24 +478,4 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
     })
 }
 
-pub fn skip_reason(reason: &SkipReason) -> String {
-    match reason {
-        SkipReason::Need {
-            rejected: Some(why),
-            need,
-            ..
-        } => format!("it needs `{need}`, whose result was rejected: {why}"),
-        SkipReason::Need {
-            need, need_outcome, ..
-        } => {
-            format!(
-                "it needs `{need}`, which {}",
-                match need_outcome.name() {
-                    "skipped" => "was skipped".to_owned(),
-                    other => other.to_owned(),
-                }
-            )
-        }
-        SkipReason::If { expression } => format!("`if = \"{expression}\"` was false"),
-    }
-}
+pub use medley_engine::report::words::skip_reason;

@@ -129,13 +129,29 @@ impl Live {
     fn show(&mut self, event: &Event, details: &[String]) {
         let step = event.step().unwrap_or("").to_owned();
         match &event.body {
-            Body::StepStarted { attempt, agent, .. } => {
+            Body::StepStarted {
+                attempt,
+                agent,
+                merge,
+                ..
+            } => {
                 let who = agent
                     .as_deref()
                     .map(|a| format!(" with {a}"))
                     .unwrap_or_default();
+                let doing = if *merge { "merging" } else { "running" };
                 self.bar(&step)
-                    .set_message(format!("running, attempt {attempt}{who}"));
+                    .set_message(format!("{doing}, attempt {attempt}{who}"));
+            }
+            // The final merge's bar goes once it is resolved; a step's stays for its own work.
+            Body::MergeResolved { .. } => {
+                if step == medley_engine::event::FINAL_MERGE
+                    && let Some(bar) = self.running.remove(&step)
+                {
+                    bar.finish_and_clear();
+                    self.bars.remove(&bar);
+                }
+                self.print(event);
             }
             Body::AgentOutput {
                 summary,
@@ -238,6 +254,8 @@ impl Live {
             | Body::ApprovalRequested { .. }
             | Body::ApprovalGiven { .. }
             | Body::ApprovalRefused { .. }
+            | Body::StepsExpanded { .. }
+            | Body::MergeConflict { .. }
             | Body::Warning { .. } => self.print(event),
             _ => {}
         }
@@ -267,6 +285,12 @@ impl Live {
                     self.ended.push(step.clone());
                     self.done += 1;
                 }
+            }
+            // The step ends as it becomes its children, which are counted from now on.
+            Body::StepsExpanded { step, children, .. } => {
+                self.ready.retain(|s| s != step);
+                self.total += children.len();
+                self.done += 1;
             }
             _ => {}
         }

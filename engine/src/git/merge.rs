@@ -14,7 +14,27 @@ pub enum MergeOutcome {
     Conflict {
         files: Vec<String>,
         steps: Vec<String>,
+        /// The two sides that collided, for a merge agent to resolve.
+        sides: Box<Sides>,
     },
+}
+
+/// The two sides of a conflict, and what is left to merge once it is resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sides {
+    /// The merge base of the two sides (the run's base when they share none).
+    pub ancestor: Oid,
+    /// What the results merged so far make.
+    pub ours: Oid,
+    /// The result that collided with them.
+    pub theirs: Oid,
+    /// The steps merged so far that changed a conflicting file (`ours`), and the step of
+    /// `theirs`.
+    pub ours_steps: Vec<String>,
+    pub theirs_step: String,
+    /// The results merged once this conflict is resolved (`theirs` included), and those left.
+    pub merged: Vec<(String, Oid)>,
+    pub rest: Vec<(String, Oid)>,
 }
 
 impl Repo {
@@ -46,9 +66,22 @@ impl Repo {
         let Some(((_, first), rest)) = results.split_first() else {
             return Ok(MergeOutcome::Merged(base));
         };
-        let mut acc = *first;
-        let mut merged: Vec<&(String, Oid)> = vec![&results[0]];
-        for next in rest {
+        self.merge_onto(base, &results[..1], *first, rest)
+    }
+
+    /// Goes on merging `rest` into `acc`, the merge of the results `merged` (e.g. a conflict's
+    /// resolution).
+    pub fn merge_onto(
+        &self,
+        base: Oid,
+        merged: &[(String, Oid)],
+        acc: Oid,
+        rest: &[(String, Oid)],
+    ) -> Result<MergeOutcome> {
+        let repo = self.open()?;
+        let mut acc = acc;
+        let mut merged: Vec<&(String, Oid)> = merged.iter().collect();
+        for (n, next) in rest.iter().enumerate() {
             let (_, theirs) = next;
             if acc == *theirs {
                 continue;
@@ -63,11 +96,7 @@ impl Repo {
                 merged.push(next);
                 continue;
             }
-            let tree_of = |oid: Oid| -> Result<git2::Tree<'_>> {
-                repo.find_commit(oid)
-                    .and_then(|c| c.tree())
-                    .context(|| format!("read commit {oid}"))
-            };
+            let tree_of = |oid: Oid| super::tree_of(&repo, oid);
             let mut index = repo
                 .merge_trees(
                     &tree_of(ancestor)?,
@@ -96,8 +125,25 @@ impl Repo {
                         steps.push(step.clone());
                     }
                 }
+                let sides = Sides {
+                    ancestor,
+                    ours: acc,
+                    theirs: *theirs,
+                    ours_steps: steps.clone(),
+                    theirs_step: next.0.clone(),
+                    merged: merged
+                        .iter()
+                        .map(|m| (*m).clone())
+                        .chain([next.clone()])
+                        .collect(),
+                    rest: rest[n + 1..].to_vec(),
+                };
                 steps.push(next.0.clone());
-                return Ok(MergeOutcome::Conflict { files, steps });
+                return Ok(MergeOutcome::Conflict {
+                    files,
+                    steps,
+                    sides: Box::new(sides),
+                });
             }
             let tree = index
                 .write_tree_to(&repo)
@@ -119,11 +165,7 @@ impl Repo {
         message: &str,
     ) -> Result<Option<(Oid, bool)>> {
         let repo = self.open()?;
-        let tree_of = |oid: Oid| {
-            repo.find_commit(oid)
-                .and_then(|c| c.tree())
-                .context(|| format!("read commit {oid}"))
-        };
+        let tree_of = |oid: Oid| super::tree_of(&repo, oid);
         let (old, new, done) = (tree_of(old_base)?, tree_of(new_base)?, tree_of(result)?);
         let (tree, merged) = if old.id() == new.id() {
             (done.id(), false)

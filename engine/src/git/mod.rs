@@ -6,20 +6,25 @@
 //! files are exactly what `git checkout` writes (filters, attributes, LFS). Every git process
 //! runs without git's repository-local environment (`env`).
 
+mod commit;
+mod conflict;
 pub mod env;
 mod merge;
 pub mod pool;
 pub mod refs;
 pub mod snapshot;
+use commit::commit_tree;
+pub use commit::{Committed, clean_tree};
 mod worktree;
 
-pub use merge::MergeOutcome;
+pub use conflict::has_markers;
+pub use merge::{MergeOutcome, Sides};
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use git2::{DiffFormat, DiffOptions, ErrorCode, Oid, Repository, Signature};
+use git2::{DiffFormat, DiffOptions, ErrorCode, Oid, Repository};
 
 /// Why a git operation failed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -415,62 +420,6 @@ impl Repo {
         Ok(String::from_utf8_lossy(blob.content()).into_owned())
     }
 
-    /// Commits the whole state of a worktree (tracked and untracked-not-ignored files, as
-    /// `git add -A` would store them) on top of `parent`, whatever the worktree's own HEAD and
-    /// index say. Returns the commit, how many files differ from `parent`, and whether the
-    /// worktree was clean at its HEAD. A nested
-    /// repository the worktree gained is an error: its files could not be in the commit.
-    pub fn commit_worktree(
-        &self,
-        worktree: &Path,
-        parent: Oid,
-        message: &str,
-    ) -> Result<Committed> {
-        let repo = Repo::open_worktree(worktree)?;
-        // A worktree git would call clean holds its HEAD's tree: no `git add` needed.
-        let clean = clean_tree(&repo);
-        let added = match clean {
-            Some((_, tree)) => snapshot::Added {
-                tree,
-                embedded: Vec::new(),
-            },
-            None => {
-                snapshot::add_all(worktree, &repo.path().join("index")).map_err(|e| match e {
-                    GitError::NestedRepoWithoutCommit(path) => GitError::NestedRepoInStep(path),
-                    e => e,
-                })?
-            }
-        };
-        let parent_tree = repo
-            .find_commit(parent)
-            .and_then(|c| c.tree())
-            .context(|| format!("read commit {parent}"))?;
-        let new_tree = repo
-            .find_tree(added.tree)
-            .context(|| "read tree".to_owned())?;
-        let diff = repo
-            .diff_tree_to_tree(Some(&parent_tree), Some(&new_tree), None)
-            .context(|| "diff".to_owned())?;
-        if let Some(nested) = diff.deltas().find_map(|d| {
-            (d.new_file().mode() == git2::FileMode::Commit)
-                .then(|| {
-                    d.new_file()
-                        .path()
-                        .map(|p| p.to_string_lossy().into_owned())
-                })
-                .flatten()
-        }) {
-            return Err(GitError::NestedRepoInStep(nested));
-        }
-        let files = diff.deltas().len();
-        let commit = commit_tree(&repo, added.tree, &[parent], message)?;
-        Ok(Committed {
-            commit,
-            files,
-            clean_at: clean.map(|(head, _)| head),
-        })
-    }
-
     fn git(&self, args: &[&str]) -> Result<String> {
         run(&self.root, args).map(|out| String::from_utf8_lossy(&out).into_owned())
     }
@@ -512,45 +461,15 @@ pub struct Snapshot {
     pub embedded: Vec<String>,
 }
 
-/// A worktree's HEAD and its tree when the worktree is clean (no merge or rebase in progress,
-/// nothing modified, staged or untracked-not-ignored), as libgit2 sees it in memory; `None`
-/// when it is not, or libgit2 cannot tell (a split index, say): then git is asked.
-pub fn clean_tree(repo: &Repository) -> Option<(Oid, Oid)> {
-    if repo.state() != git2::RepositoryState::Clean {
-        return None;
-    }
-    let head = repo.head().ok()?.peel_to_commit().ok()?;
-    let mut options = git2::StatusOptions::new();
-    options
-        .include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(false)
-        .exclude_submodules(false)
-        // The stat data of unchanged files is written back to the index (as `git status`
-        // does), so the next look compares stat data instead of hashing every file whose
-        // entry was racily clean (written in the same instant as the index). Only medley's own
-        // worktrees are looked at this way.
-        .update_index(true);
-    let statuses = repo.statuses(Some(&mut options)).ok()?;
-    statuses.is_empty().then(|| (head.id(), head.tree_id()))
-}
-
-/// A worktree's tree, committed.
-#[derive(Debug, Clone, Copy)]
-pub struct Committed {
-    pub commit: Oid,
-    /// How many files it changed.
-    pub files: usize,
-    /// The worktree's HEAD, when git would call the worktree clean (it changed nothing).
-    pub clean_at: Option<Oid>,
+/// The tree of commit `oid`.
+fn tree_of(repo: &Repository, oid: Oid) -> Result<git2::Tree<'_>> {
+    repo.find_commit(oid)
+        .and_then(|c| c.tree())
+        .context(|| format!("read commit {oid}"))
 }
 
 fn tree_diff<'r>(repo: &'r Repository, from: Oid, to: Oid) -> Result<git2::Diff<'r>> {
-    let tree = |oid: Oid| {
-        repo.find_commit(oid)
-            .and_then(|c| c.tree())
-            .context(|| format!("read commit {oid}"))
-    };
+    let tree = |oid: Oid| tree_of(repo, oid);
     let mut options = DiffOptions::new();
     options.context_lines(3);
     repo.diff_tree_to_tree(Some(&tree(from)?), Some(&tree(to)?), Some(&mut options))
@@ -558,25 +477,6 @@ fn tree_diff<'r>(repo: &'r Repository, from: Oid, to: Oid) -> Result<git2::Diff<
 }
 
 /// medley commits as the repository's configured user, else `medley <medley@localhost>`.
-fn signature(repo: &Repository) -> Result<Signature<'static>> {
-    match repo.signature() {
-        Ok(sig) => Ok(sig.to_owned()),
-        Err(_) => Signature::now("medley", "medley@localhost").context(|| "signature".to_owned()),
-    }
-}
-
-fn commit_tree(repo: &Repository, tree: Oid, parents: &[Oid], message: &str) -> Result<Oid> {
-    let sig = signature(repo)?;
-    let tree = repo.find_tree(tree).context(|| "read tree".to_owned())?;
-    let parents: Vec<git2::Commit<'_>> = parents
-        .iter()
-        .map(|p| repo.find_commit(*p).context(|| format!("read commit {p}")))
-        .collect::<Result<_>>()?;
-    let refs: Vec<&git2::Commit<'_>> = parents.iter().collect();
-    repo.commit(None, &sig, &sig, message, &tree, &refs)
-        .context(|| "commit".to_owned())
-}
-
 /// Runs git in `dir` for a test's fixture: no user or system config, a fixed author; fails
 /// the test when git fails. Returns its stdout.
 #[cfg(test)]

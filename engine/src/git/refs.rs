@@ -34,6 +34,12 @@ pub fn final_result(run: &str) -> String {
 /// start with `@`).
 pub const FINAL_RESULT: &str = "@result";
 
+/// The ref that keeps the resolution of a conflict between a step's needs (`_final`: the
+/// leaves'): `refs/medley/<run>/merges/<step>`.
+pub fn merge_result(run: &str, step: &str) -> String {
+    format!("{ROOT}/{run}/merges/{}", step.replace('.', "/"))
+}
+
 /// A cache entry's ref: `refs/medley/cache/<key>`.
 pub fn cache_entry(key: &str) -> String {
     format!("{ROOT}/cache/{key}")

@@ -8,14 +8,21 @@ use crate::journal;
 /// A step's log files, in the order they were written.
 pub fn log_files(git_dir: &Path, run: &str, step: &str) -> Vec<PathBuf> {
     let dir = journal::runs_dir(git_dir).join(run).join("logs").join(step);
-    let mut files: Vec<PathBuf> = fs_err::read_dir(&dir)
-        .map(|e| e.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let list = |dir: &Path| -> Vec<PathBuf> {
+        fs_err::read_dir(dir)
+            .map(|e| e.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    // A merge agent's logs are in `merge/`, and came first.
+    let merge = dir.join("merge");
+    let mut files: Vec<PathBuf> = list(&dir).into_iter().filter(|p| *p != merge).collect();
+    files.extend(list(&merge));
     files.sort_by_key(|p| {
         let name = p
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let merged = p.parent() != Some(dir.as_path());
         let attempt: u32 = name
             .split('.')
             .nth(1)
@@ -27,7 +34,7 @@ pub fn log_files(git_dir: &Path, run: &str, step: &str) -> Vec<PathBuf> {
             Some("gate") => 2,
             _ => 3,
         };
-        (attempt, kind, name)
+        (!merged, attempt, kind, name)
     });
     files
 }

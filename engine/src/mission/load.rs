@@ -275,6 +275,9 @@ fn check_keys(root: &mut Table<'_>, problems: &mut Problems) {
             _ => None,
         },
     );
+    if let Some(merge) = table_mut(root, "merge") {
+        unknown_keys(merge, keys::MERGE, "`merge`", problems, |_| None);
+    }
     if let Some(defaults) = table_mut(root, "defaults") {
         unknown_keys(defaults, keys::DEFAULTS, "`[defaults]`", problems, |key| {
             keys::STEP.contains(&key).then(|| {
@@ -309,6 +312,9 @@ fn check_keys(root: &mut Table<'_>, problems: &mut Problems) {
                     }
                     _ => None,
                 });
+                if let Some(merge) = table_mut(step, "merge") {
+                    unknown_keys(merge, keys::MERGE, "`merge`", problems, |_| None);
+                }
             }
         }
     }

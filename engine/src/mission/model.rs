@@ -64,6 +64,27 @@ pub struct MissionFile {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Step>")]
     pub steps: IndexMap<String, Spanned<Step>>,
+    /// How the final merge of the leaves' results resolves a conflict: an agent edits out the
+    /// conflict markers (without it, a conflict fails the run).
+    #[schemars(with = "Option<Merge>")]
+    pub merge: Option<Spanned<Merge>>,
+}
+
+/// A merge agent: on a conflict between the results being merged, medley checks the merge out
+/// with conflict markers and asks this agent (or chain) to resolve it.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Merge {
+    /// The agent profile, or a fallback chain of profiles tried in order.
+    #[schemars(with = "AgentChainSchema")]
+    pub agent: AgentChain,
+    /// What the agent is told before medley's account of the conflict (a template; default:
+    /// a prompt asking it to resolve the conflict keeping both sides' intent).
+    #[schemars(with = "Option<String>")]
+    pub prompt: Option<Spanned<String>>,
+    /// A shell command template that must exit 0 for the resolution to be accepted.
+    #[schemars(with = "Option<String>")]
+    pub gate: Option<Spanned<String>>,
 }
 
 /// A variable's value: a string, number, boolean or list of those.
@@ -168,9 +189,14 @@ pub struct Step {
     #[serde(rename = "if")]
     #[schemars(with = "Option<String>")]
     pub if_: Option<Spanned<String>>,
-    /// Fan-out: one child step per combination of the axes' values.
-    #[schemars(with = "Option<IndexMap<String, MatrixAxis>>")]
+    /// Fan-out: one child step per combination of the axes' values; or one axis read when an
+    /// upstream step passes, `{ from = "plan", file = "tasks.json" }`.
+    #[schemars(with = "Option<IndexMap<String, MatrixAxisSchema>>")]
     pub matrix: Option<Spanned<IndexMap<String, Spanned<serde_json::Value>>>>,
+    /// For a matrix read from an upstream step: the most children its list may make
+    /// (default 50); a longer list fails the step.
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub max_children: Option<Spanned<i64>>,
     /// The agent profile, or a fallback chain of profiles tried in order.
     #[schemars(with = "Option<AgentChainSchema>")]
     pub agent: Option<AgentChain>,
@@ -203,12 +229,38 @@ pub struct Step {
     /// `retry` (the agent runs again on its result, the reason as `failure.output`).
     #[schemars(with = "Option<OnReject>")]
     pub on_reject: Option<Spanned<OnReject>>,
+    /// How a conflict between the results of its needs is resolved: an agent edits out the
+    /// conflict markers (without it, a conflict fails the step).
+    #[schemars(with = "Option<Merge>")]
+    pub merge: Option<Spanned<Merge>>,
 }
 
 /// A matrix axis: a non-empty list of values.
 #[derive(JsonSchema)]
 #[allow(dead_code)]
 pub struct MatrixAxis(#[schemars(length(min = 1))] Vec<Scalar>);
+
+/// A matrix axis: its values, or where to read them when an upstream step passes.
+#[derive(JsonSchema)]
+#[schemars(untagged)]
+#[allow(dead_code)]
+enum MatrixAxisSchema {
+    Values(MatrixAxis),
+    FromStep(DynamicAxisSchema),
+}
+
+/// A matrix axis read from an upstream step's result: a JSON array of strings (or numbers),
+/// or of objects with an `id` (their fields are `matrix.<axis>.<field>`).
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct DynamicAxisSchema {
+    /// The step (one this step needs) whose result holds the file.
+    from: String,
+    /// The file's path in that step's result commit.
+    #[schemars(length(min = 1))]
+    file: String,
+}
 
 /// An agent profile: a runtime plus its settings.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -369,6 +421,7 @@ pub mod keys {
         "defaults",
         "agents",
         "steps",
+        "merge",
     ];
     pub const DEFAULTS: &[&str] = &[
         "agent",
@@ -389,6 +442,7 @@ pub mod keys {
         "needs",
         "if",
         "matrix",
+        "max_children",
         "agent",
         "gate",
         "attempts",
@@ -400,7 +454,9 @@ pub mod keys {
         "worktree",
         "approve",
         "on_reject",
+        "merge",
     ];
+    pub const MERGE: &[&str] = &["agent", "prompt", "gate"];
     pub const AGENT: &[&str] = &["runtime", "model", "args", "env", "price", "program"];
     pub const PRICE: &[&str] = &["input_per_mtok", "output_per_mtok"];
 }

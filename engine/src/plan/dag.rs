@@ -13,9 +13,18 @@ use super::PlanStep;
 use super::template::StepKeys;
 
 /// The ids a template may write after `steps.`: every concrete step, and every matrix step.
+/// A dynamic matrix step stands for itself until it is expanded, then for its children.
 pub fn step_keys(steps: &[PlanStep]) -> StepKeys {
     let mut keys: IndexMap<String, Vec<usize>> = IndexMap::new();
+    let expanded: HashSet<&str> = steps
+        .iter()
+        .filter(|s| s.dynamic.is_none() && s.declared != s.id)
+        .map(|s| s.declared.as_str())
+        .collect();
     for (i, step) in steps.iter().enumerate() {
+        if step.dynamic.is_some() && expanded.contains(step.id.as_str()) {
+            continue;
+        }
         keys.entry(step.id.clone()).or_default().push(i);
         if step.declared != step.id {
             keys.entry(step.declared.clone()).or_default().push(i);

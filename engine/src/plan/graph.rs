@@ -27,6 +27,15 @@ fn runs(step: &PlanStep) -> String {
     }
 }
 
+/// How a step is named in a graph or the dry run: its id, or for a matrix read from an
+/// upstream step, `split.* from plan` (its children are known only when `plan` passes).
+pub fn shown_id(step: &PlanStep) -> String {
+    match &step.dynamic {
+        Some(axis) => format!("{}.* from {}", step.id, axis.from),
+        None => step.id.clone(),
+    }
+}
+
 /// Steps of a matrix, grouped: (declared id, children in plan order) in first-seen order.
 fn groups(plan: &Plan) -> Vec<(&str, Vec<usize>)> {
     let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
@@ -57,7 +66,7 @@ pub fn dot(plan: &Plan) -> String {
         format!(
             "{} [label={}];",
             q(&step.id),
-            q(&format!("{}\n{}", step.id, runner(step)))
+            q(&format!("{}\n{}", shown_id(step), runner(step)))
         )
     };
     for (declared, members) in &grouped {
@@ -85,7 +94,11 @@ pub fn mermaid(plan: &Plan) -> String {
     let label = |s: &str| s.replace('"', "#quot;");
     let mut out = String::from("```mermaid\nflowchart LR\n");
     let node = |i: usize, step: &PlanStep| {
-        format!("s{i}[\"{}<br/>{}\"]", label(&step.id), label(&runner(step)))
+        format!(
+            "s{i}[\"{}<br/>{}\"]",
+            label(&shown_id(step)),
+            label(&runner(step))
+        )
     };
     for (g, (declared, members)) in groups(plan).iter().enumerate() {
         let _ = writeln!(out, "  subgraph m{g}[\"{} (matrix)\"]", label(declared));

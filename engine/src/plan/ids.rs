@@ -41,6 +41,46 @@ pub(super) fn to_id(text: &str) -> String {
     id
 }
 
+/// A matrix child's id: `<step>.<value>`, the value as id characters.
+pub fn child_id(step: &str, value: &serde_json::Value) -> String {
+    format!("{step}.{}", value_id(value))
+}
+
+/// What is wrong with a matrix's child ids (a static matrix's or a dynamic one's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildIdProblem {
+    /// The child at this index has an id over [`MAX_ID_BYTES`] (only the first is named).
+    TooLong(usize),
+    /// The child at the second index has the same id as the one at the first.
+    Same(usize, usize),
+}
+
+/// The help for a child id that is too long.
+pub const TOO_LONG_HELP: &str = "matrix values become part of step ids, which name worktrees, log files and branches: use shorter values (e.g. a short name, with the long text in `vars`)";
+/// The help for two children with the same id.
+pub const SAME_HELP: &str = "matrix values become id characters (others turn into `-`): make the values differ in letters or digits";
+
+/// The problems of a matrix's child ids, in order: the first id that is too long, then each
+/// id that repeats an earlier one.
+pub fn child_id_problems<'a>(ids: impl IntoIterator<Item = &'a str>) -> Vec<ChildIdProblem> {
+    let mut problems = Vec::new();
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut long = false;
+    for (i, id) in ids.into_iter().enumerate() {
+        if id.len() > MAX_ID_BYTES && !long {
+            long = true;
+            problems.push(ChildIdProblem::TooLong(i));
+        }
+        match seen.get(id) {
+            Some(&first) => problems.push(ChildIdProblem::Same(first, i)),
+            None => {
+                seen.insert(id, i);
+            }
+        }
+    }
+    problems
+}
+
 /// A matrix value as id characters: lower-cased, anything else becomes `-`.
 pub(super) fn value_id(value: &serde_json::Value) -> String {
     let text = match value {

@@ -7,6 +7,7 @@
 //!   `mod.rs` says which file checks what (settings, vars, agents, steps, matrices, needs,
 //!   templates, and the diagnostics for templates).
 //! - `dag.rs`: the steps upstream of each step, the order steps run in, cycles in `needs`.
+//! - `expand.rs`: a dynamic matrix expanded at run time, from the JSON its upstream wrote.
 //! - `ids.rs`: what a valid id is, the suggestion for an invalid one, matrix child ids.
 //! - `duration`: `90s`, `1h30m` parsed and written (`mission::duration`, also named
 //!   `plan::duration_text`: a mission's durations are checked when it loads too).
@@ -19,6 +20,7 @@
 pub mod compile;
 pub mod dag;
 pub use crate::mission::duration;
+pub mod expand;
 pub mod graph;
 pub mod ids;
 mod only;
@@ -39,7 +41,7 @@ pub use template::{Flavor, Templates};
 use crate::mission::model::{OnReject, Price, Runtime, Strategy};
 
 /// A compiled mission: concrete steps (matrices expanded) in a deterministic topological order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub mission: String,
     pub path: String,
@@ -72,6 +74,9 @@ pub struct Plan {
     /// made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approve: Option<String>,
+    /// `merge` at mission level: how a conflict between the leaves' results is resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeSpec>,
     /// Only part of the mission (`--only`): its final gate is not run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
@@ -135,10 +140,45 @@ pub struct PlanStep {
     /// What a rejection does (with `approve`).
     #[serde(skip_serializing_if = "is_fail")]
     pub on_reject: OnReject,
+    /// A matrix whose values come from an upstream step's result: this step stands for its
+    /// children until that step passes (`split.*` from `plan`), then is expanded into them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicAxis>,
+    /// `merge`: how a conflict between the results of its needs is resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeSpec>,
 }
 
 fn is_fail(on_reject: &OnReject) -> bool {
     *on_reject == OnReject::Fail
+}
+
+/// A matrix axis read at run time: `{ from = "plan", file = "tasks.json" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DynamicAxis {
+    /// The axis' name (`matrix.<axis>` in templates).
+    pub axis: String,
+    /// The step whose result holds the file (one the step needs).
+    pub from: String,
+    /// The file, in that step's result commit: a JSON array of strings or objects.
+    pub file: String,
+    /// The most children the list may make (`max_children`, default 50).
+    pub max_children: usize,
+    /// The fields of `matrix.<axis>` the step's templates use: every item must be an object
+    /// that has them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}
+
+/// A merge agent (`merge = { agent, prompt, gate }`): the chain that resolves a conflict, what
+/// it is told first, and the gate its resolution must pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeSpec {
+    pub agents: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<TemplateRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<TemplateRef>,
 }
 
 /// What a step does.
@@ -168,6 +208,16 @@ impl PlanStep {
 }
 
 impl Plan {
+    /// The most steps the run may have: the plan's, and every dynamic matrix's most children.
+    pub fn capacity(&self) -> usize {
+        self.steps.len()
+            + self
+                .steps
+                .iter()
+                .filter_map(|s| s.dynamic.as_ref().map(|d| d.max_children))
+                .sum::<usize>()
+    }
+
     pub fn step(&self, id: &str) -> Option<&PlanStep> {
         self.steps.iter().find(|s| s.id == id)
     }

@@ -150,11 +150,15 @@ fn header(out: &mut String, report: &Report) {
         ),
         _ => fact("result", "no result branch".to_owned()),
     }
+    if let Some(approval) = &run.approval {
+        fact("approval", escape(&super::words::approval_text(approval)));
+    }
     let mut counts = Vec::new();
     for name in [
         "passed",
         "cached",
         "kept",
+        "waiting",
         "failed",
         "skipped",
         "cancelled",
@@ -271,6 +275,9 @@ fn step_section(out: &mut String, report: &Report, step: &StepReport, budget: &m
             escape(from)
         );
     }
+    if let Some(approval) = step.approval() {
+        let _ = writeln!(out, "<p class=\"approval\">{}</p>", escape(&approval));
+    }
     if step.info.kept {
         out.push_str(
             "<p class=\"kept\">kept from before the resume: its result stands, nothing ran \
@@ -340,6 +347,11 @@ fn attempt_block(out: &mut String, report: &Report, a: &Attempt, open: bool) {
         (Some(agent), Some(runtime)) if agent != runtime => format!("{agent} ({runtime})"),
         (Some(agent), _) => agent.clone(),
         (None, _) => "command".to_owned(),
+    };
+    let who = if a.merge {
+        format!("merge agent {who}")
+    } else {
+        who
     };
     let end = match (&a.failure, a.gates.last()) {
         (Some((reason, _)), _) => format!("failed ({})", format!("{reason:?}").to_lowercase()),

@@ -57,12 +57,15 @@ pub fn render(report: &Report) -> String {
                     escape(&text)
                 ))
             }
-            "skipped" | "cancelled" | "not run" => {
+            "skipped" | "cancelled" | "not run" | "waiting" => {
                 skipped += 1;
-                let why = step.why().unwrap_or_else(|| match outcome {
-                    "cancelled" => "cancelled: the run was stopped".to_owned(),
-                    _ => "not run: the run ended before it".to_owned(),
-                });
+                let why = step
+                    .why()
+                    .or_else(|| step.approval())
+                    .unwrap_or_else(|| match outcome {
+                        "cancelled" => "cancelled: the run was stopped".to_owned(),
+                        _ => "not run: the run ended before it".to_owned(),
+                    });
                 Some(format!("<skipped message=\"{}\"/>", escape(&why)))
             }
             _ => {

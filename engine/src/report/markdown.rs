@@ -105,6 +105,27 @@ pub fn render(report: &Report) -> String {
             }
         }
     }
+    let decided: Vec<(&str, String)> = report
+        .steps
+        .iter()
+        .filter_map(|s| Some((s.id.as_str(), s.approval()?)))
+        .chain(
+            run.approval
+                .as_ref()
+                .map(|a| ("the result", super::words::approval_text(a))),
+        )
+        .collect();
+    if !decided.is_empty() {
+        out.push_str("\n### Approvals\n\n");
+        for (who, text) in decided {
+            let who = if who == "the result" {
+                who.to_owned()
+            } else {
+                format!("`{who}`")
+            };
+            let _ = writeln!(out, "- {who}: {}", cell(&text));
+        }
+    }
     let skipped: Vec<&StepReport> = report
         .steps
         .iter()
@@ -171,6 +192,7 @@ fn mark(outcome: &str) -> &'static str {
         "skipped" => "⏭️",
         "cancelled" | "killed" => "⛔",
         "unfinished" | "running" => "⏳",
+        "waiting" => "✋",
         _ => "▫️",
     }
 }
@@ -220,17 +242,7 @@ fn tail(text: &str, n: usize) -> String {
 
 /// A fenced block whose fence is longer than any run of backticks in `text`.
 fn fenced(out: &mut String, info: &str, text: &str) {
-    let mut longest = 0;
-    let mut run = 0;
-    for c in text.chars() {
-        if c == '`' {
-            run += 1;
-            longest = longest.max(run);
-        } else {
-            run = 0;
-        }
-    }
-    let fence = "`".repeat(longest.max(2) + 1);
+    let fence = crate::markdown::fence(text);
     let _ = writeln!(out, "{fence}{info}");
     out.push_str(text);
     if !text.ends_with('\n') {
@@ -280,6 +292,7 @@ fn mermaid(report: &Report) -> String {
         ("passed", "#1a7f37"),
         ("cached", "#0969da"),
         ("kept", "#0969da"),
+        ("waiting", "#9a6700"),
         ("failed", "#cf222e"),
         ("skipped", "#6e7781"),
         ("cancelled", "#bc4c00"),

@@ -10,6 +10,7 @@ pub mod markdown;
 pub mod model;
 pub mod svg;
 pub mod text;
+pub mod words;
 
 pub use model::{Report, ReportError};
 

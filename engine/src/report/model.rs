@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use super::diff::{Diff, diff};
-use crate::event::{Body, FailReason, Outcome, SkipReason};
+use crate::event::{Body, FailReason};
 use crate::git::{GitError, Repo};
-use crate::history::{self, HistoryError, RunInfo, StepInfo};
+use crate::history::{self, Approval, HistoryError, RunInfo, StepInfo};
 use crate::journal;
 use crate::plan::{Action, Flavor, Plan};
 
@@ -80,6 +80,14 @@ pub struct StepReport {
 impl StepReport {
     /// What the step's outcome is called: its outcome, or `running`, `not finished`, `not run`.
     pub fn outcome_name(&self, run: &RunInfo) -> &'static str {
+        if self
+            .info
+            .approval
+            .as_ref()
+            .is_some_and(Approval::is_waiting)
+        {
+            return "waiting";
+        }
         match self.info.outcome {
             Some(o) if self.info.kept && o.ok() => "kept",
             Some(o) => o.name(),
@@ -94,33 +102,17 @@ impl StepReport {
         self.outcome_name(run).replace(' ', "-")
     }
 
+    /// Where its result stands with a person (a step with `approve`), in words.
+    pub fn approval(&self) -> Option<String> {
+        self.info.approval.as_ref().map(super::words::approval_text)
+    }
+
     /// Why it was skipped or what failed, in words.
     pub fn why(&self) -> Option<String> {
         if let Some(reason) = &self.info.skipped {
-            return Some(skip_reason(reason));
+            return Some(super::words::skip_reason(reason));
         }
         self.info.error.as_ref().map(|e| e.message.clone())
-    }
-}
-
-/// Why a step was skipped, in words.
-pub fn skip_reason(reason: &SkipReason) -> String {
-    match reason {
-        SkipReason::Need {
-            rejected: Some(why),
-            need,
-            ..
-        } => format!("it needs `{need}`, whose result was rejected: {why}"),
-        SkipReason::Need {
-            need, need_outcome, ..
-        } => format!(
-            "it needs `{need}`, which {}",
-            match need_outcome {
-                Outcome::Skipped => "was skipped",
-                other => other.name(),
-            }
-        ),
-        SkipReason::If { expression } => format!("`if = \"{expression}\"` was false"),
     }
 }
 
@@ -134,6 +126,8 @@ pub struct Attempt {
     pub agent: Option<String>,
     pub runtime: Option<String>,
     pub worktree: String,
+    /// A merge agent's attempt at a conflict between the step's needs.
+    pub merge: bool,
     /// The prompt sent, verbatim from the archive (secrets masked).
     pub prompt: Option<String>,
     /// Why there is no prompt to show for an agent attempt.
@@ -184,7 +178,7 @@ impl Report {
         let path = dir.join("events.jsonl");
         let events = journal::read(&path).map_err(|source| ReportError::Io { path, source })?;
         let (plan, graph_note) = match recorded_plan(&dir) {
-            Ok(plan) => (Some(plan), None),
+            Ok(plan) => (Some(expanded(repo, &run, plan, &events)), None),
             Err(why) => (None, Some(why)),
         };
         let secrets = plan
@@ -194,7 +188,13 @@ impl Report {
 
         let mut steps: Vec<StepReport> = Vec::new();
         if let Some(plan) = &plan {
-            for step in &plan.steps {
+            // In the order steps can run (a dynamic step's children come last in the plan).
+            for i in crate::plan::dag::topological_order(&plan.steps) {
+                let step = &plan.steps[i];
+                // An expanded dynamic step is shown as its children.
+                if crate::plan::expand::is_expanded(plan, i) {
+                    continue;
+                }
                 steps.push(StepReport {
                     id: step.id.clone(),
                     declared: step.declared.clone(),
@@ -248,6 +248,7 @@ impl Report {
                     agent,
                     runtime,
                     worktree,
+                    merge,
                     ..
                 } => {
                     if let Some(i) = at {
@@ -257,6 +258,7 @@ impl Report {
                             agent,
                             runtime,
                             worktree,
+                            merge,
                             ..Attempt::default()
                         });
                     }
@@ -382,9 +384,10 @@ impl Report {
             for k in 0..count {
                 let agent = step.attempts[k].agent.clone();
                 let number = step.attempts[k].number;
+                let merge = step.attempts[k].merge;
                 let newer = step.attempts[k + 1..]
                     .iter()
-                    .any(|b| b.number == number && b.agent == agent);
+                    .any(|b| b.number == number && b.agent == agent && b.merge == merge);
                 let Some(agent) = agent else {
                     if !newer {
                         let logs = dir.join("logs").join(&step.id);
@@ -402,7 +405,13 @@ impl Report {
                     );
                     continue;
                 }
-                let file = prompts.join(format!("{}.{number}.{agent}.txt", step.id));
+                // A merge agent's prompt is `<step>.<attempt>.merge-<agent>.txt`.
+                let sender = if merge {
+                    format!("merge-{agent}")
+                } else {
+                    agent
+                };
+                let file = prompts.join(format!("{}.{number}.{sender}.txt", step.id));
                 match fs_err::read(&file) {
                     Ok(bytes) => {
                         let text = String::from_utf8_lossy(&bytes);
@@ -499,6 +508,25 @@ fn log_tail(path: &Path) -> Option<String> {
         tail.insert_str(0, "… ");
     }
     (!tail.trim().is_empty()).then_some(tail)
+}
+
+/// The plan grown by the dynamic matrices the run expanded, from the files their upstream
+/// steps' results hold.
+fn expanded(repo: &Repo, run: &RunInfo, plan: Plan, events: &[crate::event::Event]) -> Plan {
+    let expansions: Vec<(String, Vec<String>)> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::StepsExpanded { step, children, .. } => Some((step.clone(), children.clone())),
+            _ => None,
+        })
+        .collect();
+    if expansions.is_empty() {
+        return plan;
+    }
+    crate::plan::expand::replay(plan, &expansions, |from, file| {
+        let commit = run.steps.get(from)?.commit.as_deref()?;
+        repo.read_file(git2::Oid::from_str(commit).ok()?, file).ok()
+    })
 }
 
 /// The plan the run ran: its recorded mission, compiled again with the options it had.

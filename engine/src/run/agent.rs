@@ -9,10 +9,10 @@ use std::time::Duration;
 use git2::Oid;
 use tokio::sync::watch;
 
-use super::attempt::{Failure, FailureKind, Verdict, Work};
+use super::attempt::{Failure, FailureKind, Target, Verdict, Work};
 use super::context::render;
 use super::program::{adapter_of, program_of, which};
-use super::state::{Scope, Shared};
+use super::state::Shared;
 
 use crate::agent::{self, AgentOutcome, AgentResult, Invocation, SessionTotals};
 use crate::event::{Body, ErrorKind, FailReason, StepError, Tokens};
@@ -22,10 +22,13 @@ use crate::process::{self, Exit, Spec};
 /// How long a CLI may run on after its terminal event before it is stopped.
 const AFTER_END: Duration = Duration::from_secs(5);
 
-/// One agent's attempts at step `i`: what it sends, and what it has used so far.
+/// One agent's attempts at a target (a step, or a conflict to resolve): what it sends, and
+/// what it has used so far.
 pub(crate) struct AgentWork<'a> {
     pub shared: &'a Arc<Shared>,
-    pub i: usize,
+    pub target: &'a Target,
+    /// The prompt, when it is not the step's (a merge agent's, made by medley).
+    pub prompt: Option<String>,
     pub name: &'a str,
     pub profile: AgentSpec,
     pub base: Oid,
@@ -53,7 +56,7 @@ pub(crate) struct AgentWork<'a> {
 impl<'a> AgentWork<'a> {
     pub(crate) fn new(
         shared: &'a Arc<Shared>,
-        i: usize,
+        target: &'a Target,
         name: &'a str,
         profile: AgentSpec,
         base: Oid,
@@ -63,7 +66,8 @@ impl<'a> AgentWork<'a> {
             adapter: adapter_of(&profile),
             runtime: profile.runtime.name(),
             shared,
-            i,
+            target,
+            prompt: None,
             name,
             profile,
             base,
@@ -96,20 +100,26 @@ impl Work for AgentWork<'_> {
 
     async fn begin(&mut self, attempt: u32, failure: Option<&Failure>) -> Result<(), StepError> {
         let shared = self.shared;
-        let (i, base) = (self.i, self.base);
-        let step = &shared.plan.steps[i];
-        let Action::Agent {
-            prompt,
-            retry_prompt,
-            ..
-        } = &step.action
-        else {
-            return Err(StepError::new(ErrorKind::Agent, "not an agent step"));
+        let (scope, base) = (self.target.scope, self.base);
+        // A merge agent's prompt is medley's own; its retries say what failed.
+        let step = scope.step().map(|i| &shared.plan.steps[i]);
+        let (prompt, retry_prompt) = match (&self.prompt, step.map(|s| &s.action)) {
+            (Some(_), _) => (None, None),
+            (
+                None,
+                Some(Action::Agent {
+                    prompt,
+                    retry_prompt,
+                    ..
+                }),
+            ) => (Some(prompt), retry_prompt.as_ref()),
+            _ => return Err(StepError::new(ErrorKind::Agent, "not an agent step")),
         };
-        let original = match &self.original {
-            Some(original) => original.clone(),
-            None => {
-                let original = render(shared, Scope::Step(i), prompt, Flavor::Text, 1, base, None)
+        let original = match (&self.original, &self.prompt, prompt) {
+            (Some(original), _, _) | (None, Some(original), _) => original.clone(),
+            (None, None, None) => String::new(),
+            (None, None, Some(prompt)) => {
+                let original = render(shared, scope, prompt, Flavor::Text, 1, base, None)
                     .await
                     .map_err(|e| {
                         StepError::new(ErrorKind::Template, format!("cannot render `prompt`: {e}"))
@@ -129,7 +139,7 @@ impl Work for AgentWork<'_> {
                 let retry = match retry_prompt {
                     Some(t) => render(
                         shared,
-                        Scope::Step(i),
+                        scope,
                         t,
                         Flavor::Text,
                         attempt,
@@ -154,7 +164,12 @@ impl Work for AgentWork<'_> {
         };
         let prompts = shared.run_dir.join("prompts");
         let _ = fs_err::create_dir_all(&prompts);
-        let archive = prompts.join(format!("{}.{attempt}.{}.txt", step.id, self.name));
+        // A merge agent's prompt is `<step>.<attempt>.merge-<agent>.txt`, beside the step's own.
+        let sender = match &self.prompt {
+            Some(_) => format!("merge-{}", self.name),
+            None => self.name.to_owned(),
+        };
+        let archive = prompts.join(format!("{}.{attempt}.{sender}.txt", self.target.id));
         fs_err::write(&archive, &text)
             .map_err(|e| StepError::new(ErrorKind::State, e.to_string()))?;
         self.new_session = (self.adapter.pre_assigns_session() && resume.is_none())
@@ -183,7 +198,7 @@ impl Work for AgentWork<'_> {
         let previous = self.resume.as_ref().map(|_| self.totals);
         let (result, exit) = attempt_once(
             shared,
-            self.i,
+            self.target,
             name,
             &*self.adapter,
             profile,
@@ -319,7 +334,7 @@ fn describe_failure(
 #[allow(clippy::too_many_arguments)]
 async fn attempt_once(
     shared: &Arc<Shared>,
-    i: usize,
+    step: &Target,
     name: &str,
     adapter: &dyn agent::Adapter,
     profile: &AgentSpec,
@@ -331,7 +346,6 @@ async fn attempt_once(
     previous: Option<SessionTotals>,
     cancel: &mut watch::Receiver<bool>,
 ) -> (AgentResult, Exit) {
-    let step = &shared.plan.steps[i];
     let program = program_of(profile);
     let mut env = shared.step_env(&step.id, worktree, attempt);
     env.extend(profile.env.iter().map(|(k, v)| (k.clone(), v.clone())));

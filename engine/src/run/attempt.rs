@@ -1,10 +1,12 @@
 //! The one attempt driver, for command steps and for each agent of an agent step's chain (or
 //! race): setup, then attempts of start, work, commit, gate, and keep or retry. What differs
 //! between a command and an agent (what runs, how its end is judged, what a retry says) is
-//! the [`Work`] it drives.
+//! the [`Work`] it drives. What the attempts are for (a step, or a merge agent's resolution
+//! of a conflict) is their [`Target`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use git2::Oid;
 use minijinja::value::Value;
@@ -16,8 +18,42 @@ use super::state::{Scope, Shared};
 use super::worktree::Worktree;
 use crate::event::{Body, ErrorKind, FailReason, StepError};
 use crate::git::refs;
-use crate::plan::template;
+use crate::plan::{TemplateRef, template};
 use crate::process::Exit;
+
+/// What a [`Work`]'s attempts are for: step `i`'s own work, or the resolution of a conflict
+/// (between a step's needs, or between the leaves for the final merge).
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// Whose templates and stop the attempts use: a step, or (the final merge) the mission.
+    pub scope: Scope,
+    /// The id the attempts' events name: the step's, or `_final` for the final merge.
+    pub id: String,
+    pub attempts: u32,
+    pub timeout: Duration,
+    /// The gate an attempt must pass: the step's, or the `merge`'s.
+    pub gate: Option<TemplateRef>,
+    /// The ref that keeps the passed attempt's commit.
+    pub result_ref: String,
+    /// The attempts are a merge agent's (`step_started` says so).
+    pub merge: bool,
+}
+
+impl Target {
+    /// Step `i`'s own work.
+    pub(crate) fn step(shared: &Shared, i: usize) -> Target {
+        let step = &shared.plan.steps[i];
+        Target {
+            scope: Scope::Step(i),
+            id: step.id.clone(),
+            attempts: step.attempts,
+            timeout: step.timeout,
+            gate: step.gate.clone(),
+            result_ref: refs::step_result(&shared.run, &step.id),
+            merge: false,
+        }
+    }
+}
 
 /// What failed in the last attempt, as the next attempt's prompt hears it (`failure.*`).
 #[derive(Debug, Clone)]
@@ -152,14 +188,14 @@ impl Attempts {
     }
 }
 
-/// Drives the attempts of `work` for step `i` in the worktree `held`, from `base`: readies
-/// the worktree (`setup_log` is setup's log), then runs attempts until one passes its gate,
+/// Drives the attempts of `work` for `target` in the worktree `held`, from `base`: readies
+/// the worktree for a step (`setup_log` is setup's log), then runs attempts until one passes its gate,
 /// one fails for good, the step is stopped (`cancel`) or the attempts run out. Every attempt's
 /// tree is committed on top of the last one's, whatever it did.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn drive<W: Work>(
     shared: &Arc<Shared>,
-    i: usize,
+    target: &Target,
     held: &mut Worktree,
     logs: &Path,
     base: Oid,
@@ -167,16 +203,24 @@ pub(crate) async fn drive<W: Work>(
     cancel: &mut watch::Receiver<bool>,
     work: &mut W,
 ) -> Attempts {
-    let step = &shared.plan.steps[i];
+    let step = target;
     let worktree: PathBuf = held.path().to_owned();
-    match setup::prepare(shared, i, held, logs, base, setup_log).await {
-        Prepared::Ready => {}
-        Prepared::Cancelled => return Attempts::cancelled(0),
-        Prepared::Failed(e) => return Attempts::failed(0, e),
+    // The final merge's worktree is readied as the final gate's is: not at all.
+    if let Scope::Step(i) = target.scope {
+        match setup::prepare(shared, i, held, logs, base, setup_log).await {
+            Prepared::Ready => {}
+            Prepared::Cancelled => return Attempts::cancelled(0),
+            Prepared::Failed(e) => return Attempts::failed(0, e),
+        }
+    } else if let Err(e) = fs_err::create_dir_all(logs) {
+        return Attempts::failed(0, StepError::new(ErrorKind::State, e.to_string()));
     }
     // After a person's rejection (`on_reject = "retry"`) the first attempt works on top of the
     // rejected result and hears why.
-    let rejected = shared.rejected_retry(i);
+    let rejected = match target.scope {
+        Scope::Step(i) if !target.merge => shared.rejected_retry(i),
+        _ => None,
+    };
     let mut parent = rejected.as_ref().map_or(base, |(commit, _)| *commit);
     let mut failure: Option<Failure> = rejected.map(|(_, reason)| Failure {
         kind: FailureKind::Rejected,
@@ -207,6 +251,7 @@ pub(crate) async fn drive<W: Work>(
             agent: agent.as_ref().map(|(a, _)| a.clone()),
             runtime: agent.as_ref().map(|(_, r)| r.clone()),
             worktree: worktree.display().to_string(),
+            merge: target.merge,
         });
         let exit = match work.run(attempt, &worktree, cancel).await {
             Ok(exit) => exit,
@@ -279,7 +324,19 @@ pub(crate) async fn drive<W: Work>(
             }
         }
         if let Some(gate) = &step.gate {
-            match gate::run(shared, Scope::Step(i), gate, &worktree, logs, attempt, base).await {
+            let id = Some(target.id.clone());
+            match gate::run_as(
+                shared,
+                target.scope,
+                id,
+                gate,
+                &worktree,
+                logs,
+                attempt,
+                base,
+            )
+            .await
+            {
                 GateResult::Passed => {}
                 GateResult::Cancelled => return Attempts::cancelled(attempt),
                 GateResult::Failed {
@@ -310,7 +367,7 @@ pub(crate) async fn drive<W: Work>(
         }
         // Passed: the result is kept under the run's refs.
         let repo = shared.repo.clone();
-        let name = refs::step_result(&shared.run, &step.id);
+        let name = target.result_ref.clone();
         let kept =
             tokio::task::spawn_blocking(move || repo.set_ref(&name, commit, "medley: step result"))
                 .await;

@@ -287,11 +287,12 @@ async fn run_agent(
             return run;
         }
     };
-    let mut work = AgentWork::new(shared, i, name, profile, base, logs.clone());
+    let target = attempt::Target::step(shared, i);
+    let mut work = AgentWork::new(shared, &target, name, profile, base, logs.clone());
     let setup_log = format!("setup.{name}.log");
     let ended = attempt::drive(
         shared,
-        i,
+        &target,
         &mut held,
         &logs,
         base,

@@ -1,5 +1,5 @@
-//! The end of a passed run: the leaves' results merged, the mission's gate on the merge, and
-//! the result branch.
+//! The end of a passed run: the leaves' results merged (a conflict resolved by the mission's
+//! `merge`), the mission's gate on the merge, and the result branch.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -7,9 +7,10 @@ use std::sync::Arc;
 use git2::Oid;
 
 use super::gate;
-use super::state::Shared;
-use crate::event::RunOutcome;
-use crate::git::{MergeOutcome, refs};
+use super::merge::{self, Merged};
+use super::state::{Scope, Shared};
+use crate::event::{ErrorKind, RunOutcome};
+use crate::git::refs;
 
 /// Merges the results no other passed step built on, runs the mission's gate on the merge, and
 /// points the result branch at it.
@@ -28,12 +29,9 @@ pub(super) async fn finish(shared: &Arc<Shared>) -> (RunOutcome, Option<String>,
         .filter(|&&i| !built_on.contains(plan.steps[i].id.as_str()))
         .filter_map(|&i| Some((plan.steps[i].id.clone(), records[i].as_ref()?.commit?)))
         .collect();
-    let repo = shared.repo.clone();
-    let base = shared.base;
-    let merged = tokio::task::spawn_blocking(move || repo.merge(base, &leaves)).await;
-    let merged = match merged {
-        Ok(Ok(MergeOutcome::Merged(oid))) => oid,
-        Ok(Ok(MergeOutcome::Conflict { files, steps })) => {
+    let merged = match merge::merge(shared, Scope::Mission, plan.merge.as_ref(), leaves).await {
+        Merged::Done(oid) => oid,
+        Merged::Conflict { files, steps } => {
             return (
                 RunOutcome::Failed,
                 Some(format!(
@@ -44,20 +42,16 @@ pub(super) async fn finish(shared: &Arc<Shared>) -> (RunOutcome, Option<String>,
                 None,
             );
         }
-        Ok(Err(e)) => {
-            return (
-                RunOutcome::Failed,
-                Some(format!("cannot merge the results: {e}")),
-                None,
-            );
+        Merged::Failed { error, usage, .. } => {
+            shared.account(usage.tokens, usage.unpriced, usage.uncounted);
+            let reason = if error.kind == ErrorKind::Merge {
+                format!("cannot merge the results: {}", error.message)
+            } else {
+                error.message
+            };
+            return (RunOutcome::Failed, Some(reason), None);
         }
-        Err(e) => {
-            return (
-                RunOutcome::Failed,
-                Some(format!("cannot merge the results: {e}")),
-                None,
-            );
-        }
+        Merged::Cancelled => return (RunOutcome::Cancelled, Some("cancelled".to_owned()), None),
     };
     if let Some(gate) = plan.gate.as_ref().filter(|_| !plan.partial) {
         match gate::mission(shared, gate, merged).await {

@@ -26,7 +26,7 @@ pub(crate) enum GateResult {
     Cancelled,
 }
 
-/// Runs a gate in `worktree`; `step` is `None` for the mission's gate.
+/// Runs a gate in `worktree`; `scope` is the mission for the mission's gate.
 pub(crate) async fn run(
     shared: &Arc<Shared>,
     scope: Scope,
@@ -37,6 +37,22 @@ pub(crate) async fn run(
     base: Oid,
 ) -> GateResult {
     let step_id = scope.step().map(|i| shared.plan.steps[i].id.clone());
+    run_as(shared, scope, step_id, gate, worktree, logs, attempt, base).await
+}
+
+/// Runs a gate whose events name `step_id` (`None`: the mission's gate; `_final`: the final
+/// merge's `merge.gate`, which has the mission's scope).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_as(
+    shared: &Arc<Shared>,
+    scope: Scope,
+    step_id: Option<String>,
+    gate: &TemplateRef,
+    worktree: &Path,
+    logs: &Path,
+    attempt: u32,
+    base: Oid,
+) -> GateResult {
     let shell = match render_shell(shared, scope, gate, attempt, base).await {
         Ok(c) => c,
         Err(e) => {

@@ -5,7 +5,9 @@
 //! Where to look:
 //! - [`start`]: `run()` — the run's directory, lock and journal, what dead runs left, then the
 //!   schedule and the finish; [`resume`]: going on with a failed, cancelled or killed run.
-//! - [`scheduler`]: which step starts when (needs, `if`, `max_parallel`, watch's steering).
+//! - [`scheduler`]: which step starts when (needs, `if`, `max_parallel`, watch's steering);
+//!   [`expand`]: a dynamic matrix's children added to the run when its upstream passes
+//!   (the plan is [`versions`]: it grows as the run goes).
 //! - [`step`]: one step from base to `step_finished`; [`cached`]: cache keys and reuse.
 //! - [`attempt`]: the one attempt driver (setup, start, work, commit, judge, gate, retry),
 //!   driving a [`command`] step's work or an [`agent`]'s; [`chain`]: an agent step's chain of
@@ -17,6 +19,8 @@
 //! - [`finish`]: merging the leaves, the mission's gate, the result branch.
 //! - [`approval`]: results that wait for a person (`approve`): asked about, decided, acted
 //!   on; [`decisions`]: what the run knows of decisions, and the requests a person answers.
+//! - [`merge`]: merging results (a step's needs, the leaves), a conflict resolved by the
+//!   `merge`'s agents; [`merge_prompt`]: what a merge agent is told.
 //! - [`options`], [`error`]: the public types; [`preflight`]: the agents' CLIs, checked
 //!   before a run; [`program`]: finding a profile's program.
 
@@ -31,9 +35,12 @@ mod decisions;
 mod emitter;
 mod end;
 mod error;
+mod expand;
 mod finish;
 mod gate;
 mod includes;
+mod merge;
+mod merge_prompt;
 mod options;
 mod output;
 pub mod preflight;
@@ -44,6 +51,7 @@ mod setup;
 mod start;
 mod state;
 mod step;
+mod versions;
 mod worktree;
 
 pub use decisions::{ApprovalRequest, Asker, Decision};

@@ -93,6 +93,29 @@ pub fn preflight(plan: &Plan) -> Result<Vec<String>, PreflightError> {
             );
         }
     }
+    // A merge agent runs only on a conflict: one that is not installed is a warning.
+    let merges = plan
+        .steps
+        .iter()
+        .filter_map(|s| Some((format!("step `{}`", s.id), s.merge.as_ref()?)))
+        .chain(
+            plan.merge
+                .as_ref()
+                .map(|m| ("the final merge".to_owned(), m)),
+        );
+    for (place, merge) in merges {
+        for name in &merge.agents {
+            let Some(profile) = plan.agents.get(name) else {
+                continue;
+            };
+            let program = program_of(profile);
+            if which(&program).is_none() {
+                warnings.push(format!(
+                    "{place}: merge agent `{name}` is not installed (`{program}` is not on PATH), so it cannot resolve a conflict there"
+                ));
+            }
+        }
+    }
     // An installed CLI that cannot run prompts at all (the legacy kimi stub, a Node too old).
     let mut broken: Vec<String> = Vec::new();
     let mut probed: Vec<String> = Vec::new();

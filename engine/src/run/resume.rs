@@ -106,6 +106,21 @@ pub async fn resume(
         Some(Approval::Refused { reason, .. }) => book.decide_final(Some(reason.clone())),
         _ => {}
     }
+    // A dynamic matrix whose upstream keeps its result has the same children again.
+    let kept = kept_results(&repo, &run, &plan, &info)?;
+    let (plan, expanded) = super::expand::expand_kept(&repo, plan, &kept);
+    for i in expanded {
+        done.push((
+            i,
+            StepRecord {
+                outcome: Outcome::Passed,
+                base,
+                commit: None,
+                output: String::new(),
+                cost_usd: Some(0.0),
+            },
+        ));
+    }
     for (i, step) in plan.steps.iter().enumerate() {
         let Some(seen) = info.steps.get(&step.id) else {
             continue;
@@ -175,4 +190,26 @@ pub async fn resume(
         started,
     )
     .await
+}
+
+/// The result commits of the steps that passed before and still have them, by id.
+fn kept_results(
+    repo: &Repo,
+    run: &str,
+    plan: &crate::plan::Plan,
+    info: &crate::history::RunInfo,
+) -> Result<std::collections::HashMap<String, Oid>, RunError> {
+    let mut kept = std::collections::HashMap::new();
+    for step in &plan.steps {
+        if info
+            .steps
+            .get(&step.id)
+            .and_then(|s| s.outcome)
+            .is_some_and(Outcome::ok)
+            && let Some(commit) = repo.find_ref(&refs::step_result(run, &step.id))?
+        {
+            kept.insert(step.id.clone(), commit);
+        }
+    }
+    Ok(kept)
 }

@@ -11,8 +11,9 @@ use tokio::task::JoinSet;
 
 use super::approval::{self, Applied, Gates, Look};
 use super::state::{Scope, Shared, StepRecord};
-use super::{Control, end, step};
+use super::{Control, end, expand, step};
 use crate::event::{Body, ErrorKind, Outcome, RunOutcome, SkipReason};
+use crate::plan::Plan;
 use crate::process;
 
 /// Starts steps as their needs end, at most `max_parallel` at once, until every step has ended
@@ -25,24 +26,8 @@ pub(super) async fn schedule(
 ) -> (RunOutcome, Option<String>) {
     let mut control = control;
     let mut draining = false;
-    let plan = shared.plan.clone();
-    let n = plan.steps.len();
-    let index: HashMap<&str, usize> = plan
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.as_str(), i))
-        .collect();
-    let needs: Vec<Vec<usize>> = plan
-        .steps
-        .iter()
-        .map(|s| {
-            s.needs
-                .iter()
-                .filter_map(|n| index.get(n.as_str()).copied())
-                .collect()
-        })
-        .collect();
+    let (mut plan, mut version) = (&*shared.plan, shared.plan.version());
+    let (mut n, mut index, mut needs) = graph(plan);
     let mut ended: Vec<Option<Outcome>> = vec![None; n];
     let mut gates = Gates::new();
     let mut look = Look::new();
@@ -65,6 +50,12 @@ pub(super) async fn schedule(
         if shared.emitter.failed() && !cancelled {
             cancelled = true;
         }
+        // A dynamic matrix expanded: its children join the schedule, its dependents need them.
+        if shared.plan.version() != version {
+            (plan, version) = (&*shared.plan, shared.plan.version());
+            (n, index, needs) = graph(plan);
+            ended.resize(n, None);
+        }
         // Skip what can no longer run; collect what is ready.
         let mut ready = Vec::new();
         let mut changed = true;
@@ -80,7 +71,8 @@ pub(super) async fn schedule(
                 if outcomes.iter().any(Option::is_none) {
                     continue;
                 }
-                if step.if_.is_none() {
+                // A dynamic step's `if` is its children's.
+                if step.if_.is_none() || step.dynamic.is_some() {
                     if let Some((j, o)) = needs[i]
                         .iter()
                         .zip(&outcomes)
@@ -140,7 +132,11 @@ pub(super) async fn schedule(
             started.insert(i);
             let passed = passed_needs(&needs[i], &ended);
             let shared = shared.clone();
-            let task = running.spawn(async move { step::run_step(shared, i, passed).await });
+            let task = if plan.steps[i].dynamic.is_some() {
+                running.spawn(expand::expand_step(shared, i))
+            } else {
+                running.spawn(async move { step::run_step(shared, i, passed).await })
+            };
             tasks.insert(task.id(), i);
         }
         // Nothing runs and no one is being asked: what waits for a person waits on (unless a
@@ -258,6 +254,28 @@ fn passed_needs(needs: &[usize], ended: &[Option<Outcome>]) -> Vec<usize> {
         .copied()
         .filter(|&j| ended[j].is_some_and(Outcome::ok))
         .collect()
+}
+
+/// The plan's step count, each step's index by id, and each step's needs by index.
+#[allow(clippy::type_complexity)]
+fn graph(plan: &Plan) -> (usize, HashMap<&str, usize>, Vec<Vec<usize>>) {
+    let index: HashMap<&str, usize> = plan
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let needs = plan
+        .steps
+        .iter()
+        .map(|s| {
+            s.needs
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    (plan.steps.len(), index, needs)
 }
 
 /// The step a joined task ran, and how it ended. A task that panicked or was aborted never

@@ -9,14 +9,15 @@ use git2::Oid;
 use tokio::sync::{mpsc, watch};
 
 use super::emitter::Emitter;
+use super::expand;
 use super::state::{Shared, StepRecord, Stops, Usage};
+use super::versions::Versions;
 use super::{RunError, RunOptions, RunRecord, RunSummary, finish, includes, preflight, scheduler};
 use crate::event::{Body, Event, Outcome, RunOutcome};
 use crate::git::{Repo, refs};
 use crate::journal::{self, Journal, RunLock};
 use crate::leftovers;
 use crate::plan::Plan;
-use crate::plan::compile::Upstream;
 use crate::process;
 
 fn state_error(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
@@ -195,10 +196,10 @@ pub(super) async fn execute(
             .unwrap_or_else(|e| Err(e.to_string()))
     };
 
-    let order_upstream = Upstream::new(
-        &plan.steps,
-        Some(&(0..plan.steps.len()).collect::<Vec<_>>()),
-    );
+    // Room for every step the run may have: dynamic matrices add their children as it goes.
+    let capacity = plan.capacity();
+    let expansions = expand::expansions(&plan);
+    let order_upstream = expand::upstream_of(&plan);
     let shared = Arc::new(Shared {
         repo: repo.clone(),
         run: run.clone(),
@@ -212,22 +213,22 @@ pub(super) async fn execute(
         emitter,
         network_wait: options.network_wait,
         // The steps listen to the run's own stop, which the user's cancel also turns on.
-        stops: Stops::new(plan.steps.len()),
+        stops: Stops::new(capacity),
         work: tokio::sync::Semaphore::new(plan.max_parallel.max(1)),
         no_cache: options.no_cache,
         records: Mutex::new({
-            let mut records = vec![None; plan.steps.len()];
+            let mut records = vec![None; capacity];
             for (i, record) in &done {
                 records[*i] = Some(record.clone());
             }
             records
         }),
-        upstream: order_upstream,
+        upstream: Versions::new(order_upstream, expansions),
         includes,
         usage: Mutex::new(Usage::default()),
         gates: Mutex::new(book),
         asker: options.approvals.clone(),
-        plan: Arc::new(plan),
+        plan: Versions::new(plan, expansions),
     });
     shared.emitter.emit(Body::RunStarted {
         mission: shared.plan.mission.clone(),

@@ -2,14 +2,15 @@
 //! each finished step's record, the stops (the run's and each step's), and the budget.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use git2::Oid;
 use tokio::sync::watch;
 
 use super::emitter::Emitter;
+use super::versions::Versions;
 use crate::event::{Outcome, Tokens};
 use crate::git::Repo;
 use crate::plan::Plan;
@@ -49,7 +50,8 @@ impl Scope {
 /// Everything the step tasks share.
 pub(crate) struct Shared {
     pub repo: Repo,
-    pub plan: Arc<Plan>,
+    /// The plan, grown as dynamic matrices are expanded (`run::expand`).
+    pub plan: Versions<Plan>,
     pub run: String,
     pub run_dir: PathBuf,
     /// Where fresh worktrees go: `<worktrees>/<repo-id>/<run>`.
@@ -68,8 +70,9 @@ pub(crate) struct Shared {
     /// finding a cached result takes no part of it.
     pub work: tokio::sync::Semaphore,
     pub no_cache: bool,
+    /// By plan index, for every step the run may have ([`Plan::capacity`]).
     pub records: Mutex<Vec<Option<StepRecord>>>,
-    pub upstream: Upstream,
+    pub upstream: Versions<Upstream>,
     /// The `.worktreeinclude` files and digests of their contents, read once at the start
     /// (they are part of the cache keys of the steps that can see them).
     pub includes: Result<Vec<(String, String)>, String>,

@@ -10,11 +10,11 @@ use git2::Oid;
 use super::attempt::{self, End};
 use super::blocking;
 use super::command::CommandWork;
-use super::end::finish;
-use super::state::Shared;
+use super::end::{StepEnd, finish, finish_with};
+use super::merge::{self, Merged};
+use super::state::{Scope, Shared};
 use super::{cached, chain};
 use crate::event::{Body, ErrorKind, Outcome, StepError};
-use crate::git::MergeOutcome;
 use crate::plan::Action;
 
 /// Runs step `i`, whose passed needs are `needs`, to its end; returns its outcome.
@@ -61,11 +61,11 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
             })
             .collect()
     };
-    let repo = shared.repo.clone();
     let run_base = shared.base;
-    let base = match blocking(move || repo.merge(run_base, &results)).await {
-        Ok(Ok(MergeOutcome::Merged(base))) => base,
-        Ok(Ok(MergeOutcome::Conflict { files, steps })) => {
+    let spec = step.merge.as_ref();
+    let base = match merge::merge(&shared, Scope::Step(i), spec, results).await {
+        Merged::Done(base) => base,
+        Merged::Conflict { files, steps } => {
             let message = format!(
                 "the results of steps {} change the same lines of {}",
                 steps
@@ -87,8 +87,43 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
                 Some((files, steps)),
             );
         }
-        Ok(Err(e)) => return fail(ErrorKind::Merge, e.to_string(), run_base, 0, None),
-        Err(e) => return fail(ErrorKind::Merge, e, run_base, 0, None),
+        // What the merge agents used is the failed step's.
+        Merged::Failed {
+            error,
+            attempts,
+            usage,
+        } => {
+            let end = StepEnd {
+                outcome: Outcome::Failed,
+                commit: None,
+                base: run_base,
+                attempts,
+                output: String::new(),
+                error: Some(error),
+                agent: usage.agent.clone(),
+                tokens: usage.tokens,
+                cost_usd: usage.cost(),
+                unpriced: usage.unpriced,
+                uncounted: usage.uncounted,
+                cached_from: None,
+                cached_cost_usd: None,
+            };
+            return finish_with(&shared, i, started, end);
+        }
+        Merged::Cancelled => {
+            let error = StepError::new(ErrorKind::Cancelled, shared.stops.reason());
+            return finish(
+                &shared,
+                i,
+                Outcome::Cancelled,
+                None,
+                run_base,
+                0,
+                started,
+                String::new(),
+                Some(error),
+            );
+        }
     };
     shared.emitter.emit(Body::StepReady {
         step: step.id.clone(),
@@ -155,7 +190,7 @@ pub(crate) async fn run_step(shared: Arc<Shared>, i: usize, needs: Vec<usize>) -
             let mut cancel = shared.stops.step_stop(i);
             let ended = attempt::drive(
                 &shared,
-                i,
+                &attempt::Target::step(&shared, i),
                 &mut held,
                 &logs,
                 base,

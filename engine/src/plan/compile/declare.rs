@@ -1,17 +1,19 @@
 //! Declared steps: each `[steps.<id>]` checked (its id, the `max_steps` cap) and expanded into
 //! its concrete children ([`Decl`], [`Child`]), whose ids must be short and distinct.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use indexmap::IndexMap;
 use toml::Spanned;
 
 use super::Compiler;
+use super::dynamic::{is_dynamic, max_children};
 use super::matrix::{Child, child_span, matrix_size};
 use crate::mission::diagnostics::{ErrorKind, MissionError};
 use crate::mission::model::Step;
-use crate::plan::ids::{MAX_ID_BYTES, shorten};
+use crate::plan::ids::{
+    ChildIdProblem, MAX_ID_BYTES, SAME_HELP, TOO_LONG_HELP, child_id_problems, shorten,
+};
 
 /// A declared step with its matrix children (one child, itself, when it has no matrix).
 pub(super) struct Decl<'m> {
@@ -20,12 +22,13 @@ pub(super) struct Decl<'m> {
     pub(super) step: &'m Spanned<Step>,
     pub(super) children: Vec<Child>,
     pub(super) is_matrix: bool,
+    /// A matrix read from an upstream step: its one child stands for the children.
+    pub(super) dynamic: Option<crate::plan::DynamicAxis>,
 }
 
 impl<'m> Compiler<'m> {
     pub(super) fn declare_steps(&mut self, max_steps: u64) -> Vec<Decl<'m>> {
         let mut decls = Vec::new();
-        let mut seen: HashMap<String, Range<usize>> = HashMap::new();
         let mut total: u64 = 0;
         let mut over = false;
         for (id, step) in &self.file.steps {
@@ -44,11 +47,17 @@ impl<'m> Compiler<'m> {
                 );
             }
             // Counted before expanding, so a huge matrix is refused without being built.
-            let count = step
+            // A matrix read from a step counts as the most children it may make.
+            let dynamic_count = step
                 .get_ref()
                 .matrix
                 .as_ref()
-                .map_or(1, |m| matrix_size(m.get_ref()));
+                .is_some_and(|m| is_dynamic(m.get_ref()));
+            let count = match &step.get_ref().matrix {
+                Some(_) if dynamic_count => max_children(step.get_ref()),
+                Some(m) => matrix_size(m.get_ref()),
+                None => 1,
+            };
             total = total.saturating_add(count);
             if total > max_steps && !over {
                 over = true;
@@ -72,11 +81,17 @@ impl<'m> Compiler<'m> {
                     )
                     .label(span, label)
                     .help(format!(
-                        "a matrix makes one step per combination of its axes' values: use fewer values, split the mission, or raise the cap with `max_steps = {}` at the top of the file",
+                        "{}, split the mission, or raise the cap with `max_steps = {}` at the top of the file",
+                        if dynamic_count {
+                            "a matrix read from a step counts as its `max_children` (default 50): lower it"
+                        } else {
+                            "a matrix makes one step per combination of its axes' values: use fewer values"
+                        },
                         total.min(u64::from(u32::MAX))
                     )),
                 );
             }
+            let mut dynamic = None;
             let (children, is_matrix) = match &step.get_ref().matrix {
                 None => (
                     vec![Child {
@@ -86,40 +101,49 @@ impl<'m> Compiler<'m> {
                     false,
                 ),
                 Some(_) if over => (Vec::new(), true),
+                Some(matrix) if is_dynamic(matrix.get_ref()) => {
+                    match self.dynamic_axis(id, step, matrix) {
+                        Some((axis, child)) => {
+                            dynamic = Some(axis);
+                            (vec![child], false)
+                        }
+                        None => (Vec::new(), true),
+                    }
+                }
                 Some(matrix) => (self.expand_matrix(id, matrix), true),
             };
-            for child in children.iter().filter(|c| c.id != *id) {
-                if child.id.len() > MAX_ID_BYTES {
-                    self.push(
-                        MissionError::new(
-                            ErrorKind::Matrix,
-                            format!("matrix child id `{}` is too long", shorten(&child.id)),
-                        )
-                        .label(
-                            child_span(step, &child.matrix),
-                            format!("{} bytes, more than {MAX_ID_BYTES}", child.id.len()),
-                        )
-                        .help("matrix values become part of step ids, which name worktrees, log files and branches: use shorter values (e.g. a short name, with the long text in `vars`)"),
-                    );
-                    break;
-                }
+            if !dynamic_count {
+                self.check_max_children(id, step.get_ref());
             }
-            for child in &children {
-                if child.id != *id {
-                    if let Some(first) = seen.get(&child.id) {
-                        let first = first.clone();
+            let matrix_children: &[Child] = if is_matrix { &children } else { &[] };
+            for problem in child_id_problems(matrix_children.iter().map(|c| c.id.as_str())) {
+                match problem {
+                    ChildIdProblem::TooLong(i) => {
+                        let child = &matrix_children[i];
+                        self.push(
+                            MissionError::new(
+                                ErrorKind::Matrix,
+                                format!("matrix child id `{}` is too long", shorten(&child.id)),
+                            )
+                            .label(
+                                child_span(step, &child.matrix),
+                                format!("{} bytes, more than {MAX_ID_BYTES}", child.id.len()),
+                            )
+                            .help(TOO_LONG_HELP),
+                        );
+                    }
+                    ChildIdProblem::Same(first, i) => {
+                        let (first, child) = (&matrix_children[first], &matrix_children[i]);
                         self.push(
                             MissionError::new(
                                 ErrorKind::Matrix,
                                 format!("two matrix children have the same id `{}`", child.id),
                             )
                             .label(child_span(step, &child.matrix), "this child's id")
-                            .label(first, "is also this one's")
-                            .help("matrix values become id characters (others turn into `-`): make the values differ in letters or digits"),
+                            .label(child_span(step, &first.matrix), "is also this one's")
+                            .help(SAME_HELP),
                         );
-                        continue;
                     }
-                    seen.insert(child.id.clone(), child_span(step, &child.matrix));
                 }
             }
             decls.push(Decl {
@@ -128,6 +152,7 @@ impl<'m> Compiler<'m> {
                 step,
                 children,
                 is_matrix,
+                dynamic,
             });
         }
         decls

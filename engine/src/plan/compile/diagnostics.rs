@@ -180,6 +180,11 @@ impl<'m> Compiler<'m> {
                 "undefined".to_owned(),
                 if matrix.is_empty() {
                     "this step has no `matrix`: add one, or remove the reference".to_owned()
+                } else if let Some((axis, _)) = matrix.iter().find(|(_, v)| v.is_null()) {
+                    // A matrix read from a step (its values are not known yet).
+                    format!(
+                        "its one axis is `{axis}`, read from a step: an object item's fields are `matrix.{axis}.{name}`"
+                    )
                 } else {
                     did_you_mean(name, matrix.keys().map(String::as_str), "the axes are")
                 },

@@ -13,11 +13,13 @@
 //! - `vars.rs`: `[vars]` values, and `--set` applied to them ([`SetError`]).
 //! - `agents.rs`: agent profiles, and a step's `agent` chain.
 //! - `declare.rs`: `[steps.<id>]` ids, the `max_steps` cap, matrix children's ids.
-//! - `matrix.rs`: a `matrix` expanded into its children.
+//! - `matrix.rs`: a `matrix` expanded into its children; `dynamic.rs`: a matrix read from an
+//!   upstream step (`{ from, file }`), checked here and expanded by the run (`plan::expand`).
 //! - `needs.rs`: `needs` resolved to steps, and cycles reported (found by `plan::dag`).
 //! - `steps.rs`: each concrete step's body and `[defaults]`: prompt or run, attempts, timeout,
 //!   gate, inputs.
 //! - `approvals.rs`: `approve` and `on_reject` (steps, `[defaults]`, the mission).
+//! - `merge.rs`: `merge = { agent, prompt, gate }` on a step or the mission.
 //! - `templates.rs`: every template parsed and tried on the context it will have at run time.
 //! - `diagnostics.rs`: why a template failed (undefined name, not upstream, did you mean), and
 //!   the span in the file of a problem inside a template string.
@@ -26,7 +28,9 @@ mod agents;
 mod approvals;
 mod declare;
 mod diagnostics;
+mod dynamic;
 mod matrix;
+mod merge;
 mod needs;
 mod settings;
 mod steps;
@@ -48,6 +52,7 @@ use crate::mission::{Mission, MissionFile};
 pub use super::dag::{Upstream, find_cycles, step_keys, topological_order};
 use super::ids::invalid_id;
 pub use super::ids::{MAX_ID_BYTES, is_valid_id};
+pub use dynamic::DEFAULT_MAX_CHILDREN;
 pub use vars::SetError;
 
 /// What shapes a plan besides its file, from the command line (or a run's record): built
@@ -186,8 +191,15 @@ impl<'m> Compiler<'m> {
         let setup = self.template(&mut templates, self.file.setup.as_ref(), Flavor::Shell);
         let setup_files = self.setup_files();
         let upstream = Upstream::new(&steps, acyclic.then_some(order.as_slice()));
-        self.check_step_templates(&mut templates, &decls, &steps, &upstream, &vars, &name);
+        let fields =
+            self.check_step_templates(&mut templates, &decls, &steps, &upstream, &vars, &name);
+        for (i, read) in fields {
+            if let Some(axis) = steps[i].dynamic.as_mut() {
+                axis.fields = read;
+            }
+        }
         self.check_mission_templates(&templates, &gate, &setup, &steps, &vars, &name);
+        let merge = self.mission_merge(&mut templates, &agents, &steps, &vars, &name);
 
         let approve = self.mission_approval();
         if !self.problems.is_empty() {
@@ -208,7 +220,13 @@ impl<'m> Compiler<'m> {
         }
         let used: HashSet<&str> = ordered
             .iter()
-            .flat_map(|s| s.agents().iter().map(String::as_str))
+            .flat_map(|s| {
+                s.agents()
+                    .iter()
+                    .chain(s.merge.iter().flat_map(|m| &m.agents))
+            })
+            .chain(merge.iter().flat_map(|m| &m.agents))
+            .map(String::as_str)
             .collect();
         let agents = agents
             .into_iter()
@@ -229,6 +247,7 @@ impl<'m> Compiler<'m> {
             agents,
             steps: ordered,
             approve,
+            merge,
             partial: false,
             templates,
         })

@@ -131,13 +131,20 @@ impl<'m> Compiler<'m> {
             let inputs: Option<Vec<String>> =
                 inputs.map(|i| i.iter().map(|s| s.get_ref().clone()).collect());
             let (approve, on_reject) = self.approval(d, step, &defaults);
-            let Some(action) = action else { continue };
             let need_ids: Vec<String> = resolved.iter().flat_map(|n| n.ids.clone()).collect();
+            // A step read from an upstream step's list may make several children.
+            let fans_out = resolved.iter().any(|n| decls[n.decl].dynamic.is_some());
+            let merge = self.step_merge(d.id, step.merge.as_ref(), &need_ids, fans_out, agents);
+            let Some(action) = action else { continue };
             for child in &d.children {
                 steps.push(PlanStep {
                     id: child.id.clone(),
                     declared: d.id.to_owned(),
-                    matrix: child.matrix.clone(),
+                    matrix: if d.dynamic.is_some() {
+                        IndexMap::new()
+                    } else {
+                        child.matrix.clone()
+                    },
                     action: action.clone(),
                     needs: need_ids.clone(),
                     if_: step.if_.as_ref().map(|e| e.get_ref().clone()),
@@ -150,6 +157,8 @@ impl<'m> Compiler<'m> {
                         == Some(crate::mission::WorktreeMode::Fresh),
                     approve: approve.clone(),
                     on_reject,
+                    dynamic: d.dynamic.clone(),
+                    merge: merge.clone(),
                 });
             }
         }

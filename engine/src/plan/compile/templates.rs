@@ -1,6 +1,7 @@
 //! Templates: each one parsed (shell ones checked for what they may not do), then tried against
 //! the context it will have at run time, with placeholders for what only the run knows.
-//! Why a render failed is explained by `compile::diagnostics`.
+//! Why a render failed is explained by `compile::diagnostics`. A dynamic matrix's item is a
+//! placeholder that takes any field; the fields its templates read are handed back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use toml::Spanned;
 
 use super::Compiler;
 use super::declare::Decl;
+use super::dynamic::placeholder_matrix;
 use crate::mission::diagnostics::{ErrorKind, MissionError};
 use crate::plan::dag::{Upstream, index_by_id, step_keys};
 use crate::plan::template::{self, Flavor, StepsContext, Templates};
@@ -83,7 +85,8 @@ impl<'m> Compiler<'m> {
         upstream: &Upstream,
         vars: &IndexMap<String, serde_json::Value>,
         mission: &str,
-    ) {
+    ) -> Vec<(usize, Vec<String>)> {
+        let mut items = Vec::new();
         let defaults = self.file.defaults.clone().unwrap_or_default();
         let placeholder = Some(template::placeholder_step());
         let no_values = Arc::new(HashMap::new());
@@ -120,6 +123,15 @@ impl<'m> Compiler<'m> {
                     .or(defaults.retry_prompt.as_ref())
             {
                 fields.push(("retry_prompt", r, Flavor::Text));
+            }
+            if let Some(merge) = &step.merge {
+                let merge = merge.get_ref();
+                if let Some(p) = &merge.prompt {
+                    fields.push(("merge.prompt", p, Flavor::Text));
+                }
+                if let Some(g) = &merge.gate {
+                    fields.push(("merge.gate", g, Flavor::Shell));
+                }
             }
             let parsed: Vec<_> = fields
                 .into_iter()
@@ -169,7 +181,14 @@ impl<'m> Compiler<'m> {
                     values: no_values.clone(),
                     default: placeholder.clone(),
                 });
-                let matrix = Value::from(minijinja::value::Serde(&child.matrix));
+                let matrix = match &d.dynamic {
+                    Some(axis) => {
+                        let item = placeholder_matrix(&axis.axis);
+                        items.push((i, item.clone()));
+                        template::map([(axis.axis.as_str(), Value::from_dyn_object(item))])
+                    }
+                    None => Value::from(minijinja::value::Serde(&child.matrix)),
+                };
                 for (field, value, flavor, t) in &parsed {
                     let mut ctx = base.clone();
                     ctx.push(("matrix", matrix.clone()));
@@ -211,6 +230,10 @@ impl<'m> Compiler<'m> {
                 }
             }
         }
+        items
+            .into_iter()
+            .map(|(i, item)| (i, item.fields()))
+            .collect()
     }
 
     pub(super) fn check_mission_templates(
@@ -261,7 +284,7 @@ pub(super) fn template_ref(value: &Spanned<String>) -> TemplateRef {
     }
 }
 
-fn base_context(
+pub(super) fn base_context(
     vars: &IndexMap<String, serde_json::Value>,
     mission: &str,
 ) -> Vec<(&'static str, Value)> {

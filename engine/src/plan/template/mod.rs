@@ -39,6 +39,7 @@ pub enum Flavor {
 }
 
 /// The parsed templates of a plan, by name, in their two environments.
+#[derive(Clone)]
 pub struct Templates {
     text: Environment<'static>,
     shell: Environment<'static>,
