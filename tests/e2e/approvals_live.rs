@@ -410,3 +410,20 @@ fn a_rejection_without_continuing_says_so_and_a_partial_decision_still_waits() {
         show.stdout
     );
 }
+
+#[test]
+fn ctrl_c_at_the_final_results_prompt_stops_the_run_and_it_still_waits() {
+    let env = repo("approve = \"Ship it?\"\n\n[steps.a]\nrun = \"echo a > a.txt\"\n");
+    let mut command = env.medley();
+    command.args(["run", "m", "--output", "tty"]);
+    let mut session = rexpect::session::spawn_command(command, Some(60_000)).unwrap();
+    session.exp_string("[l]eave waiting?").unwrap();
+    session.send_control('c').unwrap();
+    session.exp_string("run cancelled").unwrap();
+    session.exp_eof().unwrap();
+    assert_eq!(env.journal().last().unwrap()["outcome"], "cancelled");
+    assert!(env.result_branches().is_empty());
+    let out = env.run(&["approve", "@result", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(result_files(&env)["a.txt"], "a\n");
+}

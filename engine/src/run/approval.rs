@@ -427,6 +427,10 @@ pub(super) async fn final_result(
     };
     let (decision, by) = final_decision(shared, reply).await;
     match decision {
+        // Stopped at the prompt (Ctrl-C): the result still waits, for the next go.
+        Decision::Leave if *shared.cancelled.borrow() => {
+            Some((RunOutcome::Cancelled, Some("cancelled".to_owned())))
+        }
         Decision::Leave => waiting,
         Decision::Approve => {
             shared.emitter.emit(Body::ApprovalGiven { step: None, by });
@@ -444,15 +448,17 @@ pub(super) async fn final_result(
 }
 
 /// The decision on the final result, and who made it: at the prompt (`reply`), or in another
-/// terminal (which ends the prompt).
+/// terminal (which ends the prompt); left waiting when the run is stopped meanwhile.
 async fn final_decision(
     shared: &Arc<Shared>,
     reply: oneshot::Receiver<Decision>,
 ) -> (Decision, String) {
     let mut reply = reply;
     let mut look = Look::new();
+    let mut stop = shared.cancelled.clone();
     loop {
         tokio::select! {
+            () = crate::process::cancelled(&mut stop) => return (Decision::Leave, String::new()),
             decided = &mut reply => {
                 return (decided.unwrap_or(Decision::Leave), crate::history::who(&shared.repo));
             }

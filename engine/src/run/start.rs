@@ -228,6 +228,7 @@ pub(super) async fn execute(
         usage: Mutex::new(Usage::default()),
         gates: Mutex::new(book),
         asker: options.approvals.clone(),
+        cancelled: cancel.clone(),
         plan: Versions::new(plan, expansions),
     });
     shared.emitter.emit(Body::RunStarted {

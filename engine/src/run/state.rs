@@ -82,6 +82,9 @@ pub(crate) struct Shared {
     pub gates: Mutex<super::decisions::Book>,
     /// Where approval requests go, when a person is there to answer them.
     pub asker: Option<super::decisions::Asker>,
+    /// The user's cancel, as given: it still ends the final result's prompt once the schedule
+    /// (whose steps hear it through `stops`) is over.
+    pub cancelled: watch::Receiver<bool>,
 }
 
 /// What the run has used so far.
