@@ -192,7 +192,7 @@ fn mark(outcome: &str) -> &'static str {
         "skipped" => "⏭️",
         "cancelled" | "killed" => "⛔",
         "unfinished" | "running" => "⏳",
-        "waiting" => "✋",
+        "waiting" | "decided" => "✋",
         _ => "▫️",
     }
 }
