@@ -107,18 +107,17 @@ pub fn lookup_resolution(repo: &Repo, key: &str) -> Option<Resolution> {
     let dir = cache_dir(&repo.git_dir).join(MERGES);
     let text = fs_err::read_to_string(dir.join(format!("{key}.json"))).ok()?;
     let entry: Resolution = serde_json::from_str(&text).ok()?;
-    let pinned = repo.find_ref(&key_ref(&format!("{MERGES}/{key}"))).ok()??;
+    let pinned = repo
+        .find_ref(&crate::git::refs::cache_resolution(key))
+        .ok()??;
     (pinned.to_string() == entry.commit).then_some(entry)
 }
 
 /// Remembers an accepted resolution under `key`.
 pub fn store_resolution(repo: &Repo, key: &str, entry: &Resolution) -> Result<(), GitError> {
     let commit = Oid::from_str(&entry.commit).context(|| format!("parse {}", entry.commit))?;
-    repo.set_ref(
-        &key_ref(&format!("{MERGES}/{key}")),
-        commit,
-        "medley: cached resolution",
-    )?;
+    let name = crate::git::refs::cache_resolution(key);
+    repo.set_ref(&name, commit, "medley: cached resolution")?;
     write_record(&cache_dir(&repo.git_dir).join(MERGES), key, entry)
 }
 
@@ -262,7 +261,50 @@ pub fn volatile_names(source: &str) -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    /// A resolution is kept apart from step results: found by its key, not approved or
+    /// forgotten with a step's results, and gone when the cache is emptied.
+    #[test]
+    fn resolutions_are_kept_beside_results_and_cleared_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| crate::git::test_git(dir.path(), args);
+        git(&["init", "-q"]);
+        fs_err::write(dir.path().join("a.txt"), "a\n").unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "c"]);
+        let head = git(&["rev-parse", "HEAD"]).trim().to_owned();
+        let repo = Repo::discover(dir.path()).unwrap();
+        let resolution = Resolution {
+            run: "r1".into(),
+            step: "join".into(),
+            commit: head.clone(),
+            agent: "claude".into(),
+            cost_usd: Some(0.25),
+        };
+        assert_eq!(lookup_resolution(&repo, "k1"), None);
+        store_resolution(&repo, "k1", &resolution).unwrap();
+        assert_eq!(lookup_resolution(&repo, "k1"), Some(resolution.clone()));
+        // A step result under the same key is another entry.
+        assert_eq!(lookup(&repo, "k1"), None);
+        let entry = Entry {
+            run: "r1".into(),
+            step: "join".into(),
+            base: head.clone(),
+            commit: head,
+            output: String::new(),
+            cost_usd: None,
+            approved_by: None,
+        };
+        store(&repo, "k2", &entry).unwrap();
+        forget(&repo, "r1", "join");
+        assert_eq!(lookup(&repo, "k2"), None);
+        assert_eq!(lookup_resolution(&repo, "k1"), Some(resolution));
+        assert_eq!(clear(&repo).unwrap(), 2);
+        assert_eq!(lookup_resolution(&repo, "k1"), None);
+    }
 
     #[test]
     fn keys_change_with_every_part() {
