@@ -5,6 +5,11 @@
 //! to the step's `inputs` (the whole tree by default). Results are pinned under
 //! `refs/medley/cache/<key>` so `git gc` keeps them; `<git dir>/medley/cache/<key>.json`
 //! remembers which run made each and on which base.
+//!
+//! A merge agent's accepted resolution is cached the same way, apart from step results
+//! (`refs/medley/cache/merges/<key>`, `<git dir>/medley/cache/merges/<key>.json`): its key
+//! hashes the conflict (the trees of the ancestor and both sides), the rendered merge prompt,
+//! the merge's gate and setup, and its chain of agents as a step's key sees it.
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +41,22 @@ pub struct Entry {
     /// again); `None` while no one has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+}
+
+/// A cached resolution of a conflict: the merge commit a merge agent's accepted tree became.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// The run that made it.
+    pub run: String,
+    /// The step whose base it was (`_final`: the final merge).
+    pub step: String,
+    /// The merge commit (its parents are the two sides as they were in that run).
+    pub commit: String,
+    /// The agent whose resolution was accepted.
+    pub agent: String,
+    /// What the merge agents used on it (`null` when unknown).
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
 }
 
 /// What a key is made of.
@@ -76,6 +97,39 @@ fn cache_dir(git_dir: &Path) -> PathBuf {
 
 fn key_ref(key: &str) -> String {
     crate::git::refs::cache_entry(key)
+}
+
+/// Where resolutions are kept, beside (not among) step results.
+const MERGES: &str = "merges";
+
+/// The cached resolution of `key`, if its record and pinned commit are both there.
+pub fn lookup_resolution(repo: &Repo, key: &str) -> Option<Resolution> {
+    let dir = cache_dir(&repo.git_dir).join(MERGES);
+    let text = fs_err::read_to_string(dir.join(format!("{key}.json"))).ok()?;
+    let entry: Resolution = serde_json::from_str(&text).ok()?;
+    let pinned = repo
+        .find_ref(&crate::git::refs::cache_resolution(key))
+        .ok()??;
+    (pinned.to_string() == entry.commit).then_some(entry)
+}
+
+/// Remembers an accepted resolution under `key`.
+pub fn store_resolution(repo: &Repo, key: &str, entry: &Resolution) -> Result<(), GitError> {
+    let commit = Oid::from_str(&entry.commit).context(|| format!("parse {}", entry.commit))?;
+    let name = crate::git::refs::cache_resolution(key);
+    repo.set_ref(&name, commit, "medley: cached resolution")?;
+    write_record(&cache_dir(&repo.git_dir).join(MERGES), key, entry)
+}
+
+/// Writes `<dir>/<key>.json`.
+fn write_record(dir: &Path, key: &str, entry: &impl Serialize) -> Result<(), GitError> {
+    let io = |source| GitError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    fs_err::create_dir_all(dir).map_err(io)?;
+    let json = serde_json::to_string(entry).map_err(|e| io(std::io::Error::other(e)))?;
+    fs_err::write(dir.join(format!("{key}.json")), json).map_err(io)
 }
 
 /// The digest of a commit's tree narrowed to the paths matching `inputs` (globs): the tree id
@@ -140,14 +194,7 @@ pub fn lookup(repo: &Repo, key: &str) -> Option<Entry> {
 pub fn store(repo: &Repo, key: &str, entry: &Entry) -> Result<(), GitError> {
     let commit = Oid::from_str(&entry.commit).context(|| format!("parse {}", entry.commit))?;
     repo.set_ref(&key_ref(key), commit, "medley: cached result")?;
-    let dir = cache_dir(&repo.git_dir);
-    let io = |source| GitError::Io {
-        path: dir.clone(),
-        source,
-    };
-    fs_err::create_dir_all(&dir).map_err(io)?;
-    let json = serde_json::to_string(entry).map_err(|e| io(std::io::Error::other(e)))?;
-    fs_err::write(dir.join(format!("{key}.json")), json).map_err(io)
+    write_record(&cache_dir(&repo.git_dir), key, entry)
 }
 
 /// The keys of the cached results run `run`'s step `step` made.
@@ -193,7 +240,7 @@ pub fn forget(repo: &Repo, run: &str, step: &str) {
     }
 }
 
-/// Empties the cache; returns how many results it held.
+/// Empties the cache, resolutions too; returns how many results (and resolutions) it held.
 pub fn clear(repo: &Repo) -> Result<usize, GitError> {
     let count = repo.delete_refs(crate::git::refs::CACHE_PREFIX)?;
     let dir = cache_dir(&repo.git_dir);
@@ -214,7 +261,50 @@ pub fn volatile_names(source: &str) -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    /// A resolution is kept apart from step results: found by its key, not approved or
+    /// forgotten with a step's results, and gone when the cache is emptied.
+    #[test]
+    fn resolutions_are_kept_beside_results_and_cleared_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = |args: &[&str]| crate::git::test_git(dir.path(), args);
+        git(&["init", "-q"]);
+        fs_err::write(dir.path().join("a.txt"), "a\n").unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "c"]);
+        let head = git(&["rev-parse", "HEAD"]).trim().to_owned();
+        let repo = Repo::discover(dir.path()).unwrap();
+        let resolution = Resolution {
+            run: "r1".into(),
+            step: "join".into(),
+            commit: head.clone(),
+            agent: "claude".into(),
+            cost_usd: Some(0.25),
+        };
+        assert_eq!(lookup_resolution(&repo, "k1"), None);
+        store_resolution(&repo, "k1", &resolution).unwrap();
+        assert_eq!(lookup_resolution(&repo, "k1"), Some(resolution.clone()));
+        // A step result under the same key is another entry.
+        assert_eq!(lookup(&repo, "k1"), None);
+        let entry = Entry {
+            run: "r1".into(),
+            step: "join".into(),
+            base: head.clone(),
+            commit: head,
+            output: String::new(),
+            cost_usd: None,
+            approved_by: None,
+        };
+        store(&repo, "k2", &entry).unwrap();
+        forget(&repo, "r1", "join");
+        assert_eq!(lookup(&repo, "k2"), None);
+        assert_eq!(lookup_resolution(&repo, "k1"), Some(resolution));
+        assert_eq!(clear(&repo).unwrap(), 2);
+        assert_eq!(lookup_resolution(&repo, "k1"), None);
+    }
 
     #[test]
     fn keys_change_with_every_part() {

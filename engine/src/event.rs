@@ -376,6 +376,11 @@ pub enum Body {
         cost_usd: Option<f64>,
         ours: MergeSide,
         theirs: MergeSide,
+        /// The run whose cached resolution of this very conflict was reused (no agent ran:
+        /// `attempts` 0, `tokens` and `cost_usd` null, `agent` the one that resolved it then);
+        /// `null` when a merge agent resolved it in this run.
+        #[serde(default)]
+        cached_from: Option<String>,
     },
     /// Something the user should know that does not stop the run (e.g. a nested repository the
     /// snapshot holds as a gitlink, a result the cache could not keep, a CLI whose version could
@@ -474,9 +479,34 @@ mod tests {
                 cost_usd: Some(0.5),
                 ours: side("c1", "t1", "left"),
                 theirs: side("c2", "t2", "right"),
+                cached_from: None,
             },
-            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_resolved","step":"join","commit":"c3","agent":"claude","attempts":2,"tokens":{"input":10,"output":2},"cost_usd":0.5,"ours":{"commit":"c1","tree":"t1","steps":["left"]},"theirs":{"commit":"c2","tree":"t2","steps":["right"]}}"#,
+            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_resolved","step":"join","commit":"c3","agent":"claude","attempts":2,"tokens":{"input":10,"output":2},"cost_usd":0.5,"ours":{"commit":"c1","tree":"t1","steps":["left"]},"theirs":{"commit":"c2","tree":"t2","steps":["right"]},"cached_from":null}"#,
         );
+        pinned(
+            Body::MergeResolved {
+                step: "join".into(),
+                commit: "c4".into(),
+                agent: "claude".into(),
+                attempts: 0,
+                tokens: None,
+                cost_usd: None,
+                ours: side("c1", "t1", "left"),
+                theirs: side("c2", "t2", "right"),
+                cached_from: Some("r0".into()),
+            },
+            r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_resolved","step":"join","commit":"c4","agent":"claude","attempts":0,"tokens":null,"cost_usd":null,"ours":{"commit":"c1","tree":"t1","steps":["left"]},"theirs":{"commit":"c2","tree":"t2","steps":["right"]},"cached_from":"r0"}"#,
+        );
+        // A journal written before `cached_from` existed reads as a resolution made then.
+        let old = r#"{"v":1,"ts":"2026-01-01T00:00:00.000000Z","run":"r1","type":"merge_resolved","step":"join","commit":"c3","agent":"claude","attempts":2,"tokens":null,"cost_usd":null,"ours":{"commit":"c1","tree":"t1","steps":["left"]},"theirs":{"commit":"c2","tree":"t2","steps":["right"]}}"#;
+        let old: Event = serde_json::from_str(old).unwrap();
+        assert!(matches!(
+            old.body,
+            Body::MergeResolved {
+                cached_from: None,
+                ..
+            }
+        ));
         pinned(
             Body::AttemptFailed {
                 step: "join".into(),

@@ -22,15 +22,14 @@ fn example() -> String {
 
 const TASKS: &str = r#"[{"id": "lexer", "title": "Move the lexer to src/lexer.rs"}, {"id": "ast", "title": "Move the AST to src/ast.rs"}, {"id": "parser", "title": "Keep the parser in src/parser.rs"}]"#;
 
-/// claude (profile `planner`) plans, resolves the conflict, reviews, then (in the run again)
-/// resolves the same conflict the same way; codex (`worker`) is told by its prompt which task
+/// claude (profile `planner`) plans, resolves the conflict and reviews (the run again asks it
+/// nothing: the resolution is cached too); codex (`worker`) is told by its prompt which task
 /// it has: lexer and ast each add a line at the same place of `src/lib.rs`.
 fn script() -> String {
     format!(
         "claude: write tasks.json {TASKS}\n\
          claude: resolve src/lib.rs both\n\
          claude: write REVIEW.md Checked the three moves.\\n\n\
-         claude: resolve src/lib.rs both\n\
          codex[Move the lexer to src/lexer.rs]: write src/lexer.rs pub struct Lexer {{}}\\n; write src/lib.rs // lexer: src/lexer.rs\\n// parser: src/parser.rs\\n\n\
          codex[Move the AST to src/ast.rs]: write src/ast.rs pub enum Node {{}}\\n; write src/lib.rs // ast: src/ast.rs\\n// parser: src/parser.rs\\n\n\
          codex[Keep the parser in src/parser.rs]: write src/parser.rs pub fn parse() {{}}\\n\n"
@@ -159,23 +158,78 @@ fn the_readme_example_plans_three_tasks_resolves_the_workers_conflict_and_review
         out.stderr
     );
 
-    // Again: plan and the workers are reused, the conflict between their results comes back
-    // and the merge agent resolves it again (resolutions are not cached); resolved as before,
-    // review's base is the same, so review is reused too.
+    // Again, with nothing changed: plan and the workers are reused, their results conflict
+    // again, and the resolution is reused from the cache; review's base is the same tree, so
+    // review is reused too. No agent is called at all: nothing is paid for twice.
+    let first_run = events_of(&env, "run_started")[0]["run"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let again = env.run(&["run", "plan-split-review", "--output", "plain"]);
     assert_eq!(again.code, 0, "{}", again.stderr);
     for step in ["plan", "split.lexer", "split.ast", "split.parser", "review"] {
         assert_eq!(finished(&env, step)["outcome"], "cached", "{step}");
     }
-    assert_eq!(events_of(&env, "merge_resolved").len(), 1);
-    let more: Vec<serde_json::Value> = env.fake_calls().split_off(calls.len());
-    assert_eq!(more.len(), 1, "only the merge agent ran again: {more:?}");
+    assert_eq!(events_of(&env, "merge_conflict").len(), 1);
+    let reused = events_of(&env, "merge_resolved");
+    assert_eq!(reused.len(), 1, "{reused:?}");
+    assert_eq!(reused[0]["step"], "review");
+    assert_eq!(reused[0]["cached_from"], first_run.as_str());
+    assert_eq!(reused[0]["agent"], "planner");
+    assert_eq!(reused[0]["attempts"], 0);
+    assert!(reused[0]["tokens"].is_null(), "{reused:?}");
+    assert_eq!(
+        env.tree(reused[0]["commit"].as_str().unwrap())["src/lib.rs"],
+        RESOLVED
+    );
+    // This run's sides are its parents.
+    let parents = env.git(&[
+        "rev-list",
+        "--parents",
+        "-n",
+        "1",
+        reused[0]["commit"].as_str().unwrap(),
+    ]);
+    assert_eq!(
+        parents.split_whitespace().skip(1).collect::<Vec<_>>(),
+        [
+            reused[0]["ours"]["commit"].as_str().unwrap(),
+            reused[0]["theirs"]["commit"].as_str().unwrap()
+        ]
+    );
+    assert_eq!(
+        env.fake_calls().len(),
+        calls.len(),
+        "no agent was called again"
+    );
+    let prompts = newest_run_dir(&env).join("prompts");
+    let sent: Vec<_> = fs_err::read_dir(&prompts)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(sent.is_empty(), "no prompt was sent: {sent:?}");
     assert!(
-        more[0]["prompt"]
-            .as_str()
-            .unwrap()
-            .contains("keep what each of them added"),
-        "{more:?}"
+        again
+            .stderr
+            .contains(&format!("review: merge reused from run {first_run}")),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        events_of(&env, "step_started").is_empty(),
+        "nothing ran: {:?}",
+        events_of(&env, "step_started")
     );
     assert_eq!(env.tree(&env.result_branches()[1])["src/lib.rs"], RESOLVED);
+}
+
+/// The newest run's directory (`<git dir>/medley/runs/<run>`).
+fn newest_run_dir(env: &medley_tests::TestEnv) -> std::path::PathBuf {
+    let git_dir = env.git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]);
+    let mut runs: Vec<_> =
+        fs_err::read_dir(std::path::Path::new(git_dir.trim()).join("medley/runs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    runs.sort();
+    runs.pop().unwrap()
 }

@@ -369,3 +369,154 @@ fn a_resumed_run_asks_the_merge_agent_again() {
     let tree = env.tree(&env.result_branches()[0]);
     assert_eq!(tree["joined.txt"], "one\nleft\nright\nthree\n");
 }
+
+/// The run id of the newest run's journal.
+fn run_id(env: &medley_tests::TestEnv) -> String {
+    events_of(env, "run_started")[0]["run"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_resolution_is_reused_until_its_prompt_or_a_side_changes() {
+    // `vars.order` goes into the merge prompt, `vars.left` into the left side's change: either
+    // can change while the base stays the same.
+    let mission = format!(
+        "[vars]\norder = \"left first\"\nleft = \"left\"\n\n{}",
+        join_mission(
+            "merge = { agent = \"claude\", prompt = \"Keep both lines, {{ vars.order }}.\" }"
+        )
+        .replace("one\\\\nleft", "one\\\\n{{ vars.left }}")
+    );
+    let env = fake_env(
+        &["claude"],
+        "claude: resolve shared.txt both\n",
+        &[("missions/m.toml", &mission), BASE],
+    );
+    let calls = |env: &medley_tests::TestEnv| env.fake_calls().len();
+    let run = |args: &[&str]| {
+        let out = env.run(&[&["run", "m", "--output", "plain"], args].concat());
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out
+    };
+    let resolved = |env: &medley_tests::TestEnv| {
+        let all = events_of(env, "merge_resolved");
+        assert_eq!(all.len(), 1, "{all:?}");
+        all[0].clone()
+    };
+    run(&[]);
+    let first = run_id(&env);
+    assert_eq!(calls(&env), 1);
+    assert!(resolved(&env)["cached_from"].is_null());
+
+    // Nothing changed: the resolution is reused, no agent is asked.
+    let out = run(&[]);
+    assert_eq!(calls(&env), 1, "the merge agent was not asked again");
+    let reused = resolved(&env);
+    assert_eq!(reused["cached_from"], first.as_str());
+    assert_eq!(reused["attempts"], 0);
+    assert_eq!(reused["agent"], "claude");
+    assert!(
+        out.stderr
+            .contains(&format!("join: merge reused from run {first}")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        env.tree(&env.result_branches()[1])["joined.txt"],
+        "one\nleft\nright\nthree\n"
+    );
+
+    // `--no-cache` asks it again.
+    run(&["--no-cache"]);
+    assert_eq!(calls(&env), 2);
+    assert!(resolved(&env)["cached_from"].is_null());
+
+    // A changed merge prompt asks it again, and is reused in turn.
+    run(&["--set", "order=right first"]);
+    assert_eq!(calls(&env), 3);
+    assert!(resolved(&env)["cached_from"].is_null());
+    let prompt = env.fake_calls()[2]["prompt"].as_str().unwrap().to_owned();
+    assert!(prompt.contains("Keep both lines, right first."), "{prompt}");
+    let changed = run_id(&env);
+    run(&["--set", "order=right first"]);
+    assert_eq!(calls(&env), 3);
+    assert_eq!(resolved(&env)["cached_from"], changed.as_str());
+
+    // A changed side asks it again.
+    run(&["--set", "left=LEFT"]);
+    assert_eq!(calls(&env), 4);
+    assert!(resolved(&env)["cached_from"].is_null());
+    assert_eq!(
+        env.tree(env.result_branches().last().unwrap())["joined.txt"],
+        "one\nLEFT\nright\nthree\n"
+    );
+
+    // `medley clean --cache` forgets resolutions with results. Three were cached (the
+    // `--no-cache` run keeps none).
+    let pinned = env.git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/medley/cache/merges/",
+    ]);
+    assert_eq!(pinned.lines().count(), 3, "{pinned}");
+    let clean = env.run(&["clean", "--cache"]);
+    assert_eq!(clean.code, 0, "{}", clean.stderr);
+    let left = env.git(&["for-each-ref", "--format=%(refname)", "refs/medley/cache/"]);
+    assert_eq!(left, "", "every entry's ref is gone");
+    run(&[]);
+    assert_eq!(calls(&env), 5);
+    assert!(resolved(&env)["cached_from"].is_null());
+}
+
+#[test]
+fn a_step_with_cache_false_asks_its_merge_agent_every_run() {
+    let mission = join_mission("cache = false\nmerge = { agent = \"claude\" }");
+    let env = fake_env(
+        &["claude"],
+        "claude: resolve shared.txt both\n",
+        &[("missions/m.toml", &mission), BASE],
+    );
+    for n in 1..=2 {
+        let out = env.run(&["run", "m", "--output", "plain"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(env.fake_calls().len(), n);
+        assert!(events_of(&env, "merge_resolved")[0]["cached_from"].is_null());
+    }
+}
+
+#[test]
+fn the_final_merges_resolution_is_reused_on_a_rerun() {
+    let mission = "merge = { agent = \"claude\" }\n\n\
+         [steps.left]\nrun = \"printf 'one\\\\nleft\\\\nthree\\\\n' > shared.txt\"\n\n\
+         [steps.right]\nrun = \"printf 'one\\\\nright\\\\nthree\\\\n' > shared.txt\"\n";
+    let env = fake_env(
+        &["claude"],
+        "claude: resolve shared.txt both\n",
+        &[("missions/m.toml", mission), BASE],
+    );
+    let out = env.run(&["run", "m", "--output", "plain"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let first = run_id(&env);
+    assert_eq!(env.fake_calls().len(), 1);
+    let again = env.run(&["run", "m", "--output", "plain"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        env.fake_calls().len(),
+        1,
+        "the merge agent was not asked again"
+    );
+    let resolved = &events_of(&env, "merge_resolved")[0];
+    assert_eq!(resolved["step"], "_final");
+    assert_eq!(resolved["cached_from"], first.as_str());
+    assert!(
+        again
+            .stderr
+            .contains(&format!("merge reused from run {first}")),
+        "{}",
+        again.stderr
+    );
+    let tree = env.tree(env.result_branches().last().unwrap());
+    assert_eq!(tree["shared.txt"], "one\nleft\nright\nthree\n");
+}

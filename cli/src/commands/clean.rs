@@ -14,8 +14,8 @@ use crate::{CliError, Context, exit};
     long_about = "Remove the worktrees of ended runs and whatever killed runs left, and free the \
         pooled worktrees failed steps kept for a look; say how much disk the pool of warm \
         worktrees holds. With --pool, also remove that pool (the next run starts cold). With \
-        --cache, also empty the step cache. Live runs are never touched; running it twice is \
-        safe.\n\n\
+        --cache, also empty the step cache (step results and merge resolutions). Live runs are \
+        never touched; running it twice is safe.\n\n\
         With --runs, also remove each ended run's record (journal, logs, prompts), its hidden \
         refs and its result branch `medley/<mission>/<run>`, except:\n  \
         - the newest run of each mission (so `last` still names it): --all removes it too;\n  \
@@ -35,7 +35,7 @@ pub struct CleanArgs {
     /// With --runs, remove runs whose result was never applied, and stray result branches
     #[arg(long, requires = "runs")]
     pub force: bool,
-    /// Also empty the step cache
+    /// Also empty the step cache (step results and merge resolutions)
     #[arg(long)]
     pub cache: bool,
     /// Also remove the pool of warm worktrees (their build caches go with them)

@@ -426,6 +426,11 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
         }
         Body::MergeResolved {
             commit,
+            cached_from: Some(run),
+            ..
+        } => format!("{step}: merge reused from run {run} as {}", short(commit)),
+        Body::MergeResolved {
+            commit,
             agent,
             attempts,
             ..

@@ -1,6 +1,6 @@
 //! A conflict made concrete for a merge agent: the merge of two sides written as a commit whose
 //! conflicting files hold git's conflict markers, the check that a file still holds a full
-//! marker block, and the merge commit of an accepted resolution.
+//! marker block, and the merge commit of an accepted (or a cached) resolution.
 
 use std::path::Path;
 
@@ -83,6 +83,14 @@ impl Repo {
             .map(|c| c.tree_id())
             .context(|| format!("read commit {resolved}"))?;
         commit_tree(&repo, tree, &[sides.ours, sides.theirs], message)
+    }
+
+    /// The parents of a commit, in order.
+    pub fn parents_of(&self, commit: Oid) -> Result<Vec<Oid>> {
+        let repo = self.open()?;
+        repo.find_commit(commit)
+            .map(|c| c.parent_ids().collect())
+            .context(|| format!("read commit {commit}"))
     }
 
     /// The tree of a commit.

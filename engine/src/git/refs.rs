@@ -45,6 +45,12 @@ pub fn cache_entry(key: &str) -> String {
     format!("{ROOT}/cache/{key}")
 }
 
+/// A cached merge resolution's ref: `refs/medley/cache/merges/<key>` (under
+/// [`CACHE_PREFIX`], so emptying the cache removes it too).
+pub fn cache_resolution(key: &str) -> String {
+    format!("{ROOT}/cache/merges/{key}")
+}
+
 /// The prefix of every cache entry's ref.
 pub const CACHE_PREFIX: &str = "refs/medley/cache/";
 
@@ -90,6 +96,7 @@ mod tests {
         assert_eq!(step_result("r1", "fix.a"), "refs/medley/r1/steps/fix/a");
         assert_eq!(cache_entry("k"), "refs/medley/cache/k");
         assert!(cache_entry("k").starts_with(CACHE_PREFIX));
+        assert!(cache_resolution("k").starts_with(CACHE_PREFIX));
         assert_eq!(branch(&result_branch("m", "r1")), "refs/heads/medley/m/r1");
         assert!(branch(&result_branch("m", "r1")).starts_with(BRANCH_ROOT));
         assert_eq!(

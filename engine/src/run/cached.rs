@@ -17,6 +17,7 @@ use crate::event::Outcome;
 use crate::git::refs;
 use crate::plan::{Action, Flavor};
 
+/// The cache key of step `i` on `base`: its rendered action, gate and setup, what runs it,
 /// its base narrowed to its `inputs`, and the `.worktreeinclude` files it can see.
 pub(crate) async fn key(shared: &Arc<Shared>, i: usize, base: Oid) -> Result<String, String> {
     let step = &shared.plan.steps[i];
@@ -28,30 +29,10 @@ pub(crate) async fn key(shared: &Arc<Shared>, i: usize, base: Oid) -> Result<Str
             "command".to_owned(),
         ),
         Action::Agent { prompt, agents, .. } => {
-            let mut runner = Vec::new();
-            for name in agents {
-                let Some(profile) = shared.plan.agents.get(name).cloned() else {
-                    continue;
-                };
-                let version = blocking(move || runner_version(&profile)).await?;
-                let version = match version {
-                    Ok(version) => version,
-                    Err((program, why)) => {
-                        shared.emitter.warn(
-                            Some(&step.id),
-                            format!(
-                                "cannot learn the version of `{program}` (`--version`): {why}; its results are cached apart from those of a known version"
-                            ),
-                        );
-                        format!("unknown ({why})")
-                    }
-                };
-                let profile = shared.plan.agents.get(name);
-                runner.push(serde_json::json!({ "profile": profile, "version": version }));
-            }
+            let runner = runner(shared, Some(&step.id), agents).await?;
             (
                 render(shared, Scope::Step(i), prompt, Flavor::Text, 1, base, None).await?,
-                serde_json::to_string(&runner).unwrap_or_default(),
+                runner,
             )
         }
     };
@@ -83,6 +64,38 @@ pub(crate) async fn key(shared: &Arc<Shared>, i: usize, base: Oid) -> Result<Str
     }))
 }
 
+/// What runs a chain of agents, as a key part: each profile as the plan has it (runtime, model,
+/// args, env names) with its CLI's version. A step's chain and a merge's use this one key part;
+/// a version that cannot be learnt is a warning (for `step`) and a key of its own.
+pub(super) async fn runner(
+    shared: &Arc<Shared>,
+    step: Option<&str>,
+    agents: &[String],
+) -> Result<String, String> {
+    let mut runner = Vec::new();
+    for name in agents {
+        let Some(profile) = shared.plan.agents.get(name).cloned() else {
+            continue;
+        };
+        let version = blocking(move || runner_version(&profile)).await?;
+        let version = match version {
+            Ok(version) => version,
+            Err((program, why)) => {
+                shared.emitter.warn(
+                    step,
+                    format!(
+                        "cannot learn the version of `{program}` (`--version`): {why}; its results are cached apart from those of a known version"
+                    ),
+                );
+                format!("unknown ({why})")
+            }
+        };
+        let profile = shared.plan.agents.get(name);
+        runner.push(serde_json::json!({ "profile": profile, "version": version }));
+    }
+    Ok(serde_json::to_string(&runner).unwrap_or_default())
+}
+
 /// What decides a profile's results besides its settings: its CLI's version; for a `command`
 /// profile's own program (which may not know `--version`), its path and modification time;
 /// empty when it is not installed. A version that cannot be learnt is an error: the program,
@@ -103,7 +116,7 @@ fn runner_version(profile: &crate::plan::AgentSpec) -> Result<String, (String, S
 
 /// The `.worktreeinclude` files a step with `inputs` can see (all of them without `inputs`),
 /// as one digest of their paths and contents; empty when there are none.
-fn included_digest(
+pub(super) fn included_digest(
     includes: &Result<Vec<(String, String)>, String>,
     inputs: Option<&[String]>,
 ) -> Result<String, String> {

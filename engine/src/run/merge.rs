@@ -3,7 +3,8 @@
 //! found. With it, each conflict is checked out with git's markers in a pooled worktree, and
 //! the merge's chain of agents is driven by the attempt driver (attempts, retries with
 //! feedback, the next agent on failure) until one leaves no marker in the conflicting files
-//! and passes `merge.gate`. The resolution, a merge commit of both sides, is merged on.
+//! and passes `merge.gate`. The resolution, a merge commit of both sides, is merged on, and
+//! cached: the same conflict with the same prompt, gate and chain reuses it without an agent.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 use super::agent::AgentWork;
 use super::attempt::{self, End, Failure, FailureKind, Target, Verdict, Work};
 use super::blocking;
+use super::merge_cache;
 use super::program::{program_of, which};
 use super::state::{Scope, Shared};
 use crate::event::{Body, ErrorKind, FailReason, MergeSide, StepError, Tokens};
@@ -191,6 +193,22 @@ async fn resolve(
         Ok(p) => p,
         Err(e) => return fail(ErrorKind::Template, e, 0, Usage::default()),
     };
+    // A resolution cached for this very conflict, prompt, gate and chain is used again.
+    let key = match merge_cache::caching(shared, scope) {
+        true => merge_cache::key(shared, scope, spec, &prompt, sides, conflicted)
+            .await
+            .ok(),
+        false => None,
+    };
+    if let Some(key) = &key
+        && let Some((commit, entry)) = merge_cache::reuse(shared, key, sides).await
+    {
+        let usage = Usage {
+            agent: Some(entry.agent),
+            ..Usage::default()
+        };
+        return announce(shared, &id, 0, usage, commit, sides, Some(entry.run)).await;
+    }
     let target = Target {
         scope,
         id: id.clone(),
@@ -274,7 +292,8 @@ async fn resolve(
         match ended.end {
             End::Passed { commit, .. } => {
                 let _ = held.release(shared).await;
-                return resolved(shared, &id, attempts, usage, commit, sides).await;
+                let key = key.as_deref();
+                return resolved(shared, &id, attempts, usage, commit, sides, key).await;
             }
             End::Cancelled => {
                 let _ = held.release(shared).await;
@@ -312,7 +331,8 @@ fn last_reason(error: Option<&StepError>) -> FailReason {
     }
 }
 
-/// The accepted resolution `commit` made a merge commit of both sides, kept and announced.
+/// The accepted resolution `commit` made a merge commit of both sides, cached under `key`
+/// (when caching), kept and announced.
 async fn resolved(
     shared: &Arc<Shared>,
     id: &str,
@@ -320,41 +340,59 @@ async fn resolved(
     usage: Usage,
     commit: Oid,
     sides: &Sides,
+    key: Option<&str>,
 ) -> Resolution {
     let agent = usage.agent.clone().unwrap_or_default();
     let repo = shared.repo.clone();
-    let (s, run, name) = (
-        sides.clone(),
-        shared.run.clone(),
-        refs::merge_result(&shared.run, id),
-    );
+    let s = sides.clone();
     let message = format!(
-        "medley: merge of {} and {} (resolved by {agent})\n\nrun {run}",
+        "medley: merge of {} and {} (resolved by {agent})\n\nrun {}",
         sides.ours_label(),
-        sides.theirs_step
+        sides.theirs_step,
+        shared.run
     );
+    let merge = match blocking(move || repo.resolution(commit, &s, &message)).await {
+        Ok(Ok(merge)) => merge,
+        Ok(Err(e)) => return unkept(e.to_string(), attempts, usage),
+        Err(e) => return unkept(e, attempts, usage),
+    };
+    if let Some(key) = key {
+        merge_cache::store(shared, id, key, merge, &agent, usage.cost()).await;
+    }
+    announce(shared, id, attempts, usage, merge, sides, None).await
+}
+
+fn unkept(message: String, attempts: u32, usage: Usage) -> Resolution {
+    Resolution::Failed {
+        error: StepError::new(ErrorKind::State, message),
+        attempts,
+        usage,
+    }
+}
+
+/// The resolution's merge commit `merge` kept as the merge's ref, its usage accounted, and
+/// `merge_resolved` emitted (`cached_from`: the run whose resolution it reuses).
+async fn announce(
+    shared: &Arc<Shared>,
+    id: &str,
+    attempts: u32,
+    usage: Usage,
+    merge: Oid,
+    sides: &Sides,
+    cached_from: Option<String>,
+) -> Resolution {
+    let agent = usage.agent.clone().unwrap_or_default();
+    let repo = shared.repo.clone();
+    let (s, name) = (sides.clone(), refs::merge_result(&shared.run, id));
     let made = blocking(move || {
-        let merge = repo.resolution(commit, &s, &message)?;
         repo.set_ref(&name, merge, "medley: merge resolved")?;
-        Ok::<_, crate::git::GitError>((merge, repo.tree_of(s.ours)?, repo.tree_of(s.theirs)?))
+        Ok::<_, crate::git::GitError>((repo.tree_of(s.ours)?, repo.tree_of(s.theirs)?))
     })
     .await;
-    let (merge, ours_tree, theirs_tree) = match made {
+    let (ours_tree, theirs_tree) = match made {
         Ok(Ok(made)) => made,
-        Ok(Err(e)) => {
-            return Resolution::Failed {
-                error: StepError::new(ErrorKind::State, e.to_string()),
-                attempts,
-                usage,
-            };
-        }
-        Err(e) => {
-            return Resolution::Failed {
-                error: StepError::new(ErrorKind::State, e),
-                attempts,
-                usage,
-            };
-        }
+        Ok(Err(e)) => return unkept(e.to_string(), attempts, usage),
+        Err(e) => return unkept(e, attempts, usage),
     };
     shared.account(usage.tokens, usage.unpriced, usage.uncounted);
     shared.emitter.emit(Body::MergeResolved {
@@ -374,6 +412,7 @@ async fn resolved(
             tree: theirs_tree.to_string(),
             steps: vec![sides.theirs_step.clone()],
         },
+        cached_from,
     });
     Resolution::Resolved {
         commit: merge,

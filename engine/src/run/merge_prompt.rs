@@ -3,6 +3,7 @@
 //! files, the steps on each side, and for each step what it was asked to do, its final
 //! message and its changes against the common base.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -36,10 +37,46 @@ pub(crate) async fn build(
             .map_err(|e| format!("cannot render `merge.prompt`: {e}"))?,
         None => DEFAULT.to_owned(),
     };
+    let asked = first_prompts(shared, sides).await;
     let shared = shared.clone();
     let (files, sides) = (files.to_vec(), sides.clone());
     let gate = spec.gate.as_ref().map(|g| g.source.clone());
-    blocking(move || account(&shared, head, gate, &files, &sides)).await
+    blocking(move || account(&shared, head, gate, &files, &sides, &asked)).await
+}
+
+/// The first prompt of each agent step on either side: the one it was sent in this run, or,
+/// for a step that did not run in this run (its result cached or kept), its prompt rendered as
+/// its first attempt's would be, on its base. So the merge prompt is the same whether the
+/// steps ran or were reused, and a cached resolution of it can be found again.
+async fn first_prompts(shared: &Arc<Shared>, sides: &Sides) -> HashMap<String, String> {
+    let mut asked = HashMap::new();
+    let mut steps = sides.first_side();
+    steps.push(sides.theirs_step.clone());
+    for id in steps {
+        let Some(i) = shared.plan.steps.iter().position(|s| s.id == id) else {
+            continue;
+        };
+        let Action::Agent { prompt, .. } = &shared.plan.steps[i].action else {
+            continue;
+        };
+        if let Some(sent) = archived_prompt(shared, &id) {
+            asked.insert(id, sent);
+            continue;
+        }
+        let base = shared
+            .records
+            .lock()
+            .ok()
+            .and_then(|r| r.get(i).cloned().flatten())
+            .map(|r| r.base);
+        if let Some(base) = base
+            && let Ok(text) =
+                render(shared, Scope::Step(i), prompt, Flavor::Text, 1, base, None).await
+        {
+            asked.insert(id, text);
+        }
+    }
+    asked
 }
 
 fn account(
@@ -48,6 +85,7 @@ fn account(
     gate: Option<String>,
     files: &[String],
     sides: &Sides,
+    asked: &HashMap<String, String>,
 ) -> String {
     let mut text = head;
     let quoted = |names: &[String]| {
@@ -84,14 +122,15 @@ fn account(
     for (which, steps) in sides_list {
         let _ = write!(text, "\n# The {which} side: {}\n", quoted(&steps));
         for step in &steps {
-            describe(shared, &mut text, step, sides);
+            describe(shared, &mut text, step, sides, asked.get(step));
         }
     }
     text
 }
 
-/// What step `id` was asked, what it said, and its diff against the common base.
-fn describe(shared: &Shared, text: &mut String, id: &str, sides: &Sides) {
+/// What step `id` was asked (`asked`: its first prompt, else its template), what it said, and
+/// its diff against the common base.
+fn describe(shared: &Shared, text: &mut String, id: &str, sides: &Sides, asked: Option<&String>) {
     let _ = write!(text, "\n## Step `{id}`\n\n");
     let index = shared.plan.steps.iter().position(|s| s.id == id);
     let record = index.and_then(|i| {
@@ -103,7 +142,7 @@ fn describe(shared: &Shared, text: &mut String, id: &str, sides: &Sides) {
     });
     match index.map(|i| &shared.plan.steps[i].action) {
         Some(Action::Agent { prompt, .. }) => {
-            let asked = archived_prompt(shared, id).unwrap_or_else(|| prompt.source.clone());
+            let asked = asked.cloned().unwrap_or_else(|| prompt.source.clone());
             let _ = write!(text, "It was asked:\n\n{}\n\n", fenced(&asked, ""));
         }
         Some(Action::Command { run }) => {

@@ -20,7 +20,8 @@
 //! - [`approval`]: results that wait for a person (`approve`): asked about, decided, acted
 //!   on; [`decisions`]: what the run knows of decisions, and the requests a person answers.
 //! - [`merge`]: merging results (a step's needs, the leaves), a conflict resolved by the
-//!   `merge`'s agents; [`merge_prompt`]: what a merge agent is told.
+//!   `merge`'s agents; [`merge_prompt`]: what a merge agent is told; [`merge_cache`]:
+//!   resolutions cached and reused.
 //! - [`options`], [`error`]: the public types; [`preflight`]: the agents' CLIs, checked
 //!   before a run; [`program`]: finding a profile's program.
 
@@ -40,6 +41,7 @@ mod finish;
 mod gate;
 mod includes;
 mod merge;
+mod merge_cache;
 mod merge_prompt;
 mod options;
 mod output;
