@@ -411,7 +411,7 @@ pub fn line(event: &Event, color: bool) -> Option<String> {
         Body::MergeConflict { files, steps, .. } => {
             let who = if step.is_empty() { "final merge" } else { step };
             format!(
-                "{who}: merge conflict between {} in {}; asking the merge agent",
+                "{who}: merge conflict between {} in {}",
                 steps
                     .iter()
                     .map(|s| format!("`{s}`"))
