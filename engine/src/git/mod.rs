@@ -5,6 +5,11 @@
 //! so it is exactly what `git add` stores; worktrees are made with the `git` CLI, so their
 //! files are exactly what `git checkout` writes (filters, attributes, LFS). Every git process
 //! runs without git's repository-local environment (`env`).
+//!
+//! Where to look: [`snapshot`] (the run's base), `commit` (an attempt's tree committed),
+//! `merge` (results merged onto a base), `conflict` (a conflicted merge checked out for a merge
+//! agent, and its markers), [`refs`] (every ref's name), `worktree` (adding and removing
+//! worktrees), [`pool`] (warm worktrees), [`env`] (git's variables kept away).
 
 mod commit;
 mod conflict;
@@ -13,9 +18,10 @@ mod merge;
 pub mod pool;
 pub mod refs;
 pub mod snapshot;
+mod worktree;
+
 use commit::commit_tree;
 pub use commit::{Committed, clean_tree};
-mod worktree;
 
 pub use conflict::has_markers;
 pub use merge::{MergeOutcome, Sides};
