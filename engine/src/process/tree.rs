@@ -65,18 +65,25 @@ fn all_procs() -> Vec<Proc> {
         .collect()
 }
 
-/// medley's descendants: its children (the `children` files of its threads, where a child
-/// subreaper's orphans land too) and theirs, each read once: a step's tree without reading
-/// every process of the machine. `None` where the kernel keeps no `children` files.
-fn medleys_descendants() -> Option<Vec<Proc>> {
+/// The descendants of `leaders` (processes medley started) and medley's orphans, each read
+/// once: a step's tree without reading every process of the machine. `None` where the kernel
+/// keeps no `children` files.
+///
+/// A child is listed in the `children` file of the thread that started it; the only children
+/// medley did not start itself are orphans it adopted as a child subreaper, and Linux (since
+/// 3.19, `find_alive_thread`) hands those to the first live thread of the process, its main
+/// thread. So the main thread's file and the leaders are enough: the files of every other
+/// thread (a tokio runtime has many) need not be read.
+fn medleys_descendants(leaders: &[(i32, Option<u64>)]) -> Option<Vec<Proc>> {
     let me = rustix::process::getpid().as_raw_nonzero().get();
     let mut seen = std::collections::HashSet::new();
     let mut found = Vec::new();
     // A process that ends before its children are read hands them to medley: then medley's
     // own are read again, until a pass reads every process it meets.
     loop {
-        let mut stack: Vec<i32> = children_of(me)?
+        let mut stack: Vec<i32> = thread_children(me, me)?
             .into_iter()
+            .chain(leaders.iter().map(|(pid, _)| *pid))
             .filter(|pid| !seen.contains(pid))
             .collect();
         let mut lost = false;
@@ -99,6 +106,16 @@ fn medleys_descendants() -> Option<Vec<Proc>> {
             return Some(found);
         }
     }
+}
+
+/// The children that thread `tid` of process `pid` started (or adopted).
+fn thread_children(pid: i32, tid: i32) -> Option<Vec<i32>> {
+    let text = fs_err::read_to_string(format!("/proc/{pid}/task/{tid}/children")).ok()?;
+    Some(
+        text.split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+            .collect(),
+    )
 }
 
 /// The children of every thread of process `pid`.
@@ -180,7 +197,7 @@ impl Tree {
             // descendants are all there is to look at.
             let procs = match self.scan_all {
                 true => all_procs(),
-                false => medleys_descendants().unwrap_or_else(all_procs),
+                false => medleys_descendants(&self.leaders).unwrap_or_else(all_procs),
             };
             // A group is ours while its leader is the process started (same start time), or
             // gone: Linux never reuses a pid that is still some group's id.
