@@ -169,6 +169,17 @@ fn a_bad_list_fails_the_step_that_reads_it_naming_the_file_and_the_step() {
         );
         assert!(message.contains(why), "{list}: {message}");
         assert!(out.stderr.contains(why), "{list}: {}", out.stderr);
+        // Nothing of `split` ran: no log is offered, the run's steps are.
+        assert!(
+            !out.stderr.contains("medley logs"),
+            "{list}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("shows each step's outcome"),
+            "{list}: {}",
+            out.stderr
+        );
         assert!(events_of(&env, "steps_expanded").is_empty(), "{list}");
     }
     let out = env.run(&["run", "bad"]);

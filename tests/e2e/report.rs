@@ -469,6 +469,12 @@ fn a_cached_run_says_where_its_results_come_from() {
     );
 }
 
+/// What a step's section says of its approval.
+fn approval_of(doc: &Html, id: &str) -> String {
+    let approval = step(doc, id).select(&sel("p.approval")).next();
+    text(approval.unwrap_or_else(|| panic!("step {id} says nothing of an approval")))
+}
+
 #[test]
 fn a_result_waiting_for_a_person_and_the_decision_are_shown() {
     let env = env();
@@ -483,12 +489,7 @@ fn a_result_waiting_for_a_person_and_the_decision_are_shown() {
         outcomes(&doc),
         pairs(&[("plan", "waiting"), ("build", "not run")])
     );
-    let approval = text(
-        step(&doc, "plan")
-            .select(&sel("p.approval"))
-            .next()
-            .unwrap(),
-    );
+    let approval = approval_of(&doc, "plan");
     assert!(
         approval.starts_with("waits for a person's approval")
             && approval.ends_with("Is <the> plan sound?"),
@@ -508,15 +509,35 @@ fn a_result_waiting_for_a_person_and_the_decision_are_shown() {
         outcomes(&doc),
         pairs(&[("plan", "kept"), ("build", "passed")])
     );
-    let approval = text(
-        step(&doc, "plan")
-            .select(&sel("p.approval"))
-            .next()
-            .unwrap(),
-    );
+    let approval = approval_of(&doc, "plan");
     assert!(approval.starts_with("approved by "), "{approval}");
     let markdown = env.run(&["report", "--format", "markdown"]).stdout;
     assert!(markdown.contains("### Approvals"), "{markdown}");
+}
+
+#[test]
+fn the_final_results_approval_is_shown_with_the_run() {
+    let env = env();
+    env.repo(&[(
+        "missions/m.toml",
+        "approve = \"Ship it?\"\n\n[steps.a]\nrun = \"echo a > a.txt\"\n",
+    )]);
+    assert_eq!(env.run(&["run", "m"]).code, 3);
+    let (_, doc) = html(&env);
+    let fact = |doc: &Html| text(doc.select(&sel("dd.approval")).next().unwrap());
+    assert!(
+        fact(&doc).starts_with("waits for a person's approval") && fact(&doc).ends_with("Ship it?"),
+        "{}",
+        fact(&doc)
+    );
+    assert_eq!(env.run(&["approve", "@result"]).code, 0);
+    let (_, doc) = html(&env);
+    assert!(fact(&doc).starts_with("approved by "), "{}", fact(&doc));
+    let markdown = env.run(&["report", "--format", "markdown"]).stdout;
+    assert!(
+        markdown.contains("- the result: approved by "),
+        "{markdown}"
+    );
 }
 
 #[test]

@@ -21,6 +21,9 @@ struct Failed {
     /// The end of the output that made it fail.
     tail: Vec<String>,
     worktree: Option<String>,
+    /// It left logs: an attempt or its setup ran (a step that failed before either, such as
+    /// a fan-out whose list is bad, has none).
+    logged: bool,
 }
 
 /// Names a run for commands the user types: the shortest prefix of its id that names it.
@@ -111,6 +114,7 @@ impl Failures {
                         ),
                         tail: last_lines(output_tail),
                         worktree: None,
+                        logged: true,
                     };
                     let lines = self.details(&failed);
                     self.failed.push(failed);
@@ -136,11 +140,14 @@ impl Failures {
                     }
                     None => ("failed".to_owned(), Vec::new()),
                 };
+                let worktree = self.worktrees.get(step).cloned();
                 let failed = Failed {
                     step: Some(step.clone()),
                     what,
                     tail,
-                    worktree: self.worktrees.get(step).cloned(),
+                    logged: worktree.is_some()
+                        || error.as_ref().is_some_and(|e| e.kind == ErrorKind::Setup),
+                    worktree,
                 };
                 let lines = self.details(&failed);
                 self.failed.push(failed);
@@ -160,7 +167,9 @@ impl Failures {
     fn details(&self, failed: &Failed) -> Vec<String> {
         let mut lines: Vec<String> = failed.tail.iter().map(|l| format!("  | {l}")).collect();
         let step = failed.step.as_deref().unwrap_or("_final");
-        lines.push(format!("  whole log: `medley logs {} {step}`", self.run));
+        if failed.logged {
+            lines.push(format!("  whole log: `medley logs {} {step}`", self.run));
+        }
         if let Some(worktree) = &failed.worktree {
             lines.push(format!("  worktree kept at {worktree}"));
         }
@@ -200,11 +209,19 @@ impl Failures {
                 report_line(run),
             ],
             Some((RunOutcome::Failed, _)) => {
-                let step = self.failed.first().map_or("STEP".to_owned(), |f| {
-                    f.step.clone().unwrap_or_else(|| "_final".to_owned())
-                });
+                let logs = match self.failed.iter().find(|f| f.logged) {
+                    Some(f) => {
+                        let step = f.step.as_deref().unwrap_or("_final");
+                        format!("`medley logs {run} {step}` shows the whole output")
+                    }
+                    // Nothing that failed ran (e.g. a fan-out's list was bad): no log to read.
+                    None if self.failed.is_empty() => {
+                        format!("`medley logs {run} STEP` shows the whole output")
+                    }
+                    None => format!("`medley show {run}` shows each step's outcome"),
+                };
                 vec![
-                    format!("`medley logs {run} {step}` shows the whole output"),
+                    logs,
                     format!(
                         "`medley resume {run}` runs what did not pass again, keeping what passed"
                     ),

@@ -10,6 +10,15 @@ fn grace() -> Grace {
     }
 }
 
+/// The pid a test's command wrote to `path`.
+fn read_pid(path: &std::path::Path) -> i32 {
+    fs_err::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !fs_err::read_to_string(format!("/proc/{pid}/stat"))
@@ -79,11 +88,7 @@ async fn cancel_stops_the_group_and_leftovers_of_a_finished_command_are_stopped(
     }
     tx.send(true).unwrap();
     assert_eq!(task.await.unwrap(), Exit::Cancelled);
-    let pid: i32 = fs_err::read_to_string(&pids)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&pids);
     assert!(!alive(pid));
 
     // A command that exits at once but leaves a background process behind.
@@ -97,11 +102,7 @@ async fn cancel_stops_the_group_and_leftovers_of_a_finished_command_are_stopped(
         .await
         .unwrap();
     assert_eq!(exit, Exit::Code(0));
-    let pid: i32 = fs_err::read_to_string(&pids)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&pids);
     assert!(!alive(pid));
 }
 
@@ -125,11 +126,7 @@ async fn a_process_that_left_the_group_is_stopped_and_the_start_is_recorded() {
         .await
         .unwrap();
     assert_eq!(exit, Exit::Code(0));
-    let pid: i32 = fs_err::read_to_string(&pids)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&pids);
     assert!(!alive(pid), "the setsid sleeper outlived its command");
     let started = read_started(&record);
     assert_eq!(
@@ -210,11 +207,7 @@ async fn a_process_with_a_cleared_environment_whose_parent_ended_is_stopped() {
         .await
         .unwrap();
     assert_eq!(exit, Exit::Code(0));
-    let pid: i32 = fs_err::read_to_string(&pids)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pid = read_pid(&pids);
     let left = alive(pid);
     if left && let Some(p) = Pid::from_raw(pid) {
         let _ = rustix::process::kill_process(p, Signal::KILL);
