@@ -89,21 +89,29 @@ pub(super) struct Gates {
     asking: HashMap<usize, tokio::task::AbortHandle>,
 }
 
-/// The look for decisions made in another terminal, a few times a second.
-pub(super) struct Look(tokio::time::Interval);
+/// The look for decisions made in another terminal, a few times a second; none in a run whose
+/// mission asks no one (`medley approve` sends a request only for a result that waits).
+pub(super) struct Look(Option<tokio::time::Interval>);
 
 impl Look {
-    pub(super) fn new() -> Look {
-        let mut every = tokio::time::interval(LOOK_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Look(every)
+    pub(super) fn new(shared: &Shared) -> Look {
+        let plan = &*shared.plan;
+        let asks = plan.approve.is_some() || plan.steps.iter().any(|s| s.approve.is_some());
+        Look(asks.then(|| {
+            let mut every = tokio::time::interval(LOOK_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every
+        }))
     }
 
     /// The decisions made in another terminal, once there are some: where their requests
     /// lie. A cheap look, which takes nothing (dropped, nothing is lost).
     pub(super) async fn elsewhere(&mut self, shared: &Shared) -> Vec<PathBuf> {
+        let Some(every) = &mut self.0 else {
+            return std::future::pending().await;
+        };
         loop {
-            self.0.tick().await;
+            every.tick().await;
             let found = pending(shared).await;
             if !found.is_empty() {
                 return found;
@@ -454,7 +462,7 @@ async fn final_decision(
     reply: oneshot::Receiver<Decision>,
 ) -> (Decision, String) {
     let mut reply = reply;
-    let mut look = Look::new();
+    let mut look = Look::new(shared);
     let mut stop = shared.cancelled.clone();
     loop {
         tokio::select! {

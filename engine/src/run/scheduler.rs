@@ -30,7 +30,7 @@ pub(super) async fn schedule(
     let (mut n, mut index, mut needs) = graph(plan);
     let mut ended: Vec<Option<Outcome>> = vec![None; n];
     let mut gates = Gates::new();
-    let mut look = Look::new();
+    let mut look = Look::new(shared);
     let mut started: HashSet<usize> = HashSet::new();
     for i in gates.refused_before(shared) {
         ended[i] = Some(Outcome::Failed);
