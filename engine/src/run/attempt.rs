@@ -269,8 +269,7 @@ pub(crate) async fn drive<W: Work>(
             shared.run
         );
         let committed =
-            tokio::task::spawn_blocking(move || repo.commit_worktree(&path, parent, &message))
-                .await;
+            super::blocking(move || repo.commit_worktree(&path, parent, &message)).await;
         let crate::git::Committed {
             commit,
             files,
@@ -369,8 +368,7 @@ pub(crate) async fn drive<W: Work>(
         let repo = shared.repo.clone();
         let name = target.result_ref.clone();
         let kept =
-            tokio::task::spawn_blocking(move || repo.set_ref(&name, commit, "medley: step result"))
-                .await;
+            super::blocking(move || repo.set_ref(&name, commit, "medley: step result")).await;
         if let Ok(Err(e)) = kept {
             return Attempts::failed(attempt, StepError::new(ErrorKind::State, e.to_string()));
         }

@@ -160,7 +160,7 @@ pub(crate) async fn render(
 ) -> Result<String, String> {
     let shared = shared.clone();
     let template = template.clone();
-    tokio::task::spawn_blocking(move || {
+    super::blocking(move || {
         let context = render_context(&shared, scope, &template, attempt, base, failure)?;
         shared
             .plan
@@ -183,7 +183,7 @@ pub(crate) async fn render_shell(
 ) -> Result<crate::plan::template::ShellCommand, String> {
     let shared = shared.clone();
     let template = template.clone();
-    tokio::task::spawn_blocking(move || {
+    super::blocking(move || {
         let context = render_context(&shared, scope, &template, attempt, base, None)?;
         shared
             .plan

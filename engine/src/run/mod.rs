@@ -14,6 +14,7 @@
 //!   agents, or a race.
 //! - [`setup`] (`.worktreeinclude` and `setup`), [`gate`] (step and mission gates),
 //!   [`worktree`] (pooled or fresh worktrees), [`output`] (log tails, bounded stdout).
+//! - [`offload`]: blocking work off the runtime's workers, or on them when it is short.
 //! - [`state`]: what every step task shares (records, stops, budget); [`context`]: the
 //!   template context and rendering; [`emitter`]: events to the journal and the reporters.
 //! - [`finish`]: merging the leaves, the mission's gate, the result branch.
@@ -43,6 +44,7 @@ mod includes;
 mod merge;
 mod merge_cache;
 mod merge_prompt;
+mod offload;
 mod options;
 mod output;
 pub mod preflight;
@@ -63,11 +65,6 @@ pub use program::{program_of, which};
 pub use resume::resume;
 pub use start::{checked, run, worktrees_root};
 
-/// Runs blocking work (git, the disk) off the async runtime.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| e.to_string())
-}
+/// Runs blocking work (git, the disk) off the async runtime's workers, or on the worker when
+/// that work has been short ([`offload`]).
+pub(crate) use offload::blocking;

@@ -315,11 +315,11 @@ fn joined_step(
     }
 }
 
-/// Evaluates step `i`'s `if` off the async runtime (its context reads git).
+/// Evaluates step `i`'s `if` as blocking work (its context reads git).
 async fn eval_if(shared: &Arc<Shared>, i: usize, expression: &str) -> Result<bool, String> {
     let shared = shared.clone();
     let expression = expression.to_owned();
-    tokio::task::spawn_blocking(move || {
+    super::blocking(move || {
         let context = shared.context(Scope::Step(i), 1, shared.base, true)?;
         shared
             .plan
@@ -327,8 +327,7 @@ async fn eval_if(shared: &Arc<Shared>, i: usize, expression: &str) -> Result<boo
             .eval(&expression, &context)
             .map_err(|e| e.to_string())
     })
-    .await
-    .map_err(|e| e.to_string())?
+    .await?
 }
 
 fn skip(shared: &Shared, i: usize, reason: SkipReason) {

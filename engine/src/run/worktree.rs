@@ -85,7 +85,7 @@ impl Worktree {
                 run: shared.run.clone(),
                 step: step.to_owned(),
             };
-            let _ = tokio::task::spawn_blocking(move || (*lease).keep(kept)).await;
+            let _ = super::blocking(move || (*lease).keep(kept)).await;
         }
     }
 }
@@ -118,13 +118,16 @@ pub(crate) async fn acquire(
     }
 }
 
-async fn blocking<T: Send + 'static>(
+/// [`super::blocking`], known by this function's caller.
+#[track_caller]
+fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, GitError> + Send + 'static,
-) -> Result<T, GitError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| GitError::Io {
+) -> impl std::future::Future<Output = Result<T, GitError>> {
+    let done = super::blocking(work);
+    async move {
+        done.await.map_err(|e| GitError::Io {
             path: PathBuf::from("worktree"),
             source: std::io::Error::other(e),
         })?
+    }
 }
