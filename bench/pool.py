@@ -109,8 +109,12 @@ def main():
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "medley-cli"], cwd=ROOT, check=True)
     medley = os.path.join(ROOT, "target", "release", "medley")
     home = tempfile.mkdtemp(prefix="medley-bench-home-")
-    env = dict(os.environ, HOME=home, GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_NOSYSTEM="1")
-    env.pop("XDG_CACHE_HOME", None)
+    # A user's environment: a HOME of its own (no config in it), and none of git's variables
+    # that name other config files (with them, medley asks git about every snapshot).
+    env = dict(os.environ, HOME=home)
+    for name in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
+                 "GIT_CONFIG_NOSYSTEM"):
+        env.pop(name, None)
 
     n = 100
     repo = repo_with(10, noop_mission(n))

@@ -69,6 +69,12 @@ impl Repo {
 /// nothing modified, staged or untracked-not-ignored), as libgit2 sees it in memory; `None`
 /// when it is not, or libgit2 cannot tell (a split index, say): then git is asked.
 pub fn clean_tree(repo: &Repository) -> Option<(Oid, Oid)> {
+    clean_at(repo, true)
+}
+
+/// [`clean_tree`] of a working tree: with `write_stat`, the stat data of unchanged files is
+/// written back to its index (never for the user's own).
+pub(super) fn clean_at(repo: &Repository, write_stat: bool) -> Option<(Oid, Oid)> {
     if repo.state() != git2::RepositoryState::Clean {
         return None;
     }
@@ -83,7 +89,7 @@ pub fn clean_tree(repo: &Repository) -> Option<(Oid, Oid)> {
         // does), so the next look compares stat data instead of hashing every file whose
         // entry was racily clean (written in the same instant as the index). Only medley's own
         // worktrees are looked at this way.
-        .update_index(true);
+        .update_index(write_stat);
     let statuses = repo.statuses(Some(&mut options)).ok()?;
     statuses.is_empty().then(|| (head.id(), head.tree_id()))
 }

@@ -26,7 +26,7 @@ pub use commit::{Committed, clean_tree};
 pub use conflict::has_markers;
 pub use merge::{MergeOutcome, Sides};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -168,7 +168,24 @@ impl Repo {
     /// Finds the repository containing `cwd` as git does with none of its environment set: the
     /// working tree is the directory holding `.git` (a directory, or a file naming a separate
     /// git dir), or `core.worktree`. `GIT_DIR` and `GIT_WORK_TREE` are not read.
+    ///
+    /// git is asked once per directory in a process (a run asks for its CLI and for its
+    /// engine); a repository found is remembered, an error is not.
     pub fn discover(cwd: &Path) -> Result<Repo> {
+        static FOUND: std::sync::Mutex<BTreeMap<PathBuf, Repo>> =
+            std::sync::Mutex::new(BTreeMap::new());
+        let found = FOUND.lock().ok().and_then(|f| f.get(cwd).cloned());
+        if let Some(repo) = found.filter(|r| r.git_dir.is_dir()) {
+            return Ok(repo);
+        }
+        let repo = Repo::ask_git(cwd)?;
+        if let Ok(mut found) = FOUND.lock() {
+            found.insert(cwd.to_owned(), repo.clone());
+        }
+        Ok(repo)
+    }
+
+    fn ask_git(cwd: &Path) -> Result<Repo> {
         // libgit2 takes a separate git dir's parent for the working tree; git itself is asked.
         let out = command(cwd)
             .args([
@@ -297,6 +314,14 @@ impl Repo {
     /// differs. Touches no file, ref or index of the user's. `embedded` names nested
     /// repositories stored as gitlinks.
     pub fn snapshot(&self) -> Result<Snapshot> {
+        self.snapshot_with(libgit2_reads_gits_config())
+    }
+
+    /// [`Repo::snapshot`]; with `look`, a working tree that libgit2 (in memory, writing
+    /// nothing) finds clean is HEAD's without asking git. libgit2 says clean only when git
+    /// would: an edit it cannot judge (a filter it does not run, a split index) reads as
+    /// changed, and then `git add` decides.
+    fn snapshot_with(&self, look: bool) -> Result<Snapshot> {
         let repo = self.open()?;
         let head = match repo.head() {
             Ok(head) => head.peel_to_commit().context(|| "read HEAD".to_owned())?,
@@ -305,6 +330,12 @@ impl Repo {
             }
             Err(e) => return Err(e).context(|| "read HEAD".to_owned()),
         };
+        if look && commit::clean_at(&repo, false).is_some_and(|(at, _)| at == head.id()) {
+            return Ok(Snapshot {
+                commit: head.id(),
+                embedded: Vec::new(),
+            });
+        }
         let added = snapshot::add_all(&self.root, &repo.path().join("index"))?;
         let commit = if added.tree == head.tree_id() {
             head.id()
@@ -464,6 +495,27 @@ pub struct Snapshot {
     pub commit: Oid,
     /// Nested repositories stored as gitlinks, as `git add` stores them (their files are not
     /// in the snapshot).
+    pub embedded: Vec<String>,
+}
+
+/// Whether libgit2 reads the configuration git reads (what is ignored, line endings): not
+/// when git's environment names other config files, which libgit2 does not read.
+fn libgit2_reads_gits_config() -> bool {
+    [
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_SYSTEM",
+        "GIT_CONFIG_NOSYSTEM",
+    ]
+    .iter()
+    .all(|name| std::env::var_os(name).is_none())
+}
+
+/// A working tree's content as a tree in the object database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Added {
+    pub tree: Oid,
+    /// Nested repositories stored as gitlinks (their files are not in the tree), as `git add`
+    /// warns about them.
     pub embedded: Vec<String>,
 }
 

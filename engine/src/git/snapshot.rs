@@ -145,6 +145,79 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::no_commit_repo;
+    use crate::git::Repo;
+
+    /// Both ways of making a snapshot give what `git add -A` stores, and neither writes the
+    /// user's index: clean, with an untracked file, an ignored one, an edit, a staged edit.
+    #[test]
+    fn a_snapshot_is_git_adds_tree_whether_libgit2_looks_first_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let git = |args: &[&str]| crate::git::test_git(root, args);
+        git(&["init", "-q"]);
+        fs_err::write(root.join(".gitignore"), "target/\n").unwrap();
+        fs_err::write(root.join("a.txt"), "a\n").unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "c"]);
+        let repo = Repo::discover(root).unwrap();
+        let head = git(&["rev-parse", "HEAD"]).trim().to_owned();
+        let index = root.join(".git/index");
+        let tree = |commit: git2::Oid| git(&["rev-parse", &format!("{commit}^{{tree}}")]);
+        let check = |wanted_files: &str| {
+            let before = (
+                fs_err::read(&index).unwrap(),
+                fs_err::metadata(&index).unwrap().modified().unwrap(),
+            );
+            let looked = repo.snapshot_with(true).unwrap().commit;
+            let asked = repo.snapshot_with(false).unwrap().commit;
+            assert_eq!(tree(looked), tree(asked));
+            let files = git(&["ls-tree", "-r", "--name-only", &looked.to_string()]);
+            assert_eq!(files, wanted_files);
+            let after = (
+                fs_err::read(&index).unwrap(),
+                fs_err::metadata(&index).unwrap().modified().unwrap(),
+            );
+            assert!(before == after, "the user's index was written");
+            looked
+        };
+        assert_eq!(
+            check(".gitignore\na.txt\n").to_string(),
+            head,
+            "clean: HEAD itself"
+        );
+        fs_err::create_dir_all(root.join("target")).unwrap();
+        fs_err::write(root.join("target/out"), "built\n").unwrap();
+        assert_eq!(
+            check(".gitignore\na.txt\n").to_string(),
+            head,
+            "ignored files do not count"
+        );
+        fs_err::write(root.join("new.txt"), "new\n").unwrap();
+        assert_ne!(check(".gitignore\na.txt\nnew.txt\n").to_string(), head);
+        fs_err::remove_file(root.join("new.txt")).unwrap();
+        fs_err::write(root.join("a.txt"), "edited\n").unwrap();
+        assert_ne!(check(".gitignore\na.txt\n").to_string(), head);
+        git(&["add", "a.txt"]);
+        fs_err::write(root.join("a.txt"), "a\n").unwrap();
+        // Staged, then undone in the working tree: `git add -A` stores the working tree's.
+        assert_eq!(check(".gitignore\na.txt\n").to_string(), head);
+        // A sparse checkout: what is outside it stays in the snapshot.
+        fs_err::create_dir_all(root.join("docs")).unwrap();
+        fs_err::write(root.join("docs/d.txt"), "d\n").unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "docs"]);
+        git(&[
+            "sparse-checkout",
+            "set",
+            "--no-cone",
+            "/a.txt",
+            "/.gitignore",
+        ]);
+        assert!(!root.join("docs/d.txt").exists());
+        let head = git(&["rev-parse", "HEAD"]).trim().to_owned();
+        let files = ".gitignore\na.txt\ndocs/d.txt\n";
+        assert_eq!(check(files).to_string(), head);
+    }
 
     /// An edit in the same second as the index was written, keeping the file's size and mtime,
     /// is seen, as `git add` on the user's own index sees it.
