@@ -38,24 +38,12 @@ impl Repo {
             .find_commit(parent)
             .and_then(|c| c.tree())
             .context(|| format!("read commit {parent}"))?;
-        let new_tree = repo
-            .find_tree(added.tree)
-            .context(|| "read tree".to_owned())?;
-        let diff = repo
-            .diff_tree_to_tree(Some(&parent_tree), Some(&new_tree), None)
-            .context(|| "diff".to_owned())?;
-        if let Some(nested) = diff.deltas().find_map(|d| {
-            (d.new_file().mode() == git2::FileMode::Commit)
-                .then(|| {
-                    d.new_file()
-                        .path()
-                        .map(|p| p.to_string_lossy().into_owned())
-                })
-                .flatten()
-        }) {
-            return Err(GitError::NestedRepoInStep(nested));
-        }
-        let files = diff.deltas().len();
+        // The parent's own tree (a step that changed nothing) differs in no file.
+        let files = if parent_tree.id() == added.tree {
+            0
+        } else {
+            changed_files(&repo, &parent_tree, added.tree)?
+        };
         let commit = commit_tree(&repo, added.tree, &[parent], message)?;
         Ok(Committed {
             commit,
@@ -63,6 +51,27 @@ impl Repo {
             clean_at: clean.map(|(head, _)| head),
         })
     }
+}
+
+/// How many files `tree` changes from `parent_tree`; a nested repository it gained (a gitlink)
+/// is an error: its files could not be in the commit.
+fn changed_files(repo: &Repository, parent_tree: &git2::Tree<'_>, tree: Oid) -> Result<usize> {
+    let new_tree = repo.find_tree(tree).context(|| "read tree".to_owned())?;
+    let diff = repo
+        .diff_tree_to_tree(Some(parent_tree), Some(&new_tree), None)
+        .context(|| "diff".to_owned())?;
+    if let Some(nested) = diff.deltas().find_map(|d| {
+        (d.new_file().mode() == git2::FileMode::Commit)
+            .then(|| {
+                d.new_file()
+                    .path()
+                    .map(|p| p.to_string_lossy().into_owned())
+            })
+            .flatten()
+    }) {
+        return Err(GitError::NestedRepoInStep(nested));
+    }
+    Ok(diff.deltas().len())
 }
 
 /// A worktree's HEAD and its tree when the worktree is clean (no merge or rebase in progress,
