@@ -26,6 +26,7 @@ use git2::Oid;
 use serde::{Deserialize, Serialize};
 
 use super::{GitError, Repo, Result};
+use reset::{attributes_changed, clear_operation_state};
 
 /// The pool of one repository.
 #[derive(Debug, Clone)]
@@ -85,13 +86,16 @@ struct Held {
     leased: bool,
     /// What the last lease marked it clean at.
     clean: Option<Oid>,
+    /// Its state as this process last wrote or read it: while the lock is held no one else
+    /// writes it.
+    state: Option<SlotState>,
 }
 
 /// The slot locks this process holds, by lock file.
 static HELD: std::sync::Mutex<BTreeMap<PathBuf, Held>> = std::sync::Mutex::new(BTreeMap::new());
 
 /// Marks a slot free in this process when its lease ends (the file lock stays held), with
-/// what the lease marked it clean at.
+/// what the lease marked it clean at (a slot looked at but not handed out keeps its mark).
 #[derive(Debug)]
 struct Guard {
     lock: PathBuf,
@@ -105,6 +109,14 @@ impl Drop for Guard {
             held.leased = false;
             held.clean = self.clean;
         }
+    }
+}
+
+/// Remembers the state of a slot this process holds, as written or read.
+fn remember(lock: &Path, state: &SlotState) {
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(held) = held.get_mut(lock) {
+        held.state = Some(state.clone());
     }
 }
 
@@ -161,6 +173,8 @@ impl Pool {
         let mut free = free.into_iter();
         if let Some(mut lease) = free.next() {
             drop(free);
+            // Handed out: whatever runs in it ends its clean mark (the others keep theirs).
+            lease.guard.clean = None;
             if self.reset(&mut lease, base).is_ok() {
                 return self.touch(lease);
             }
@@ -322,14 +336,14 @@ impl Pool {
     /// Takes `slot`'s lock, or `None` when a lease (of this or another live process) holds it.
     fn try_lock(&self, slot: &str) -> Result<Option<Lease>> {
         let lock_path = self.dir.join(format!("{slot}.lock"));
-        let known_clean = {
+        let (known_clean, known_state) = {
             let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
             match held.get_mut(&lock_path) {
                 Some(Held { leased: true, .. }) => return Ok(None),
                 Some(held) => {
                     held.leased = true;
                     // A mark holds for the next lease only.
-                    held.clean.take()
+                    (held.clean.take(), held.state.clone())
                 }
                 None => {
                     let file = fs_err::OpenOptions::new()
@@ -356,21 +370,29 @@ impl Pool {
                             _file: file,
                             leased: true,
                             clean: None,
+                            state: None,
                         },
                     );
-                    None
+                    (None, None)
                 }
             }
         };
         let guard = Guard {
-            lock: lock_path,
-            clean: None,
+            lock: lock_path.clone(),
+            clean: known_clean,
         };
         let state_path = self.dir.join(format!("{slot}.json"));
-        let state = fs_err::read_to_string(&state_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+        let state = match known_state {
+            Some(state) => state,
+            None => {
+                let state: SlotState = fs_err::read_to_string(&state_path)
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default();
+                remember(&lock_path, &state);
+                state
+            }
+        };
         Ok(Some(Lease {
             path: self.dir.join(slot),
             slot: slot.to_owned(),
@@ -494,7 +516,9 @@ impl Lease {
             .map_err(io(&self.state_path))?;
         file.write_all(json.as_bytes())
             .and_then(|()| file.set_len(json.len() as u64))
-            .map_err(io(&self.state_path))
+            .map_err(io(&self.state_path))?;
+        remember(&self.guard.lock, &self.state);
+        Ok(())
     }
 
     /// Keeps the slot for a look after a failed step, until the next run of `kept.mission` (or
@@ -502,80 +526,6 @@ impl Lease {
     pub fn keep(mut self, kept: Kept) -> Result<()> {
         self.state.kept = Some(kept);
         self.save()
-    }
-}
-
-/// Whether the `.gitattributes` files that decide how the slot's files were written differ from
-/// the base's: between its HEAD (or the base it was last reset to) and `base`, or edited in
-/// the worktree. Decided in memory with libgit2; when libgit2 cannot read the worktree (e.g. a
-/// split index), by `git diff`.
-fn attributes_changed(slot: &Path, last: Option<&str>, base: Oid) -> bool {
-    let in_memory = || -> std::result::Result<bool, git2::Error> {
-        let repo = git2::Repository::open(slot)?;
-        let base_tree = repo.find_commit(base)?.tree()?;
-        let head = repo.head()?.peel_to_commit()?.id();
-        let mut olds = vec![head];
-        if let Some(last) = last.and_then(|l| Oid::from_str(l).ok()) {
-            olds.push(last);
-        }
-        for old in olds.into_iter().filter(|old| *old != base) {
-            let tree = repo.find_commit(old)?.tree()?;
-            let mut options = git2::DiffOptions::new();
-            options.pathspec("*.gitattributes");
-            if repo
-                .diff_tree_to_tree(Some(&tree), Some(&base_tree), Some(&mut options))?
-                .deltas()
-                .len()
-                > 0
-            {
-                return Ok(true);
-            }
-        }
-        let mut options = git2::StatusOptions::new();
-        options
-            .pathspec("*.gitattributes")
-            .include_untracked(true)
-            .include_ignored(false);
-        Ok(!repo.statuses(Some(&mut options))?.is_empty())
-    };
-    in_memory().unwrap_or_else(|_| {
-        let base = base.to_string();
-        git_in(
-            slot,
-            &["diff", "--quiet", "HEAD", &base, "--", "*.gitattributes"],
-        )
-        .is_err()
-            || git_in(slot, &["diff", "--quiet", "HEAD", "--", "*.gitattributes"]).is_err()
-    })
-}
-
-/// Removes what an interrupted merge, rebase, cherry-pick, revert or bisect left in a
-/// worktree's admin directory (`reset --hard` clears only some of it).
-fn clear_operation_state(worktree: &Path) {
-    let Some(admin) = fs_err::read_to_string(worktree.join(".git"))
-        .ok()
-        .and_then(|t| t.strip_prefix("gitdir:").map(|d| PathBuf::from(d.trim())))
-    else {
-        return;
-    };
-    for dir in ["rebase-merge", "rebase-apply", "sequencer"] {
-        let _ = fs_err::remove_dir_all(admin.join(dir));
-    }
-    for file in [
-        "MERGE_HEAD",
-        "MERGE_MSG",
-        "MERGE_MODE",
-        "AUTO_MERGE",
-        "CHERRY_PICK_HEAD",
-        "REVERT_HEAD",
-        "BISECT_LOG",
-        "BISECT_START",
-        "BISECT_NAMES",
-        "BISECT_TERMS",
-        "BISECT_EXPECTED_REV",
-        "BISECT_ANCESTORS_OK",
-    ] {
-        let _ = fs_err::remove_file(admin.join(file));
     }
 }
 
@@ -594,5 +544,6 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> GitError + '_ {
     }
 }
 
+mod reset;
 #[cfg(test)]
 mod tests;

@@ -353,6 +353,48 @@ fn a_clean_mark_spares_one_look_and_only_at_its_commit() {
     );
 }
 
+/// A slot's state is remembered by the process that holds it, as last written: a note saved
+/// under one lease is there at the next, and a slot looked at but not handed out (another
+/// was preferred) keeps its clean mark.
+#[test]
+fn a_held_slots_state_is_what_was_last_saved_and_an_unchosen_slot_keeps_its_mark() {
+    let f = fixture(&[
+        vec![Op::Write(0, "a".to_owned())],
+        vec![Op::Write(1, "b".to_owned())],
+    ]);
+    let (first, second) = (
+        Oid::from_str(&f.commits[0]).unwrap(),
+        Oid::from_str(&f.commits[1]).unwrap(),
+    );
+    let mut one = f.pool.lease(first, "m", "r").unwrap();
+    one.state.notes.insert("setup".to_owned(), "v1".to_owned());
+    one.save().unwrap();
+    one.state.notes.insert("setup".to_owned(), "v2".to_owned());
+    one.save().unwrap();
+    one.mark_clean(first);
+    let two = f.pool.lease(second, "m", "r").unwrap();
+    let (one_path, two_path) = (one.path.clone(), two.path.clone());
+    drop(one);
+    drop(two);
+    // Leased at `second`, the slot already there is preferred; `one`'s slot is looked at and
+    // passed over, and keeps its mark and its state.
+    let at_second = f.pool.lease(second, "m", "r").unwrap();
+    assert_eq!(at_second.path, two_path);
+    let again = f.pool.lease(first, "m", "r").unwrap();
+    assert_eq!(again.path, one_path);
+    assert_eq!(
+        again.state.notes.get("setup").map(String::as_str),
+        Some("v2")
+    );
+    assert_eq!(again.known_clean, Some(first), "the mark outlived a look");
+    drop(at_second);
+    drop(again);
+    // Handed out, the mark is spent.
+    let spent = f.pool.lease(first, "m", "r").unwrap();
+    assert_eq!(spent.path, one_path);
+    assert_eq!(spent.known_clean, None);
+}
+
 #[test]
 fn a_kept_slot_waits_for_the_next_run_of_its_mission() {
     let f = fixture(&[vec![Op::Write(0, "a".to_owned())]]);
