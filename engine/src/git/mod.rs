@@ -510,15 +510,6 @@ fn libgit2_reads_gits_config() -> bool {
     .all(|name| std::env::var_os(name).is_none())
 }
 
-/// A working tree's content as a tree in the object database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Added {
-    pub tree: Oid,
-    /// Nested repositories stored as gitlinks (their files are not in the tree), as `git add`
-    /// warns about them.
-    pub embedded: Vec<String>,
-}
-
 /// The tree of commit `oid`.
 fn tree_of(repo: &Repository, oid: Oid) -> Result<git2::Tree<'_>> {
     repo.find_commit(oid)
