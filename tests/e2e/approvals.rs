@@ -4,17 +4,21 @@
 //! prompt driven through a pseudo-terminal.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use medley_tests::TestEnv;
 
 use crate::env;
+use crate::resume::wait_for;
 
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-agent");
 
 /// A repository with `mission` as `missions/m.toml` and a git user who decides.
-fn repo(mission: &str) -> TestEnv {
-    let env = env();
+pub(crate) fn repo(mission: &str) -> TestEnv {
+    in_repo(env(), mission)
+}
+
+/// `env`'s repository with `mission` as `missions/m.toml` and a git user who decides.
+pub(crate) fn in_repo(env: TestEnv, mission: &str) -> TestEnv {
     env.repo(&[("missions/m.toml", mission), ("README.md", "# x\n")]);
     env.git(&["config", "user.name", "Ada"]);
     env.git(&["config", "user.email", "ada@example.com"]);
@@ -35,7 +39,7 @@ fn gated(approve: bool) -> String {
     )
 }
 
-fn types(journal: &[serde_json::Value]) -> Vec<String> {
+pub(crate) fn types(journal: &[serde_json::Value]) -> Vec<String> {
     journal
         .iter()
         .map(|e| {
@@ -50,7 +54,7 @@ fn has(journal: &[serde_json::Value], kind: &str, step: &str) -> bool {
 }
 
 /// The result branch's files, without the mission file (which differs between missions).
-fn result_files(env: &TestEnv) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn result_files(env: &TestEnv) -> std::collections::BTreeMap<String, String> {
     let branches = env.result_branches();
     assert_eq!(branches.len(), 1, "{branches:?}");
     let mut tree = env.tree(&branches[0]);
@@ -293,16 +297,6 @@ fn a_rejection_with_on_reject_retry_runs_the_agent_again_hearing_the_reason() {
         files["built.txt"], "v1\nv2\n",
         "the retry worked on top of the rejected result"
     );
-}
-
-fn wait_for(what: impl Fn() -> bool) {
-    for _ in 0..6000 {
-        if what() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("waited a minute in vain");
 }
 
 fn journal_of(env: &TestEnv) -> Option<PathBuf> {

@@ -4,25 +4,14 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::time::Duration;
 
 use medley_tests::TestEnv;
 
+use crate::approvals::{in_repo, repo, result_files, types};
 use crate::env;
+use crate::resume::wait_for;
 
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-agent");
-
-/// A repository with `mission` as `missions/m.toml` and a git user who decides.
-fn repo(mission: &str) -> TestEnv {
-    in_repo(env(), mission)
-}
-
-fn in_repo(env: TestEnv, mission: &str) -> TestEnv {
-    env.repo(&[("missions/m.toml", mission), ("README.md", "# x\n")]);
-    env.git(&["config", "user.name", "Ada"]);
-    env.git(&["config", "user.email", "ada@example.com"]);
-    env
-}
 
 /// A repository with [`live_mission`].
 fn live_repo(plan: &str, approve: bool) -> TestEnv {
@@ -53,26 +42,6 @@ fn live_mission(env: &TestEnv, plan: &str, approve: bool) -> String {
 }
 
 const PLAN: &str = "run = \"echo 'step one' > PLAN.md\"";
-
-fn wait_for(what: impl Fn() -> bool) {
-    for _ in 0..6000 {
-        if what() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("waited a minute in vain");
-}
-
-fn types(journal: &[serde_json::Value]) -> Vec<String> {
-    journal
-        .iter()
-        .map(|e| {
-            let step = e["step"].as_str().unwrap_or("-");
-            format!("{} {step}", e["type"].as_str().unwrap_or("?"))
-        })
-        .collect()
-}
 
 fn count(journal: &[serde_json::Value], kind: &str, step: &str) -> usize {
     let wanted = format!("{kind} {step}");
@@ -126,15 +95,6 @@ fn finish(env: &TestEnv, mut child: Child) -> (i32, String) {
     let status = child.wait().unwrap();
     let stderr = fs_err::read_to_string(outside(env).join("stderr.txt")).unwrap();
     (status.code().unwrap_or(-1), stderr)
-}
-
-/// The result branch's files, without the mission file.
-fn result_files(env: &TestEnv) -> std::collections::BTreeMap<String, String> {
-    let branches = env.result_branches();
-    assert_eq!(branches.len(), 1, "{branches:?}");
-    let mut tree = env.tree(&branches[0]);
-    tree.remove("missions/m.toml");
-    tree
 }
 
 fn run_starts(journal: &[serde_json::Value]) -> usize {

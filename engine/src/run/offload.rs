@@ -8,10 +8,10 @@
 //! holds up the runtime. Each kind of work is known by where it is called from, and keeps a
 //! moving average of how long it took; work never seen before goes to the pool.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Work whose recent runs averaged less than this runs on the worker.
@@ -19,19 +19,16 @@ const SHORT: Duration = Duration::from_micros(1000);
 
 /// How long each kind of work has been taking, in microseconds (a moving average, weighting
 /// the newest run a quarter).
-fn recent() -> &'static Mutex<HashMap<&'static Location<'static>, u64>> {
-    static RECENT: OnceLock<Mutex<HashMap<&'static Location<'static>, u64>>> = OnceLock::new();
-    RECENT.get_or_init(Mutex::default)
-}
+static RECENT: Mutex<BTreeMap<&'static Location<'static>, u64>> = Mutex::new(BTreeMap::new());
 
 fn is_short(site: &'static Location<'static>) -> bool {
-    let micros = recent().lock().ok().and_then(|r| r.get(site).copied());
+    let micros = RECENT.lock().ok().and_then(|r| r.get(site).copied());
     micros.is_some_and(|m| u128::from(m) < SHORT.as_micros())
 }
 
 fn took(site: &'static Location<'static>, elapsed: Duration) {
     let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    if let Ok(mut recent) = recent().lock() {
+    if let Ok(mut recent) = RECENT.lock() {
         let average = recent.entry(site).or_insert(micros);
         *average = (*average / 4).saturating_mul(3).saturating_add(micros / 4);
     }

@@ -220,6 +220,17 @@ struct Fixture {
     fresh: PathBuf,
 }
 
+/// A history of two commits (`a.txt` written, then `b.txt`), and their ids.
+fn two_commits() -> (Fixture, Oid, Oid) {
+    let f = fixture(&[
+        vec![Op::Write(0, "a".to_owned())],
+        vec![Op::Write(1, "b".to_owned())],
+    ]);
+    let first = Oid::from_str(&f.commits[0]).unwrap();
+    let second = Oid::from_str(&f.commits[1]).unwrap();
+    (f, first, second)
+}
+
 fn fixture(history: &[Vec<Op>]) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("repo");
@@ -321,14 +332,7 @@ fn two_leases_never_share_a_slot_and_a_dropped_one_is_reused() {
 
 #[test]
 fn a_clean_mark_spares_one_look_and_only_at_its_commit() {
-    let f = fixture(&[
-        vec![Op::Write(0, "a".to_owned())],
-        vec![Op::Write(1, "b".to_owned())],
-    ]);
-    let (first, second) = (
-        Oid::from_str(&f.commits[0]).unwrap(),
-        Oid::from_str(&f.commits[1]).unwrap(),
-    );
+    let (f, first, second) = two_commits();
     let mut lease = f.pool.lease(first, "m", "r").unwrap();
     lease.mark_clean(first);
     let slot = lease.path.clone();
@@ -358,14 +362,7 @@ fn a_clean_mark_spares_one_look_and_only_at_its_commit() {
 /// was preferred) keeps its clean mark.
 #[test]
 fn a_held_slots_state_is_what_was_last_saved_and_an_unchosen_slot_keeps_its_mark() {
-    let f = fixture(&[
-        vec![Op::Write(0, "a".to_owned())],
-        vec![Op::Write(1, "b".to_owned())],
-    ]);
-    let (first, second) = (
-        Oid::from_str(&f.commits[0]).unwrap(),
-        Oid::from_str(&f.commits[1]).unwrap(),
-    );
+    let (f, first, second) = two_commits();
     let mut one = f.pool.lease(first, "m", "r").unwrap();
     one.state.notes.insert("setup".to_owned(), "v1".to_owned());
     one.save().unwrap();
@@ -428,14 +425,7 @@ fn a_kept_slot_waits_for_the_next_run_of_its_mission() {
 
 #[test]
 fn a_half_reset_or_broken_slot_is_made_again() {
-    let f = fixture(&[
-        vec![Op::Write(0, "a".to_owned())],
-        vec![Op::Write(1, "b".to_owned())],
-    ]);
-    let (c0, c1) = (
-        Oid::from_str(&f.commits[0]).unwrap(),
-        Oid::from_str(&f.commits[1]).unwrap(),
-    );
+    let (f, c0, c1) = two_commits();
     let lease = f.pool.lease(c0, "m", "r2").unwrap();
     let path = lease.path.clone();
     drop(lease);
