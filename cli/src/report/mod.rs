@@ -80,10 +80,7 @@ impl Reporter {
             ..
         } = self
         {
-            let mut err = std::io::stderr().lock();
-            for line in follow.poll(None, false) {
-                let _ = writeln!(err, "{line}");
-            }
+            write_lines(&follow.poll(None, false));
         }
     }
 
@@ -95,31 +92,26 @@ impl Reporter {
                 failures,
                 follow,
             } => {
+                // An event's lines go out in one write (stderr is unbuffered).
+                let mut lines: Vec<String> = Vec::new();
                 if let Some(follow) = follow {
-                    let mut err = std::io::stderr().lock();
                     match &event.body {
                         Body::RunStarted { .. } => follow.start_run(&event.run),
                         Body::StepStarted { step, .. } => follow.start_step(step),
                         Body::GateStarted { step: None, .. } => follow.start_step("_final"),
                         Body::GateFinished { step: None, .. } => {
-                            for line in follow.poll(Some("_final"), true) {
-                                let _ = writeln!(err, "{line}");
-                            }
+                            lines.extend(follow.poll(Some("_final"), true));
                         }
                         // What a step wrote comes before the lines that judge it.
                         Body::StepFinished { step, .. } => {
-                            for line in follow.poll(Some(step), true) {
-                                let _ = writeln!(err, "{line}");
-                            }
+                            lines.extend(follow.poll(Some(step), true));
                         }
                         Body::GateFinished {
                             step: Some(step), ..
                         }
                         | Body::AttemptFailed { step, .. }
                         | Body::StepCommitted { step, .. } => {
-                            for line in follow.poll(Some(step), false) {
-                                let _ = writeln!(err, "{line}");
-                            }
+                            lines.extend(follow.poll(Some(step), false));
                         }
                         _ => {}
                     }
@@ -129,12 +121,10 @@ impl Reporter {
                     || !details.is_empty()
                     || matches!(event.body, Body::Warning { .. } | Body::RunFinished { .. });
                 if shown && let Some(line) = line(event, *color) {
-                    let mut err = std::io::stderr().lock();
-                    let _ = writeln!(err, "{line}");
-                    for detail in details {
-                        let _ = writeln!(err, "{detail}");
-                    }
+                    lines.push(line);
+                    lines.extend(details);
                 }
+                write_lines(&lines);
             }
             Reporter::Json => {
                 if let Ok(json) = serde_json::to_string(event) {
@@ -208,6 +198,16 @@ impl Reporter {
             let _ = std::io::stderr().lock().write_all(text.as_bytes());
         }
     }
+}
+
+/// Writes `lines` to stderr in one write.
+fn write_lines(lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let mut text = lines.join("\n");
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// A step's tokens, `in/out`, or "unknown" when its CLI reported none.

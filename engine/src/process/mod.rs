@@ -50,7 +50,7 @@ pub struct Spec {
     pub env_remove: Vec<String>,
     /// Where the started process is recorded (a run's `processes.jsonl`), so that what it
     /// leaves can be stopped after medley itself was killed.
-    pub record: Option<PathBuf>,
+    pub record: Option<Record>,
     /// Values masked as `***` in what is written to `stdout` and `stderr` (longest first).
     pub secrets: Vec<String>,
 }
@@ -256,15 +256,12 @@ fn copy_masked(
 /// Records, before a process starts, the marker it will have: a medley killed before it could
 /// record the pid leaves enough for what the process starts to be found.
 fn record_marker(spec: &Spec, marker: &str) {
-    if let Some(path) = &spec.record {
-        record_started(
-            path,
-            &Started {
-                pid: None,
-                start: None,
-                marker: marker.to_owned(),
-            },
-        );
+    if let Some(record) = &spec.record {
+        record.append(&Started {
+            pid: None,
+            start: None,
+            marker: marker.to_owned(),
+        });
     }
 }
 
@@ -282,8 +279,8 @@ fn started(spec: &Spec, child: &tokio::process::Child, marker: String) -> Tree {
         start: start_of(pid),
         marker,
     };
-    if let Some(path) = &spec.record {
-        record_started(path, &started);
+    if let Some(record) = &spec.record {
+        record.append(&started);
     }
     Tree::new(&[started])
 }
@@ -503,8 +500,8 @@ pub const MARKER: &str = "MEDLEY_PROCESS";
 mod record;
 mod tree;
 
-pub use record::{Started, read_started, stop_recorded};
-use record::{new_marker, record_started};
+use record::new_marker;
+pub use record::{Record, Started, read_started, stop_recorded};
 use tree::{Tree, start_of, stop_tree, tracker};
 pub use tree::{become_subreaper, group_alive};
 

@@ -1,7 +1,7 @@
 //! The record of what a run started (`processes.jsonl` in its directory), and stopping what a
 //! run that is no longer live left running.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Grace;
@@ -23,19 +23,55 @@ pub(super) fn new_marker() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Appends `started` to the record at `path` (one JSON object a line).
-pub(super) fn record_started(path: &Path, started: &Started) {
-    use std::io::Write as _;
-    let Ok(mut line) = serde_json::to_vec(started) else {
-        return;
-    };
-    line.push(b'\n');
-    if let Ok(mut file) = fs_err::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        let _ = file.write_all(&line);
+/// A run's record of the processes it starts, kept open while the run lasts: a run appends
+/// two lines for every process it starts.
+#[derive(Debug, Clone)]
+pub struct Record(std::sync::Arc<RecordFile>);
+
+#[derive(Debug)]
+struct RecordFile {
+    path: PathBuf,
+    file: std::sync::Mutex<Option<fs_err::File>>,
+}
+
+impl Record {
+    /// The record at `path`, created at the first line appended.
+    pub fn new(path: PathBuf) -> Record {
+        Record(std::sync::Arc::new(RecordFile {
+            path,
+            file: std::sync::Mutex::new(None),
+        }))
+    }
+
+    /// Removes the record (every process it names has ended); a line appended later starts
+    /// it again.
+    pub fn remove(&self) {
+        let mut file = self.0.file.lock().unwrap_or_else(|e| e.into_inner());
+        *file = None;
+        let _ = fs_err::remove_file(&self.0.path);
+    }
+
+    /// Appends `started` (one JSON object a line).
+    pub(super) fn append(&self, started: &Started) {
+        use std::io::Write as _;
+        let Ok(mut line) = serde_json::to_vec(started) else {
+            return;
+        };
+        line.push(b'\n');
+        let mut file = self.0.file.lock().unwrap_or_else(|e| e.into_inner());
+        if file.is_none() {
+            *file = fs_err::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.0.path)
+                .ok();
+        }
+        if let Some(open) = file.as_mut()
+            && open.write_all(&line).is_err()
+        {
+            // Opened again for the next line.
+            *file = None;
+        }
     }
 }
 

@@ -121,7 +121,7 @@ async fn a_process_that_left_the_group_is_stopped_and_the_start_is_recorded() {
         dir.path(),
         &log,
     );
-    spec.record = Some(record.clone());
+    spec.record = Some(Record::new(record.clone()));
     let exit = run(&spec, Duration::from_secs(60), &mut rx, grace())
         .await
         .unwrap();
@@ -141,14 +141,11 @@ async fn a_process_that_left_the_group_is_stopped_and_the_start_is_recorded() {
     // A record whose pid was reused by another process is never signalled.
     let me = std::process::id() as i32;
     let stale = dir.path().join("stale.jsonl");
-    record_started(
-        &stale,
-        &Started {
-            pid: Some(me),
-            start: start_of(me).map(|s| s + 1),
-            marker: "none".to_owned(),
-        },
-    );
+    Record::new(stale.clone()).append(&Started {
+        pid: Some(me),
+        start: start_of(me).map(|s| s + 1),
+        marker: "none".to_owned(),
+    });
     stop_recorded(&stale, grace());
     assert!(alive(me));
 }
@@ -213,4 +210,30 @@ async fn a_process_with_a_cleared_environment_whose_parent_ended_is_stopped() {
         let _ = rustix::process::kill_process(p, Signal::KILL);
     }
     assert!(!left, "the sleeper outlived its command");
+}
+
+#[test]
+fn a_record_stays_open_across_lines_and_starts_again_once_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("processes.jsonl");
+    let record = Record::new(path.clone());
+    let line = |marker: &str| Started {
+        pid: None,
+        start: None,
+        marker: marker.to_owned(),
+    };
+    record.append(&line("a"));
+    record.clone().append(&line("b"));
+    let markers = |path: &std::path::Path| -> Vec<String> {
+        read_started(path).into_iter().map(|s| s.marker).collect()
+    };
+    assert_eq!(markers(&path), ["a", "b"], "clones share one record");
+    record.remove();
+    assert!(!path.exists());
+    record.append(&line("c"));
+    assert_eq!(
+        markers(&path),
+        ["c"],
+        "a line after the removal is not lost"
+    );
 }

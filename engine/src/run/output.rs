@@ -45,10 +45,14 @@ pub(crate) fn tail(path: &Path, lines: usize, bytes: u64) -> String {
 /// last line that says so and where the whole output is.
 pub(crate) fn bounded_output(path: &Path) -> String {
     use std::io::Read as _;
+    // Most steps print nothing: one look at the size then.
+    let len = match fs_err::metadata(path) {
+        Ok(meta) if meta.len() > 0 => meta.len(),
+        _ => return String::new(),
+    };
     let Ok(file) = fs_err::File::open(path) else {
         return String::new();
     };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut buf = Vec::new();
     if file.take(OUTPUT_BYTES).read_to_end(&mut buf).is_err() {
         return String::new();

@@ -203,6 +203,7 @@ pub(super) async fn execute(
     let shared = Arc::new(Shared {
         repo: repo.clone(),
         run: run.clone(),
+        processes: crate::process::Record::new(run_dir.join(crate::leftovers::PROCESSES)),
         run_dir: run_dir.clone(),
         worktrees: worktrees_base.join(&run),
         pool: (!options.fresh_worktrees)
@@ -286,7 +287,7 @@ pub(super) async fn execute(
         let _ = tokio::task::spawn_blocking(move || pool.bound(max_parallel)).await;
     }
     // Every process it started has been stopped.
-    let _ = fs_err::remove_file(shared.processes());
+    shared.processes.remove();
     let usage = shared.usage.lock().map(|u| *u).unwrap_or_default();
     shared.emitter.emit(Body::RunFinished {
         outcome,

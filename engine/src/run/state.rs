@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub plan: Versions<Plan>,
     pub run: String,
     pub run_dir: PathBuf,
+    /// The record of every process the run starts (`processes.jsonl` in `run_dir`).
+    pub processes: crate::process::Record,
     /// Where fresh worktrees go: `<worktrees>/<repo-id>/<run>`.
     pub worktrees: PathBuf,
     /// The repository's pool of warm worktrees (`None` with `--fresh-worktrees`).
@@ -209,8 +211,8 @@ impl Shared {
     }
 
     /// Where the run records every process it starts.
-    pub(crate) fn processes(&self) -> PathBuf {
-        self.run_dir.join(crate::leftovers::PROCESSES)
+    pub(crate) fn processes(&self) -> crate::process::Record {
+        self.processes.clone()
     }
 
     /// A share of the run's `max_parallel` for step `i` to work with; `None` when the step was

@@ -146,7 +146,6 @@ impl Pool {
     /// of another mission, or of this run, are skipped; those an earlier run of `mission` kept
     /// are released (this is its next run).
     pub fn lease(&self, base: Oid, mission: &str, run: &str) -> Result<Lease> {
-        fs_err::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         let mut free: Vec<Lease> = Vec::new();
         for slot in self.slot_names()? {
             let Some(mut lease) = self.try_lock(&slot)? else {
@@ -184,6 +183,7 @@ impl Pool {
             return self.touch(lease);
         }
         // No free slot: a new one, under the first name no live lease holds.
+        fs_err::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         for n in 0.. {
             let slot = format!("s{n}");
             if self.dir.join(&slot).is_dir() {
