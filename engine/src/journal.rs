@@ -447,6 +447,12 @@ mod tests {
         assert!(lock.is_some());
         assert!(is_live(dir.path()));
         drop(lock);
+        // A process another test is starting at this moment shares the lock's open file
+        // until its exec closes it: the lock is free once that moment has passed.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while is_live(dir.path()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert!(!is_live(dir.path()));
     }
 
