@@ -35,15 +35,18 @@ pub(super) struct Proc {
 
 /// A small file of `/proc` whole. Its size reads as 0, so `read_to_string` would look at its
 /// metadata and then read it 32 bytes at a time; one read into a page-sized buffer does.
-fn read_proc(path: &str) -> Option<String> {
+fn read_proc(path: impl AsRef<std::path::Path>) -> Option<String> {
     use std::io::Read as _;
     let mut buf = Vec::with_capacity(4096);
-    fs_err::File::open(path).ok()?.read_to_end(&mut buf).ok()?;
+    fs_err::File::open(path.as_ref())
+        .ok()?
+        .read_to_end(&mut buf)
+        .ok()?;
     String::from_utf8(buf).ok()
 }
 
 fn proc_stat(pid: i32) -> Option<Proc> {
-    let stat = read_proc(&format!("/proc/{pid}/stat"))?;
+    let stat = read_proc(format!("/proc/{pid}/stat"))?;
     // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
     // stime cutime cstime priority nice threads itrealvalue starttime ...; comm may hold
     // spaces and parentheses.
@@ -119,7 +122,7 @@ fn medleys_descendants(leaders: &[(i32, Option<u64>)]) -> Option<Vec<Proc>> {
 
 /// The children that thread `tid` of process `pid` started (or adopted).
 fn thread_children(pid: i32, tid: i32) -> Option<Vec<i32>> {
-    let text = read_proc(&format!("/proc/{pid}/task/{tid}/children"))?;
+    let text = read_proc(format!("/proc/{pid}/task/{tid}/children"))?;
     Some(
         text.split_whitespace()
             .filter_map(|c| c.parse::<i32>().ok())
@@ -132,10 +135,7 @@ fn children_of(pid: i32) -> Option<Vec<i32>> {
     let tasks = fs_err::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut children = Vec::new();
     for task in tasks.flatten() {
-        let text = read_proc(&format!(
-            "/proc/{pid}/task/{}/children",
-            task.file_name().to_str()?
-        ))?;
+        let text = read_proc(task.path().join("children"))?;
         children.extend(
             text.split_whitespace()
                 .filter_map(|c| c.parse::<i32>().ok()),

@@ -361,7 +361,7 @@ async fn attempt_once(
         stderr: logs.join(format!("{name}.{attempt}.stderr")),
         // Nesting variables of a Claude Code session around medley (AGENTS.md 2.8).
         env_remove: vec!["CLAUDECODE".to_owned(), "CLAUDE_CODE_ENTRYPOINT".to_owned()],
-        record: Some(shared.processes()),
+        record: Some(shared.processes.clone()),
         secrets: shared.secrets.clone(),
     };
     let parser = Mutex::new(adapter.parser(previous));

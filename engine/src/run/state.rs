@@ -184,7 +184,7 @@ impl Shared {
         log: &Path,
     ) -> crate::process::Spec {
         let mut spec = crate::process::Spec::shell(&shell.command, worktree, log);
-        spec.record = Some(self.processes());
+        spec.record = Some(self.processes.clone());
         spec.secrets = self.secrets.clone();
         spec.env = self.step_env(step, worktree, attempt);
         spec.env.extend(shell.env);
@@ -208,11 +208,6 @@ impl Shared {
             ("MEDLEY_STEP".to_owned(), step.to_owned()),
             ("MEDLEY_ATTEMPT".to_owned(), attempt.to_string()),
         ]
-    }
-
-    /// Where the run records every process it starts.
-    pub(crate) fn processes(&self) -> crate::process::Record {
-        self.processes.clone()
     }
 
     /// A share of the run's `max_parallel` for step `i` to work with; `None` when the step was
